@@ -1,0 +1,83 @@
+"""``python -m mlops``: suites (regenerate GX suites from config), simulate (land upstream batches), demo."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+
+def _cmd_suites(args: argparse.Namespace) -> int:
+    from mlops.config import load_use_cases
+    from mlops.settings import load_settings
+    from mlops.validation import derive_suite, suite_path
+
+    settings = load_settings()
+    good, bad = load_use_cases(settings.config_dir)
+    for name, use_case in good.items():
+        path = suite_path(settings.config_dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(derive_suite(use_case), indent=2, sort_keys=True) + "\n"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                print(f"{path} is out of date with use_cases/{name}.yaml; run `python -m mlops suites`")
+                return 1
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    for err in bad.values():
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from mlops.config import get_use_case
+    from mlops.ingest import source_uri
+    from mlops.settings import load_settings
+    from mlops.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
+
+    from airflow.sdk import ObjectStoragePath
+
+    settings = load_settings()
+    use_case = get_use_case(args.use_case, settings.config_dir)
+    start = dt.date.fromisoformat(args.start)
+    drift = None
+    if args.drift_from:
+        drift = Drift(start=dt.date.fromisoformat(args.drift_from), **DEFAULT_DRIFT[args.use_case])
+    for i in range(args.days):
+        day = start + dt.timedelta(days=i)
+        data = make_batch_bytes(args.use_case, day, use_case.source.format, rows=args.rows, drift=drift, bad=args.bad)
+        path = ObjectStoragePath(source_uri(use_case, day, settings.landing_uri))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        print(f"landed {len(data)} bytes at {path}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mlops.demo import run_demo
+
+    return run_demo(days=args.days, rows=args.rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("suites", help="regenerate config/expectations/*.json from the use-case configs")
+    p.add_argument("--check", action="store_true", help="fail if a stored suite differs from its config")
+    p.set_defaults(func=_cmd_suites)
+    p = sub.add_parser("simulate", help="land simulated upstream batches in the landing location")
+    p.add_argument("use_case")
+    p.add_argument("--start", required=True)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--rows", type=int, default=2000)
+    p.add_argument("--drift-from", default=None)
+    p.add_argument("--bad", default=None)
+    p.set_defaults(func=_cmd_simulate)
+    p = sub.add_parser("demo", help="run the whole loop on the embedded default and print a summary")
+    p.add_argument("--days", type=int, default=28)
+    p.add_argument("--rows", type=int, default=3000)
+    p.set_defaults(func=_cmd_demo)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,316 @@
+"""Use cases as configuration: one YAML file per use case under ``config/use_cases/``.
+
+A use case declares its source, schema, expectations, features, model, split, promotion gate,
+scoring, drift rules and schedules. Everything is validated on load; a bad file raises
+:class:`ConfigError` naming the file, the key and the problem, and only that use case is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+ColumnType = Literal["int", "float", "str", "category", "datetime", "bool"]
+ESTIMATOR_MODULES = frozenset(
+    {"sklearn.ensemble", "sklearn.linear_model", "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.naive_bayes"}
+)
+
+
+class ConfigError(ValueError):
+    """A use-case file is invalid; the message names the file, the key and the problem."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        self.path, self.key, self.problem = str(path), key, problem
+        super().__init__(f"{path}: {key}: {problem}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    type: ColumnType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    # Severity of the value checks (range, category set, nulls) for this column.
+    severity: Literal["error", "warning"] = "error"
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnSpec:
+        if self.type == "category" and not self.values:
+            raise ValueError("a 'category' column needs 'values'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class SourceSpec(_Strict):
+    kind: Literal["files", "sql"] = "files"
+    format: Literal["csv", "parquet"] = "csv"
+    # Files: a URI template; {landing} is MLOPS_LANDING_URI, {interval} the day (YYYY-MM-DD).
+    uri: str | None = None
+    # SQL: a query through an Airflow connection; {interval_start}/{interval_end} are filled in.
+    conn_id: str | None = None
+    query: str | None = None
+    # What a missing batch does: fail at once, or wait (sensor) up to wait_timeout_minutes.
+    on_missing: Literal["fail", "wait"] = "fail"
+    wait_timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSpec:
+        if self.kind == "files" and not self.uri:
+            raise ValueError("a 'files' source needs 'uri'")
+        if self.kind == "files" and self.uri and "{interval}" not in self.uri:
+            raise ValueError("'uri' must contain {interval}")
+        if self.kind == "sql" and not (self.conn_id and self.query):
+            raise ValueError("a 'sql' source needs 'conn_id' and 'query'")
+        return self
+
+
+class SchemaSpec(_Strict):
+    entity: str
+    event_time: str
+    target: str
+    # Labels become known this many days after the event (point-in-time training uses only known ones).
+    label_delay_days: int = Field(default=0, ge=0, le=365)
+    columns: dict[str, ColumnSpec]
+
+    @model_validator(mode="after")
+    def _check(self) -> SchemaSpec:
+        for key in ("entity", "event_time", "target"):
+            col = getattr(self, key)
+            if col not in self.columns:
+                raise ValueError(f"{key} column {col!r} is not declared in 'columns'")
+        if self.columns[self.event_time].type != "datetime":
+            raise ValueError(f"event_time column {self.event_time!r} must have type 'datetime'")
+        return self
+
+
+class ExpectationsSpec(_Strict):
+    min_rows: int = Field(default=1, ge=1)
+    max_rows: int | None = None
+
+
+FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week"]
+
+
+class FeatureSpec(_Strict):
+    name: str
+    transform: FeatureTransform
+    inputs: list[str]
+    # clip bounds
+    lower: float | None = None
+    upper: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureSpec:
+        arity = {"ratio": 2}.get(self.transform, 1)
+        if len(self.inputs) != arity:
+            raise ValueError(f"transform {self.transform!r} takes {arity} input(s), got {len(self.inputs)}")
+        return self
+
+
+class ModelSpec(_Strict):
+    estimator: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_known(cls, value: str) -> str:
+        # Checked without importing scikit-learn: configs are loaded at DAG parse time.
+        module, _, name = value.rpartition(".")
+        if module not in ESTIMATOR_MODULES or not name.isidentifier() or not name[0].isupper():
+            raise ValueError(
+                f"estimator {value!r} must be a scikit-learn class in one of {sorted(ESTIMATOR_MODULES)}"
+            )
+        return value
+
+
+class SplitSpec(_Strict):
+    strategy: Literal["time", "random"] = "time"
+    validation: float = Field(default=0.15, gt=0, lt=0.5)
+    holdout: float = Field(default=0.15, gt=0, lt=0.5)
+
+
+class TrainingSpec(_Strict):
+    window_days: int = Field(default=28, ge=1)
+    schedule: str | None = None
+    on_new_features: bool = False
+
+
+class ThresholdSpec(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class PromotionSpec(_Strict):
+    metric: str
+    higher_is_better: bool = True
+    thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
+    # The challenger must beat the champion by at least this much, with the confidence below.
+    min_improvement: float = Field(default=0.0, ge=0)
+    bootstrap_samples: int = Field(default=500, ge=50, le=10000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    mode: Literal["auto", "dry_run", "disabled"] = "auto"
+
+
+class ScoringSpec(_Strict):
+    chunk_rows: int = Field(default=200_000, ge=1000)
+
+
+class DriftSpec(_Strict):
+    schedule: str | None = "@daily"
+    window_days: int = Field(default=1, ge=1, le=90)
+    sample_size: int = Field(default=20_000, ge=500)
+    seed: int = 7
+    # Dataset drift when at least this share of features drift (Evidently's drift_share).
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    # Per-column statistical test (Evidently stattest names); others use Evidently's defaults.
+    stattests: dict[str, str] = Field(default_factory=dict)
+    # Alert when one of these features drifts, even below the dataset drift share.
+    critical_features: list[str] = Field(default_factory=list)
+    # Alert when the prediction distribution drifts.
+    alert_on_prediction_drift: bool = True
+    # Alert when the champion's metric on newly labelled rows drops this much below its holdout value.
+    max_performance_drop: float | None = 0.05
+    cooldown_hours: float = Field(default=24, ge=0)
+
+
+class SchedulesSpec(_Strict):
+    data: str | None = "@daily"
+    start_date: str = "2026-01-01"
+    catchup: bool = False
+
+
+class UseCase(_Strict):
+    name: str
+    description: str
+    owner: str = "ml-platform"
+    task: Literal["classification", "regression"]
+    source: SourceSpec
+    schema_: SchemaSpec = Field(alias="schema")
+    expectations: ExpectationsSpec = Field(default_factory=ExpectationsSpec)
+    features: list[FeatureSpec]
+    model: ModelSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    promotion: PromotionSpec
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    schedules: SchedulesSpec = Field(default_factory=SchedulesSpec)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"{value!r} must be lower_snake_case, 2-41 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> UseCase:
+        cols = self.schema_.columns
+        names = set()
+        for i, feat in enumerate(self.features):
+            if feat.name in names:
+                raise ValueError(f"features[{i}]: duplicate feature name {feat.name!r}")
+            names.add(feat.name)
+            for col in feat.inputs:
+                if col not in cols:
+                    raise ValueError(f"features[{i}] ({feat.name}): input column {col!r} is not in schema.columns")
+                if col == self.schema_.target:
+                    raise ValueError(f"features[{i}] ({feat.name}): the target {col!r} cannot be a feature input")
+        for feat_name in self.drift.critical_features:
+            if feat_name not in names:
+                raise ValueError(f"drift.critical_features: {feat_name!r} is not a feature")
+        return self
+
+    # Names used across the platform -------------------------------------------------------
+    @property
+    def registered_model_name(self) -> str:
+        return f"{self.name}_model"
+
+    @property
+    def experiment_name(self) -> str:
+        return f"mlops/{self.name}"
+
+    def dag_id(self, kind: str) -> str:
+        return f"{self.name}_{kind}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.transform == "category"]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.transform != "category"]
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def parse_use_case(raw: Any, path: Path | str) -> UseCase:
+    """Validate one parsed YAML document; raise ConfigError naming the key on failure."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "(top level)", "expected a mapping of settings")
+    try:
+        use_case = UseCase.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(path, _key_of(err["loc"]), err["msg"]) from None
+    stem = Path(path).stem
+    if use_case.name != stem:
+        raise ConfigError(path, "name", f"{use_case.name!r} must match the file name {stem!r}")
+    return use_case
+
+
+def load_use_case_file(path: Path) -> UseCase:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "(yaml)", str(exc).replace("\n", " ")) from None
+    return parse_use_case(raw, path)
+
+
+def load_use_cases(config_dir: Path) -> tuple[dict[str, UseCase], dict[str, ConfigError]]:
+    """Load every ``use_cases/*.yaml``; return the valid ones and the errors, each by file stem."""
+    good: dict[str, UseCase] = {}
+    bad: dict[str, ConfigError] = {}
+    for path in sorted((config_dir / "use_cases").glob("*.yaml")):
+        try:
+            good[path.stem] = load_use_case_file(path)
+        except ConfigError as exc:
+            bad[path.stem] = exc
+    return good, bad
+
+
+def get_use_case(name: str, config_dir: Path | None = None) -> UseCase:
+    """Load one use case by name (used inside tasks)."""
+    if config_dir is None:
+        from mlops.settings import load_settings
+
+        config_dir = load_settings().config_dir
+    path = config_dir / "use_cases" / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(path, "(file)", f"no use case named {name!r}")
+    return load_use_case_file(path)

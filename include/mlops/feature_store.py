@@ -1,0 +1,226 @@
+"""The feature store: feature and label rows keyed by entity and event time, one partition per day.
+
+Two backends behind one interface, chosen by ``MLOPS_FEATURE_STORE``:
+
+* ``parquet`` (embedded default): ``features/<use_case>/<interval>.parquet`` in the lake.
+* ``postgres`` (production stack): tables ``features_<use_case>`` and ``labels_<use_case>`` in
+  the database of the ``MLOPS_FEATURE_STORE_CONN_ID`` connection.
+
+Writing a partition replaces it whole (an atomic file move, or delete + insert in one
+transaction), so re-materialising an interval never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlops.features import ENTITY, EVENT_TIME
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.lake import Lake
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (order-sensitive), used as the partition's data version."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()
+
+
+class FeatureStore(Protocol):
+    def write_partition(
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+    ) -> dict[str, Any]: ...
+
+    def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
+
+    def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
+
+    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]: ...
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+class ParquetFeatureStore:
+    """Parquet partitions in the lake, with a manifest per partition (rows and content hash)."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def _rel(self, kind: str, use_case: str, interval: dt.date) -> str:
+        return f"{kind}/{use_case}/{interval.isoformat()}.parquet"
+
+    def write_partition(
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+    ) -> dict[str, Any]:
+        manifest = {
+            "use_case": use_case,
+            "interval": interval.isoformat(),
+            "rows": len(features),
+            "label_rows": len(labels),
+            "content_hash": frame_hash(features),
+        }
+        for kind, frame in (("features", features), ("labels", labels)):
+            self.lake.write_with(self._rel(kind, use_case, interval), lambda fh, f=frame: f.to_parquet(fh, index=False))
+        # The manifest goes last: a partition is listed only once its files are in place.
+        self.lake.write_json(f"features/{use_case}/_manifests/{interval.isoformat()}.json", manifest)
+        return manifest
+
+    def _read(self, kind: str, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        import pandas as pd
+
+        frames = []
+        for day in _days(start, end):
+            rel = self._rel(kind, use_case, day)
+            if self.lake.exists(rel):
+                with self.lake.open_read(rel) as fh:
+                    frames.append(pd.read_parquet(fh))
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        return self._read("features", use_case, start, end)
+
+    def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        return self._read("labels", use_case, start, end)
+
+    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
+        out = {}
+        for name in self.lake.list(f"features/{use_case}/_manifests"):
+            if name.endswith(".json"):
+                out[dt.date.fromisoformat(name[:-5])] = self.lake.read_json(f"features/{use_case}/_manifests/{name}")
+        return out
+
+
+class PostgresFeatureStore:
+    """Tables in PostgreSQL; a partition is replaced by delete + COPY inside one transaction."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+
+    def _connect(self) -> Any:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=self.conn_id).get_conn()
+
+    @staticmethod
+    def _ident(use_case: str, kind: str) -> str:
+        # use_case names are validated lower_snake_case, so this is a safe identifier.
+        return f'"{kind}_{use_case}"'
+
+    @staticmethod
+    def _sql_type(dtype: Any) -> str:
+        kind = getattr(dtype, "kind", "O")
+        return {"i": "BIGINT", "f": "DOUBLE PRECISION", "M": "TIMESTAMP", "b": "BOOLEAN"}.get(kind, "TEXT")
+
+    def _ensure(self, cur: Any, use_case: str, kind: str, frame: pd.DataFrame) -> None:
+        cols = [f'"{c}" {self._sql_type(frame[c].dtype)}' for c in frame.columns]
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._ident(use_case, kind)} ("
+            f"interval DATE NOT NULL, {', '.join(cols)}, PRIMARY KEY ({ENTITY}, {EVENT_TIME}))"
+        )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
+            " manifest JSONB NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (use_case, interval))"
+        )
+
+    def write_partition(
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+    ) -> dict[str, Any]:
+        manifest = {
+            "use_case": use_case,
+            "interval": interval.isoformat(),
+            "rows": len(features),
+            "label_rows": len(labels),
+            "content_hash": frame_hash(features),
+        }
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                for kind, frame in (("features", features), ("labels", labels)):
+                    self._ensure(cur, use_case, kind, frame)
+                    table = self._ident(use_case, kind)
+                    cur.execute(f"DELETE FROM {table} WHERE interval = %s", (interval,))
+                    buf = io.StringIO()
+                    frame.assign(interval=interval.isoformat()).to_csv(buf, index=False, header=False, na_rep="\\N")
+                    buf.seek(0)
+                    cols = ", ".join(f'"{c}"' for c in [*frame.columns, "interval"])
+                    cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+                cur.execute(
+                    "INSERT INTO feature_partitions (use_case, interval, manifest) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (use_case, interval) DO UPDATE SET manifest = EXCLUDED.manifest, written_at = now()",
+                    (use_case, interval, json.dumps(manifest)),
+                )
+        finally:
+            conn.close()
+        return manifest
+
+    def _read(self, kind: str, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        import pandas as pd
+
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s)", (f"{kind}_{use_case}",))
+                if cur.fetchone()[0] is None:
+                    return pd.DataFrame()
+                cur.execute(
+                    f"SELECT * FROM {self._ident(use_case, kind)} WHERE interval BETWEEN %s AND %s"
+                    f" ORDER BY interval, {EVENT_TIME}, {ENTITY}",
+                    (start, end),
+                )
+                names = [d[0] for d in cur.description]
+                frame = pd.DataFrame(cur.fetchall(), columns=names).drop(columns=["interval"])
+        finally:
+            conn.close()
+        for col in frame.columns:
+            if col in (ENTITY,):
+                frame[col] = frame[col].astype("int64")
+            elif frame[col].dtype == object and col not in (EVENT_TIME,):
+                converted = pd.to_numeric(frame[col], errors="ignore")
+                frame[col] = converted
+        for col in (EVENT_TIME, "label_available_at"):
+            if col in frame:
+                frame[col] = pd.to_datetime(frame[col]).astype("datetime64[us]")
+        return frame
+
+    def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        return self._read("features", use_case, start, end)
+
+    def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        return self._read("labels", use_case, start, end)
+
+    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('feature_partitions')")
+                if cur.fetchone()[0] is None:
+                    return {}
+                cur.execute("SELECT interval, manifest FROM feature_partitions WHERE use_case = %s", (use_case,))
+                return {row[0]: row[1] for row in cur.fetchall()}
+        finally:
+            conn.close()
+
+
+def get_feature_store() -> FeatureStore:
+    from mlops.lake import get_lake
+    from mlops.settings import load_settings
+
+    settings = load_settings()
+    if settings.feature_store == "postgres":
+        return PostgresFeatureStore(settings.feature_store_conn_id)
+    return ParquetFeatureStore(get_lake())

@@ -1,0 +1,115 @@
+"""Feature transformations, defined once and used by both training and scoring (no train/serve skew).
+
+``build_features`` turns a validated batch into the feature frame keyed by entity and event
+time; ``extract_labels`` pulls the target with the time it becomes known; ``point_in_time_join``
+builds a training set where each label only sees features known at its time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import pandas as pd
+
+    from mlops.config import FeatureSpec, UseCase
+
+ENTITY = "entity_id"
+EVENT_TIME = "event_time"
+LABEL = "label"
+LABEL_AVAILABLE_AT = "label_available_at"
+
+
+def _transform(frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    cols = [frame[c] for c in spec.inputs]
+    if spec.transform == "passthrough":
+        return pd.to_numeric(cols[0], errors="coerce").astype("float64")
+    if spec.transform == "log1p":
+        return np.log1p(pd.to_numeric(cols[0], errors="coerce").clip(lower=0)).astype("float64")
+    if spec.transform == "ratio":
+        num = pd.to_numeric(cols[0], errors="coerce").astype("float64")
+        den = pd.to_numeric(cols[1], errors="coerce").astype("float64")
+        return num / den.where(den != 0)
+    if spec.transform == "clip":
+        return pd.to_numeric(cols[0], errors="coerce").astype("float64").clip(spec.lower, spec.upper)
+    if spec.transform == "category":
+        return cols[0].astype("string").astype("object")
+    if spec.transform == "hour_of_day":
+        return pd.to_datetime(cols[0]).dt.hour.astype("float64")
+    if spec.transform == "day_of_week":
+        return pd.to_datetime(cols[0]).dt.dayofweek.astype("float64")
+    raise ValueError(f"feature {spec.name!r}: unknown transform {spec.transform!r}")
+
+
+def build_features(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
+    """The feature rows for a batch: entity_id, event_time, then one column per feature."""
+    import pandas as pd
+
+    schema = use_case.schema_
+    missing = [c for f in use_case.features for c in f.inputs if c not in batch.columns]
+    if missing:
+        raise ValueError(f"use case {use_case.name!r}: batch lacks feature input columns {sorted(set(missing))}")
+    out = pd.DataFrame(
+        {
+            ENTITY: batch[schema.entity].astype("int64").to_numpy(),
+            EVENT_TIME: pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]").to_numpy(),
+        }
+    )
+    for spec in use_case.features:
+        out[spec.name] = _transform(batch, spec).to_numpy()
+    return out
+
+
+def extract_labels(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
+    """entity_id, event_time, label and the time the label becomes known (event + label delay)."""
+    import pandas as pd
+
+    schema = use_case.schema_
+    event_time = pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]")
+    return pd.DataFrame(
+        {
+            ENTITY: batch[schema.entity].astype("int64").to_numpy(),
+            EVENT_TIME: event_time.to_numpy(),
+            LABEL: pd.to_numeric(batch[schema.target]).astype("float64").to_numpy(),
+            LABEL_AVAILABLE_AT: (event_time + pd.Timedelta(days=schema.label_delay_days)).to_numpy(),
+        }
+    )
+
+
+def point_in_time_join(
+    labels: pd.DataFrame,
+    features: pd.DataFrame,
+    *,
+    as_of: dt.datetime,
+    max_feature_age_days: int | None = None,
+) -> pd.DataFrame:
+    """Join each label known by ``as_of`` to the latest feature row at or before its event time.
+
+    A label joins only features whose event_time <= the label's event_time, and only labels whose
+    ``label_available_at`` <= ``as_of`` are used: nothing from the future leaks into training.
+    """
+    import pandas as pd
+
+    known = labels[labels[LABEL_AVAILABLE_AT] <= pd.Timestamp(as_of)]
+    if known.empty:
+        return known.assign(**{c: pd.Series(dtype="float64") for c in features.columns if c not in known})
+    left = known.sort_values(EVENT_TIME, kind="stable")
+    right = features.sort_values(EVENT_TIME, kind="stable").rename(columns={EVENT_TIME: "feature_time"})
+    right[EVENT_TIME] = right["feature_time"]
+    tolerance = pd.Timedelta(days=max_feature_age_days) if max_feature_age_days else None
+    joined = pd.merge_asof(
+        left,
+        right,
+        on=EVENT_TIME,
+        by=ENTITY,
+        direction="backward",
+        allow_exact_matches=True,
+        tolerance=tolerance,
+    )
+    joined = joined.dropna(subset=["feature_time"])
+    return joined.sort_values([EVENT_TIME, ENTITY], kind="stable").reset_index(drop=True)

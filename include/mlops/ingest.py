@@ -1,0 +1,116 @@
+"""Extract and archive: read a use case's upstream batch for one interval and keep it unmodified.
+
+The archive is ``raw/<use_case>/<interval>/`` holding ``batch.<ext>`` (the bytes as received; a
+SQL extract as Parquet) and ``_manifest.json`` (content hash, size, source). Re-running an
+interval replaces the partition atomically; if the upstream sent different bytes, the earlier
+batch is kept under ``_superseded/<sha256>.<ext>`` first, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import TYPE_CHECKING, Any
+
+from mlops.lake import sha256
+
+if TYPE_CHECKING:
+    from mlops.config import UseCase
+    from mlops.lake import Lake
+
+
+class BatchMissing(FileNotFoundError):
+    """The upstream batch for the interval is not there (yet)."""
+
+
+def source_uri(use_case: UseCase, interval: dt.date, landing_uri: str) -> str:
+    assert use_case.source.uri is not None
+    return use_case.source.uri.format(landing=landing_uri.rstrip("/"), interval=interval.isoformat())
+
+
+def batch_available(use_case: UseCase, interval: dt.date, landing_uri: str) -> bool:
+    """Whether the upstream batch exists (for the optional sensor). SQL sources are always 'there'."""
+    if use_case.source.kind == "sql":
+        return True
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(source_uri(use_case, interval, landing_uri)).exists()
+
+
+def fetch_batch(use_case: UseCase, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
+    """The batch bytes, their format and where they came from."""
+    if use_case.source.kind == "sql":
+        return _fetch_sql(use_case, interval)
+    from airflow.sdk import ObjectStoragePath
+
+    uri = source_uri(use_case, interval, landing_uri)
+    path = ObjectStoragePath(uri)
+    if not path.exists():
+        raise BatchMissing(
+            f"use case {use_case.name!r}: no upstream batch for {interval} at {uri}; "
+            "the upstream system has not delivered it (re-run once it lands, or set source.on_missing: wait)"
+        )
+    with path.open("rb") as fh:
+        return fh.read(), use_case.source.format, uri
+
+
+def _fetch_sql(use_case: UseCase, interval: dt.date) -> tuple[bytes, str, str]:
+    from airflow.sdk import BaseHook
+
+    src = use_case.source
+    assert src.conn_id and src.query
+    hook = BaseHook.get_connection(src.conn_id).get_hook()
+    params = {
+        "interval_start": dt.datetime.combine(interval, dt.time()),
+        "interval_end": dt.datetime.combine(interval + dt.timedelta(days=1), dt.time()),
+    }
+    frame = hook.get_df(src.query, parameters=params, df_type="pandas")
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue(), "parquet", f"sql://{src.conn_id}"
+
+
+def raw_prefix(use_case: str, interval: dt.date) -> str:
+    return f"raw/{use_case}/{interval.isoformat()}"
+
+
+def archive_batch(
+    lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str
+) -> dict[str, Any]:
+    """Store the batch unmodified with its content hash; return the manifest."""
+    prefix = raw_prefix(use_case, interval)
+    digest = sha256(data)
+    manifest_rel = f"{prefix}/_manifest.json"
+    if lake.exists(manifest_rel):
+        previous = lake.read_json(manifest_rel)
+        if previous["sha256"] == digest:
+            return previous  # same bytes already archived: nothing to do
+        old_rel = f"{prefix}/batch.{previous['format']}"
+        if lake.exists(old_rel):
+            lake.copy(old_rel, f"{prefix}/_superseded/{previous['sha256']}.{previous['format']}")
+        if previous["format"] != fmt:
+            lake.delete(old_rel)
+    lake.write_bytes(f"{prefix}/batch.{fmt}", data)
+    manifest = {
+        "use_case": use_case,
+        "interval": interval.isoformat(),
+        "sha256": digest,
+        "bytes": len(data),
+        "format": fmt,
+        "source": source,
+        "received_at": received_at,
+        "uri": lake.uri(f"{prefix}/batch.{fmt}"),
+    }
+    lake.write_json(manifest_rel, manifest)
+    return manifest
+
+
+def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, dict[str, Any]]:
+    prefix = raw_prefix(use_case, interval)
+    if not lake.exists(f"{prefix}/_manifest.json"):
+        raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(prefix)}")
+    manifest = lake.read_json(f"{prefix}/_manifest.json")
+    data = lake.read_bytes(f"{prefix}/batch.{manifest['format']}")
+    if sha256(data) != manifest["sha256"]:
+        raise ValueError(f"archived batch {lake.uri(prefix)} does not match its manifest hash")
+    return data, manifest

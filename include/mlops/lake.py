@@ -1,0 +1,116 @@
+"""The data lake: raw, quarantine, features, labels, predictions, reports and state.
+
+One code path for a local folder (``file://``) and S3 (``s3://<conn_id>@<bucket>/<prefix>``),
+through Airflow's ``ObjectStoragePath``. Every write is atomic: the bytes go to a hidden
+temporary object beside the target, which is then moved into place, so a reader never sees a
+half-written file and a retried task simply overwrites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from airflow.sdk import ObjectStoragePath
+
+
+class Lake:
+    """A rooted view of the lake; all paths are relative to the root ("raw/churn/2026-01-01/...")."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.root_uri = root_uri.rstrip("/")
+        self.root = ObjectStoragePath(self.root_uri)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root_uri!r})"
+
+    # Paths -------------------------------------------------------------------------------
+    def path(self, rel: str) -> ObjectStoragePath:
+        return self.root / rel.strip("/")
+
+    def uri(self, rel: str) -> str:
+        return f"{self.root_uri}/{rel.strip('/')}"
+
+    @property
+    def _fs(self) -> Any:
+        return self.root.fs
+
+    def _key(self, rel: str) -> str:
+        return self.path(rel).path
+
+    # Reads -------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return bool(self._fs.exists(self._key(rel)))
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self._fs.open(self._key(rel), "rb") as fh:
+            return fh.read()
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        return self._fs.open(self._key(rel), "rb")
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def list(self, rel: str) -> list[str]:
+        """Names directly under ``rel`` (files and folders), sorted; [] when it does not exist."""
+        key = self._key(rel)
+        if not self._fs.exists(key):
+            return []
+        names = []
+        for entry in self._fs.ls(key, detail=False):
+            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith("."):
+                names.append(name)
+        return sorted(names)
+
+    # Writes ------------------------------------------------------------------------------
+    def write_with(self, rel: str, writer: Callable[[IO[bytes]], None]) -> str:
+        """Call ``writer`` with a binary file handle, then move the result into place atomically."""
+        key = self._key(rel)
+        parent, _, name = key.rpartition("/")
+        tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+        self._fs.makedirs(parent, exist_ok=True)
+        try:
+            with self._fs.open(tmp, "wb") as fh:
+                writer(fh)
+            self._fs.mv(tmp, key)
+        finally:
+            if self._fs.exists(tmp):
+                self._fs.rm(tmp)
+        return self.uri(rel)
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        return self.write_with(rel, lambda fh: fh.write(data))
+
+    def write_json(self, rel: str, obj: Any) -> str:
+        return self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def copy(self, src_rel: str, dst_rel: str) -> str:
+        return self.write_bytes(dst_rel, self.read_bytes(src_rel))
+
+    def delete(self, rel: str) -> None:
+        key = self._key(rel)
+        if self._fs.exists(key):
+            self._fs.rm(key, recursive=True)
+
+    def walk_files(self, rel: str) -> Iterator[str]:
+        key = self._key(rel)
+        if not self._fs.exists(key):
+            return
+        root_key = self._key("")
+        for found in self._fs.find(key):
+            yield str(found)[len(root_key) :].lstrip("/")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def get_lake() -> Lake:
+    from mlops.settings import load_settings
+
+    return Lake(load_settings().lake_uri)

@@ -1,0 +1,215 @@
+"""The validation gate: a Great Expectations 1.x suite per use case, derived from its config.
+
+The suite is generated from the config (``python -m mlops suites``) and stored as JSON under
+``config/expectations/<use_case>.json``; the gate validates each batch against the stored suite.
+Expectations carry ``meta.severity``: ``error`` blocks the batch, ``warning`` is reported only.
+Great Expectations is imported inside the functions: it costs seconds to import.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.config import UseCase
+
+TYPE_LISTS: dict[str, list[str]] = {
+    "int": ["int64", "int32", "int16", "int8", "Int64", "Int32"],
+    "float": ["float64", "float32", "Float64", "int64", "int32", "Int64"],
+    "str": ["object", "str", "string", "StringDtype"],
+    "category": ["object", "str", "string", "StringDtype", "category"],
+    "datetime": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "datetime64"],
+    "bool": ["bool", "boolean"],
+}
+
+
+class BatchUnreadable(ValueError):
+    """The batch bytes cannot be parsed at all (empty, corrupt, wrong format)."""
+
+
+def suite_path(config_dir: Path, use_case: str) -> Path:
+    return config_dir / "expectations" / f"{use_case}.json"
+
+
+def derive_suite(use_case: UseCase) -> dict[str, Any]:
+    """The expectation suite (GX 1.x JSON form) that the config of ``use_case`` implies."""
+    schema = use_case.schema_
+    exps: list[dict[str, Any]] = []
+
+    def add(kind: str, severity: str = "error", **kwargs: Any) -> None:
+        exps.append({"type": kind, "kwargs": kwargs, "meta": {"severity": severity}})
+
+    add(
+        "expect_table_row_count_to_be_between",
+        min_value=use_case.expectations.min_rows,
+        max_value=use_case.expectations.max_rows,
+    )
+    add("expect_table_columns_to_match_set", column_set=list(schema.columns), exact_match=True)
+    add("expect_compound_columns_to_be_unique", column_list=[schema.entity, schema.event_time])
+    for name, col in schema.columns.items():
+        add("expect_column_to_exist", column=name)
+        add("expect_column_values_to_be_in_type_list", column=name, type_list=TYPE_LISTS[col.type])
+        if not col.nullable:
+            add("expect_column_values_to_not_be_null", col.severity, column=name)
+        if col.min is not None or col.max is not None:
+            add("expect_column_values_to_be_between", col.severity, column=name, min_value=col.min, max_value=col.max)
+        if col.values:
+            add("expect_column_values_to_be_in_set", col.severity, column=name, value_set=list(col.values))
+    return {"name": f"{use_case.name}_batch", "expectations": exps, "meta": {"derived_from": f"use_cases/{use_case.name}.yaml"}}
+
+
+def load_suite(config_dir: Path, use_case: UseCase) -> dict[str, Any]:
+    path = suite_path(config_dir, use_case.name)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"use case {use_case.name!r}: expectation suite {path} is missing; run `python -m mlops suites`"
+        )
+    return json.loads(path.read_text())
+
+
+def read_batch(data: bytes, use_case: UseCase, fmt: str) -> pd.DataFrame:
+    """Parse raw batch bytes into a frame; raise BatchUnreadable naming why."""
+    import pandas as pd
+
+    if not data:
+        raise BatchUnreadable("the batch file is empty (0 bytes)")
+    try:
+        if fmt == "parquet":
+            frame = pd.read_parquet(io.BytesIO(data))
+        else:
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False)
+    except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
+        raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
+    if frame.columns.empty:
+        raise BatchUnreadable("the batch has no columns")
+    # Declared datetime columns are parsed; values that do not parse make the type check fail.
+    for name, col in use_case.schema_.columns.items():
+        if col.type == "datetime" and name in frame and frame[name].dtype == object:
+            try:
+                frame[name] = pd.to_datetime(frame[name], format="ISO8601")
+            except (ValueError, TypeError):
+                pass  # left as text: expect_column_values_to_be_in_type_list reports it
+    return frame
+
+
+@dataclass
+class Failure:
+    expectation: str
+    column: str | None
+    severity: str
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    observed: Any = None
+    exception: str | None = None
+
+    def describe(self) -> str:
+        where = f" on column {self.column!r}" if self.column else ""
+        if self.exception:
+            detail = f"could not be evaluated: {self.exception}"
+        elif self.unexpected_count is not None:
+            pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
+            detail = f"{self.unexpected_count} unexpected values{pct}"
+        else:
+            detail = f"observed {self.observed!r}"
+        return f"[{self.severity}] {self.expectation}{where}: {detail}"
+
+
+@dataclass
+class ValidationOutcome:
+    passed: bool
+    rows: int
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+    reason: str | None = None
+    result: dict[str, Any] | None = None
+    data_docs_html: str | None = None
+
+    @property
+    def errors(self) -> list[Failure]:
+        return [f for f in self.failures if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Failure]:
+        return [f for f in self.failures if f.severity == "warning"]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "expectations_evaluated": self.evaluated,
+            "reason": self.reason,
+            "errors": [asdict(f) | {"text": f.describe()} for f in self.errors],
+            "warnings": [asdict(f) | {"text": f.describe()} for f in self.warnings],
+        }
+
+
+def unreadable_outcome(reason: str) -> ValidationOutcome:
+    failure = Failure("batch_is_readable", None, "error", None, None, exception=reason)
+    return ValidationOutcome(passed=False, rows=0, evaluated=0, failures=[failure], reason=reason)
+
+
+def validate_frame(frame: pd.DataFrame, suite: dict[str, Any], *, with_docs: bool = True) -> ValidationOutcome:
+    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML."""
+    import logging
+
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="gx-") as root:
+        context = gx.get_context(mode="file", project_root_dir=root)
+        context.variables.progress_bars = {"globally": False}
+        source = context.data_sources.add_pandas("batches")
+        batch_def = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"]))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name="gate", data=batch_def, suite=gx_suite)
+        )
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if with_docs else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format="SUMMARY")
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = next(iter(run.run_results.values())).to_json_dict()
+        html = None
+        if with_docs:
+            pages = sorted(Path(root).glob("gx/uncommitted/data_docs/local_site/validations/**/*.html"))
+            html = pages[-1].read_text() if pages else None
+
+    failures = []
+    for item in result["results"]:
+        if item["success"]:
+            continue
+        cfg = item["expectation_config"]
+        res = item.get("result") or {}
+        exc = item.get("exception_info") or {}
+        if "raised_exception" not in exc:  # keyed by metric when a metric could not be computed
+            exc = next((v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")), {})
+        failures.append(
+            Failure(
+                expectation=cfg["type"],
+                column=cfg["kwargs"].get("column") or (",".join(cfg["kwargs"].get("column_list", [])) or None),
+                severity=(cfg.get("meta") or {}).get("severity", "error"),
+                unexpected_count=res.get("unexpected_count"),
+                unexpected_percent=res.get("unexpected_percent"),
+                observed=res.get("observed_value"),
+                exception=exc.get("exception_message") if exc.get("raised_exception") else None,
+            )
+        )
+    passed = not any(f.severity == "error" for f in failures)
+    reason = None if passed else "; ".join(f.describe() for f in failures if f.severity == "error")
+    return ValidationOutcome(
+        passed=passed,
+        rows=len(frame),
+        evaluated=len(result["results"]),
+        failures=failures,
+        reason=reason,
+        result=result,
+        data_docs_html=html,
+    )
