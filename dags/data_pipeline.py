@@ -1,0 +1,134 @@
+"""Data pipeline per use case: extract -> validate (Great Expectations) -> materialize features.
+
+One DAG per `config/use_cases/<name>.yaml`, id `<name>_data`. This file only wires tasks; the
+logic is in `mlops.data_pipeline`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops import dag_support
+from mlops.assets import features_asset
+
+DOC = """
+### {name}: data pipeline
+
+**What it does.** For one day (the run's data interval, or the `interval` param), reads the
+upstream batch ({source}), archives it unmodified at `raw/{name}/<day>/` with its SHA-256,
+validates it with the Great Expectations suite `config/expectations/{name}.json`, and writes the
+day's feature and label rows to the feature store.
+
+**Triggers.** Schedule `{schedule}`; the UI trigger form; `POST /api/v2/dags/{name}_data/dagRuns`
+with `{{"conf": {{"interval": "YYYY-MM-DD"}}}}`.
+
+**Writes.** `raw/`, `validation/`, on failure `quarantine/{name}/<day>/` (the batch, the GX
+result and Data Docs, `reason.json`); the `{name}_features` Asset, which starts scoring.
+
+**When it fails.** `validate_batch` failing means the batch broke an `error` expectation: the
+log and the Slack alert list each one with counts; the batch is in quarantine, nothing
+downstream ran. Fix upstream and re-deliver, then clear the run. `extract_batch` failing with
+"no upstream batch" means it has not landed yet.
+"""
+
+
+def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+    asset = features_asset(use_case.name)
+    with DAG(
+        dag_id=use_case.dag_id("data"),
+        description=f"Extract, validate and materialize features for {use_case.name}",
+        schedule=use_case.schedules.data,
+        start_date=dag_support.start_date(use_case),
+        catchup=use_case.schedules.catchup,
+        max_active_runs=4,
+        tags=[dag_support.TAG, use_case.name, "data"],
+        doc_md=DOC.format(
+            name=use_case.name,
+            source=use_case.source.uri or f"SQL via {use_case.source.conn_id}",
+            schedule=use_case.schedules.data,
+        ),
+        default_args=dag_support.default_args(use_case),
+        params={
+            "interval": dag_support.interval_param("Day to process; empty = the run's data interval."),
+            "request_id": dag_support.request_id_param(),
+        },
+    ) as dag:
+        name = use_case.name
+
+        if use_case.source.on_missing == "wait":
+
+            @task.sensor(
+                task_id="wait_for_batch",
+                poke_interval=60,
+                timeout=use_case.source.wait_timeout_minutes * 60,
+                mode="reschedule",
+            )
+            def wait_for_batch(**context) -> bool:
+                from mlops.config import get_use_case
+                from mlops.ingest import batch_available
+                from mlops.settings import load_settings
+
+                day = dag_support.resolve_interval(context)
+                return batch_available(get_use_case(name), day, load_settings().landing_uri)
+
+            waiter = wait_for_batch()
+        else:
+            waiter = None
+
+        @task(task_id="extract_batch", retries=3)
+        def extract_batch(**context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.data_pipeline import extract_and_archive
+            from mlops.ingest import BatchMissing
+            from mlops.lake import get_lake
+            from mlops.settings import load_settings
+
+            day = dag_support.resolve_interval(context)
+            try:
+                return extract_and_archive(get_use_case(name), day, get_lake(), load_settings().landing_uri)
+            except BatchMissing as exc:
+                raise AirflowFailException(str(exc)) from None
+
+        @task(task_id="validate_batch", retries=0)
+        def validate_batch(manifest: dict, **context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.data_pipeline import BatchRejected
+            from mlops.data_pipeline import validate_batch as run_gate
+            from mlops.lake import get_lake
+            from mlops.settings import load_settings
+
+            day = dag_support.resolve_interval(context)
+            try:
+                return run_gate(get_use_case(name), day, get_lake(), load_settings().config_dir)
+            except BatchRejected as exc:
+                raise AirflowFailException(str(exc)) from None
+
+        @task(task_id="materialize_features", outlets=[asset])
+        def materialize_features(validation: dict, **context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.data_pipeline import materialize_features as materialize
+            from mlops.feature_store import get_feature_store
+            from mlops.lake import get_lake
+
+            day = dag_support.resolve_interval(context)
+            manifest = materialize(get_use_case(name), day, get_lake(), get_feature_store())
+            context["outlet_events"][asset].extra = {
+                "interval": day.isoformat(),
+                "rows": manifest["rows"],
+                "content_hash": manifest["content_hash"],
+            }
+            return manifest
+
+        extracted = extract_batch()
+        if waiter is not None:
+            waiter >> extracted
+        materialize_features(validate_batch(extracted))
+    return dag
+
+
+_good, _bad = dag_support.use_cases_for_dags()
+for _name, _use_case in _good.items():
+    globals()[_use_case.dag_id("data")] = build(_use_case)
+for _name, _error in _bad.items():
+    globals()[f"{_name}_data"] = dag_support.broken_config_dag(f"{_name}_data", _error)

@@ -1,0 +1,254 @@
+"""Alerts to Slack with an outbox, so an alert is never lost.
+
+An alert is first written to ``alerts/<scope>/outbox/<id>.json`` in the lake, then delivered
+with slack-sdk (Block Kit). 429 and 5xx answers and connection errors are retried with backoff
+by slack-sdk's retry handlers; if Slack stays unreachable the alert stays in the outbox and is
+sent by the next run. Delivered alerts move to ``alerts/<scope>/sent/``. Alert ids are
+deterministic, so re-running a task never sends the same alert twice.
+
+Where Slack is configured, in this order:
+1. ``MLOPS_SLACK_WEBHOOK_URL``: an incoming-webhook URL.
+2. The Airflow connection ``MLOPS_SLACK_CONN_ID`` (default ``mlops_slack``): ``host`` an
+   incoming-webhook URL, or ``password`` a bot token with ``extra`` ``{"channel": "#mlops",
+   "base_url": "https://slack.com/api/"}`` for ``chat.postMessage``.
+With neither, alerts go to the task log and the alert record, with a warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlackTarget:
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    base_url: str | None = None
+
+    def describe(self) -> str:
+        # Never log the URL or token: both are secrets.
+        return "incoming webhook" if self.webhook_url else f"chat.postMessage to {self.channel}"
+
+
+def slack_target() -> SlackTarget | None:
+    url = os.environ.get("MLOPS_SLACK_WEBHOOK_URL")
+    if url:
+        return SlackTarget(webhook_url=url)
+    from mlops.settings import load_settings
+
+    conn_id = load_settings().slack_conn_id
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and friends: Slack is simply not configured
+        log.debug("no Slack connection %r: %s", conn_id, exc)
+        return None
+    extra = conn.extra_dejson or {}
+    if conn.password:
+        channel = extra.get("channel")
+        if not channel:
+            raise ValueError(f"Slack connection {conn_id!r} has a token but no 'channel' in its extra")
+        return SlackTarget(token=conn.password, channel=channel, base_url=extra.get("base_url"))
+    host = conn.host or ""
+    if host.startswith("http"):
+        return SlackTarget(webhook_url=host)
+    raise ValueError(f"Slack connection {conn_id!r} needs a webhook URL as host or a bot token as password")
+
+
+def _retry_handlers() -> list[Any]:
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ServerErrorRetryHandler(max_retry_count=3),
+    ]
+
+
+class SlackDeliveryError(RuntimeError):
+    pass
+
+
+def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]]) -> None:
+    """Send one message; raise SlackDeliveryError if Slack did not accept it after retries."""
+    if target.webhook_url:
+        from slack_sdk.webhook import WebhookClient
+
+        client = WebhookClient(target.webhook_url, timeout=10, retry_handlers=_retry_handlers())
+        try:
+            response = client.send(text=text, blocks=blocks)
+        except Exception as exc:  # URLError, timeouts: Slack unreachable
+            raise SlackDeliveryError(f"Slack webhook unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {response.body[:200]}")
+        return
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    kwargs = {"base_url": target.base_url} if target.base_url else {}
+    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers(), **kwargs)
+    try:
+        web.chat_postMessage(channel=target.channel, text=text, blocks=blocks)
+    except SlackApiError as exc:
+        raise SlackDeliveryError(f"chat.postMessage failed: {exc.response.get('error')}") from exc
+    except Exception as exc:
+        raise SlackDeliveryError(f"Slack API unreachable: {type(exc).__name__}") from exc
+
+
+def alert_id(kind: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return f"{kind}-{digest}"
+
+
+def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
+    """Put an alert in the outbox unless it is already there or already sent. Returns True if new."""
+    aid = alert["id"]
+    if lake.exists(f"alerts/{scope}/sent/{aid}.json") or lake.exists(f"alerts/{scope}/outbox/{aid}.json"):
+        return False
+    record = dict(alert, queued_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    lake.write_json(f"alerts/{scope}/outbox/{aid}.json", record)
+    return True
+
+
+def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True) -> dict[str, Any]:
+    """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run."""
+    if target is None and use_config:
+        target = slack_target()
+    delivered, pending = [], []
+    for name in lake.list(f"alerts/{scope}/outbox"):
+        if not name.endswith(".json"):
+            continue
+        record = lake.read_json(f"alerts/{scope}/outbox/{name}")
+        if target is None:
+            log.warning(
+                "Slack is not configured (set MLOPS_SLACK_WEBHOOK_URL or the %r connection); alert logged only:\n%s",
+                os.environ.get("MLOPS_SLACK_CONN_ID", "mlops_slack"),
+                record["text"],
+            )
+            record["delivered_to"] = "log"
+        else:
+            try:
+                post_to_slack(target, record["text"], record["blocks"])
+            except SlackDeliveryError as exc:
+                log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
+                record["attempts"] = record.get("attempts", 0) + 1
+                record["last_error"] = str(exc)
+                lake.write_json(f"alerts/{scope}/outbox/{name}", record)
+                pending.append(record["id"])
+                continue
+            record["delivered_to"] = f"slack ({target.describe()})"
+            log.info("alert %s delivered to Slack", record["id"])
+        record["delivered_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        lake.write_json(f"alerts/{scope}/sent/{name}", record)
+        lake.delete(f"alerts/{scope}/outbox/{name}")
+        delivered.append(record["id"])
+    return {"delivered": delivered, "pending": pending, "slack_configured": target is not None}
+
+
+# Messages -------------------------------------------------------------------------------------
+
+
+def drift_alert(
+    *,
+    use_case: str,
+    day: str,
+    model_version: str | None,
+    drift_share: float,
+    dataset_drift: bool,
+    top_features: list[tuple[str, float]],
+    reasons: list[str],
+    report_uri: str,
+) -> dict[str, Any]:
+    title = f":warning: Drift detected in '{use_case}' on {day}"
+    feats = "\n".join(f"• `{name}`: {score:.3f}" for name, score in top_features) or "none"
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Use case*\n{use_case}"},
+                {"type": "mrkdwn", "text": f"*Model version*\n{model_version or 'none'}"},
+                {"type": "mrkdwn", "text": f"*Drift share*\n{drift_share:.0%}"},
+                {"type": "mrkdwn", "text": f"*Dataset drift*\n{'yes' if dataset_drift else 'no'}"},
+            ],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Top drifted features* (drift score)\n{feats}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Why*\n" + "\n".join(f"• {r}" for r in reasons)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {report_uri}"}]},
+    ]
+    text = (
+        f"Drift detected in '{use_case}' on {day}: model version {model_version}, drift share "
+        f"{drift_share:.0%}; top features: {', '.join(n for n, _ in top_features) or 'none'}; report: {report_uri}"
+    )
+    return {
+        "id": alert_id("drift", use_case, day),
+        "kind": "drift",
+        "use_case": use_case,
+        "text": text,
+        "blocks": blocks,
+        "fields": {
+            "use_case": use_case,
+            "model_version": model_version,
+            "drift_share": drift_share,
+            "top_features": top_features,
+            "report_uri": report_uri,
+            "reasons": reasons,
+        },
+    }
+
+
+def failure_alert(*, dag_id: str, run_id: str, task_id: str, error: str, log_url: str | None) -> dict[str, Any]:
+    text = f"Airflow run failed: {dag_id} / {run_id} (task {task_id}): {error[:500]}"
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": f":x: {dag_id} failed"[:150]}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Run*\n{run_id}"},
+                {"type": "mrkdwn", "text": f"*Task*\n{task_id}"},
+            ],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"```{error[:2500]}```"}},
+    ]
+    if log_url:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{log_url}|Task log>"}]})
+    return {"id": alert_id("failure", dag_id, run_id), "kind": "task_failure", "text": text, "blocks": blocks}
+
+
+def task_failure_callback(context: Any) -> None:
+    """on_failure_callback for every task: one alert per failed DAG run (not per retry or task)."""
+    from mlops.lake import get_lake
+
+    ti = context["ti"]
+    dag_id, run_id = ti.dag_id, ti.run_id
+    error = context.get("exception")
+    alert = failure_alert(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=ti.task_id,
+        error=f"{type(error).__name__}: {error}" if error else "unknown error",
+        log_url=getattr(ti, "log_url", None),
+    )
+    scope = f"_failures/{dag_id}"
+    try:
+        lake = get_lake()
+        if enqueue(lake, scope, alert):
+            deliver_pending(lake, scope)
+    except Exception:  # a broken alert path must not mask the task's own failure
+        log.exception("could not record or send the failure alert for %s %s", dag_id, run_id)
