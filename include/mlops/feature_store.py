@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlops.features import ENTITY, EVENT_TIME
@@ -47,6 +48,11 @@ class FeatureStore(Protocol):
 
     def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]: ...
 
+    def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
+
+
+ROW_GROUP_ROWS = 100_000
+
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
@@ -72,7 +78,7 @@ class ParquetFeatureStore:
             "content_hash": frame_hash(features),
         }
         for kind, frame in (("features", features), ("labels", labels)):
-            self.lake.write_with(self._rel(kind, use_case, interval), lambda fh, f=frame: f.to_parquet(fh, index=False))
+            self.lake.write_with(self._rel(kind, use_case, interval), lambda fh, f=frame: f.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS))
         # The manifest goes last: a partition is listed only once its files are in place.
         self.lake.write_json(f"features/{use_case}/_manifests/{interval.isoformat()}.json", manifest)
         return manifest
@@ -95,6 +101,17 @@ class ParquetFeatureStore:
 
     def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         return self._read("labels", use_case, start, end)
+
+    def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The partition in chunks of at most ``chunk_rows`` rows (memory stays flat)."""
+        import pyarrow.parquet as pq
+
+        rel = self._rel("features", use_case, interval)
+        if not self.lake.exists(rel):
+            raise FileNotFoundError(f"use case {use_case!r}: no feature partition for {interval} at {self.lake.uri(rel)}")
+        with self.lake.open_read(rel) as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
 
     def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
         out = {}
@@ -202,6 +219,31 @@ class PostgresFeatureStore:
 
     def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         return self._read("labels", use_case, start, end)
+
+    def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        conn = self._connect()
+        try:
+            with conn.cursor(name=f"scan_{use_case}") as cur:  # server-side cursor: rows stream in chunks
+                cur.itersize = chunk_rows
+                cur.execute(
+                    f"SELECT * FROM {self._ident(use_case, 'features')} WHERE interval = %s ORDER BY {EVENT_TIME}, {ENTITY}",
+                    (interval,),
+                )
+                names = None
+                while True:
+                    rows = cur.fetchmany(chunk_rows)
+                    if names is None:
+                        names = [d[0] for d in cur.description]
+                    if not rows:
+                        break
+                    frame = pd.DataFrame(rows, columns=names).drop(columns=["interval"])
+                    frame[ENTITY] = frame[ENTITY].astype("int64")
+                    frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME]).astype("datetime64[us]")
+                    yield frame
+        finally:
+            conn.close()
 
     def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
         conn = self._connect()

@@ -1,0 +1,140 @@
+"""MLflow tracking and the model registry: experiments, versions, aliases and promotion history.
+
+Production is the ``champion`` alias of ``<use_case>_model``. The version it replaced keeps
+``previous_champion`` (one-step rollback); a version that was judged and not promoted gets
+``challenger``. Every decision is appended to ``registry/<use_case>/promotions/`` in the lake
+and tagged on the model version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops.config import UseCase
+    from mlops.lake import Lake
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous_champion"
+CHALLENGER = "challenger"
+
+
+def configure_mlflow() -> Any:
+    """Point MLflow at the configured tracking server / store; return an MlflowClient."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops.settings import load_settings
+
+    settings = load_settings()
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(settings.mlflow_tracking_uri.removeprefix("sqlite:///")), exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def ensure_experiment(client: Any, use_case: UseCase) -> str:
+    from mlops.settings import load_settings
+
+    exp = client.get_experiment_by_name(use_case.experiment_name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = load_settings().mlflow_artifacts_uri
+    location = f"{artifacts.rstrip('/')}/{use_case.name}" if artifacts else None
+    try:
+        return client.create_experiment(use_case.experiment_name, artifact_location=location, tags={"use_case": use_case.name})
+    except Exception:  # created concurrently by another worker
+        exp = client.get_experiment_by_name(use_case.experiment_name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    env = os.environ.get("MLOPS_GIT_COMMIT")
+    if env:
+        return env
+    from mlops.settings import project_root
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def alias_version(client: Any, model_name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def find_version_for_run(client: Any, model_name: str, airflow_run: str, training_hash: str) -> Any | None:
+    """The version a previous try of the same Airflow run already registered (retry safety)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return None
+    for v in versions:
+        tags = v.tags or {}
+        if tags.get("airflow_run_id") == airflow_run and tags.get("training_set_hash") == training_hash:
+            return v
+    return None
+
+
+def load_model(model_name: str, version: str) -> Any:
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+
+
+def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool) -> dict[str, str | None]:
+    """Move aliases for a decision. The champion alias moves in one call, so it is never absent."""
+    name = use_case.registered_model_name
+    current = alias_version(client, name, CHAMPION)
+    if promote:
+        if current is not None and str(current.version) != str(version):
+            client.set_registered_model_alias(name, PREVIOUS, current.version)
+        client.set_registered_model_alias(name, CHAMPION, version)
+        challenger = alias_version(client, name, CHALLENGER)
+        if challenger is not None and str(challenger.version) == str(version):
+            client.delete_registered_model_alias(name, CHALLENGER)
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    return {
+        "champion": str(version) if promote else (str(current.version) if current else None),
+        "previous_champion": str(current.version) if (promote and current and str(current.version) != str(version)) else None,
+    }
+
+
+def history_prefix(use_case: str) -> str:
+    return f"registry/{use_case}/promotions"
+
+
+def record_decision(lake: Lake, use_case: str, entry: dict[str, Any]) -> str:
+    stamp = entry["decided_at"].replace(":", "").replace("-", "")
+    return lake.write_json(f"{history_prefix(use_case)}/{stamp}_v{entry['version']}.json", entry)
+
+
+def promotion_history(lake: Lake, use_case: str) -> list[dict[str, Any]]:
+    """Every promotion decision for a use case, oldest first."""
+    prefix = history_prefix(use_case)
+    return [lake.read_json(f"{prefix}/{n}") for n in lake.list(prefix) if n.endswith(".json")]
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")

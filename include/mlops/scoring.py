@@ -1,0 +1,167 @@
+"""Batch scoring with the production model (``models:/<name>@champion``).
+
+Reads a feature partition in chunks, scores each chunk and streams the predictions into one
+Parquet file, so memory stays flat however large the partition is. The output
+``predictions/<use_case>/<interval>/predictions.parquet`` is moved into place atomically with a
+``_manifest.json`` (rows, time taken, model version, run id, input feature statistics) written
+last. Scoring the same interval with the same champion gives byte-identical predictions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlops import registry
+from mlops.features import ENTITY, EVENT_TIME
+from mlops.training import predict_scores
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.config import UseCase
+    from mlops.feature_store import FeatureStore
+    from mlops.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+class NoChampion(LookupError):
+    pass
+
+
+def predictions_prefix(use_case: str, interval: dt.date) -> str:
+    return f"predictions/{use_case}/{interval.isoformat()}"
+
+
+class FeatureStats:
+    """Streaming statistics of the scored features (count, nulls, mean, std, min, max / top values)."""
+
+    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+        self.numeric, self.categorical = numeric, categorical
+        self.n = 0
+        self.acc: dict[str, dict[str, float]] = {c: {"count": 0, "nulls": 0, "sum": 0.0, "sumsq": 0.0, "min": float("inf"), "max": float("-inf")} for c in numeric}
+        self.cats: dict[str, dict[str, int]] = {c: {} for c in categorical}
+
+    def update(self, chunk: pd.DataFrame) -> None:
+        self.n += len(chunk)
+        for col in self.numeric:
+            s = chunk[col]
+            a = self.acc[col]
+            valid = s.dropna()
+            a["nulls"] += int(s.isna().sum())
+            a["count"] += len(valid)
+            if len(valid):
+                a["sum"] += float(valid.sum())
+                a["sumsq"] += float((valid.astype("float64") ** 2).sum())
+                a["min"] = min(a["min"], float(valid.min()))
+                a["max"] = max(a["max"], float(valid.max()))
+        for col in self.categorical:
+            for value, count in chunk[col].value_counts(dropna=False).items():
+                key = str(value)
+                self.cats[col][key] = self.cats[col].get(key, 0) + int(count)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for col, a in self.acc.items():
+            n = a["count"]
+            mean = a["sum"] / n if n else None
+            var = (a["sumsq"] / n - mean**2) if n and mean is not None else None
+            out[col] = {
+                "count": int(n),
+                "null_fraction": a["nulls"] / self.n if self.n else 0.0,
+                "mean": mean,
+                "std": max(var, 0.0) ** 0.5 if var is not None else None,
+                "min": a["min"] if n else None,
+                "max": a["max"] if n else None,
+            }
+        for col, counts in self.cats.items():
+            out[col] = {"count": sum(counts.values()), "top": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:20])}
+        return out
+
+
+def champion(use_case: UseCase) -> tuple[Any, Any]:
+    """The champion's registry entry and its loaded sklearn model; NoChampion if there is none."""
+    client = registry.configure_mlflow()
+    version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise NoChampion(
+            f"use case {use_case.name!r}: model {use_case.registered_model_name!r} has no 'champion' alias yet; "
+            f"run the {use_case.dag_id('training')} DAG first (nothing was written)"
+        )
+    return version, registry.load_model(use_case.registered_model_name, version.version)
+
+
+def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    version, model = champion(use_case)
+    chunk_rows = chunk_rows or use_case.scoring.chunk_rows
+    prefix = predictions_prefix(use_case.name, interval)
+    stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
+    out_col = "score" if use_case.task == "classification" else "prediction"
+    schema = pa.schema(
+        [
+            (ENTITY, pa.int64()),
+            (EVENT_TIME, pa.timestamp("us")),
+            (out_col, pa.float64()),
+            ("model_version", pa.string()),
+            ("model_run_id", pa.string()),
+        ]
+    )
+    started = time.perf_counter()
+    rows = 0
+
+    def write(fh: Any) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(fh, schema) as writer:
+            for chunk in store.iter_features(use_case.name, interval, chunk_rows):
+                scores = predict_scores(model, chunk[use_case.feature_names], use_case.task)
+                stats.update(chunk)
+                n = len(chunk)
+                rows += n
+                table = pa.table(
+                    {
+                        ENTITY: pa.array(chunk[ENTITY].to_numpy(), pa.int64()),
+                        EVENT_TIME: pa.array(chunk[EVENT_TIME].to_numpy().astype("datetime64[us]"), pa.timestamp("us")),
+                        out_col: pa.array(scores, pa.float64()),
+                        "model_version": pa.array([str(version.version)] * n, pa.string()),
+                        "model_run_id": pa.array([version.run_id] * n, pa.string()),
+                    },
+                    schema=schema,
+                )
+                writer.write_table(table)
+
+    uri = lake.write_with(f"{prefix}/predictions.parquet", write)
+    seconds = time.perf_counter() - started
+    manifest = {
+        "use_case": use_case.name,
+        "interval": interval.isoformat(),
+        "uri": uri,
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1) if seconds else None,
+        "model_name": use_case.registered_model_name,
+        "model_version": str(version.version),
+        "model_run_id": version.run_id,
+        "output_column": out_col,
+        "feature_stats": stats.summary(),
+    }
+    lake.write_json(f"{prefix}/_manifest.json", manifest)
+    log.info("scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds)
+    return manifest
+
+
+def read_predictions(lake: Lake, use_case: str, days: list[dt.date]) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = []
+    for day in days:
+        rel = f"{predictions_prefix(use_case, day)}/predictions.parquet"
+        if lake.exists(rel):
+            with lake.open_read(rel) as fh:
+                frames.append(pd.read_parquet(fh))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

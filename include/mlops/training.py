@@ -1,0 +1,175 @@
+"""Training: point-in-time training sets, splits, the scikit-learn pipeline and its metrics.
+
+Pure functions over DataFrames; MLflow and the registry live in ``mlops.registry``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mlops.features import ENTITY, EVENT_TIME, LABEL, point_in_time_join
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlops.config import UseCase
+    from mlops.feature_store import FeatureStore
+
+SPLITS = ("train", "validation", "holdout")
+
+
+class NotEnoughData(ValueError):
+    pass
+
+
+def training_window(use_case: UseCase, interval: dt.date) -> tuple[dt.date, dt.date, dt.datetime]:
+    """First day, last day and the as-of time (end of ``interval``) of a training run."""
+    start = interval - dt.timedelta(days=use_case.training.window_days - 1)
+    as_of = dt.datetime.combine(interval + dt.timedelta(days=1), dt.time())
+    return start, interval, as_of
+
+
+def build_training_set(store: FeatureStore, use_case: UseCase, interval: dt.date) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Labels known by the end of ``interval`` joined point-in-time to their features."""
+    start, end, as_of = training_window(use_case, interval)
+    # Features and labels may come from earlier days than the labels' own partition.
+    features = store.read_features(use_case.name, start, end)
+    labels = store.read_labels(use_case.name, start, end)
+    if features.empty or labels.empty:
+        raise NotEnoughData(
+            f"use case {use_case.name!r}: no feature partitions between {start} and {end}; run the data DAG first"
+        )
+    frame = point_in_time_join(labels, features, as_of=as_of, max_feature_age_days=use_case.training.window_days)
+    partitions = {d.isoformat(): m["content_hash"] for d, m in store.partitions(use_case.name).items() if start <= d <= end}
+    if len(frame) < 50:
+        raise NotEnoughData(
+            f"use case {use_case.name!r}: only {len(frame)} labelled rows known by {as_of:%Y-%m-%d} "
+            f"in {start}..{end}; need at least 50"
+        )
+    lineage = {
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "as_of": as_of.isoformat(),
+        "rows": len(frame),
+        "feature_partitions": partitions,
+    }
+    return frame, lineage
+
+
+def split(frame: pd.DataFrame, use_case: UseCase) -> dict[str, pd.DataFrame]:
+    """Train / validation / holdout without overlap: by time (latest last) or at random (seeded)."""
+    import numpy as np
+
+    spec = use_case.split
+    n = len(frame)
+    if spec.strategy == "time":
+        ordered = frame.sort_values([EVENT_TIME, ENTITY], kind="stable").reset_index(drop=True)
+    else:
+        rng = np.random.default_rng(use_case.model.seed)
+        ordered = frame.iloc[rng.permutation(n)].reset_index(drop=True)
+    n_hold = max(1, int(round(n * spec.holdout)))
+    n_val = max(1, int(round(n * spec.validation)))
+    n_train = n - n_hold - n_val
+    if n_train < 10:
+        raise NotEnoughData(f"use case {use_case.name!r}: {n} rows leave only {n_train} for training")
+    return {
+        "train": ordered.iloc[:n_train].reset_index(drop=True),
+        "validation": ordered.iloc[n_train : n_train + n_val].reset_index(drop=True),
+        "holdout": ordered.iloc[n_train + n_val :].reset_index(drop=True),
+    }
+
+
+def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None) -> Any:
+    """The scikit-learn pipeline the config declares: impute/scale numerics, one-hot categoricals."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    module, _, cls_name = use_case.model.estimator.rpartition(".")
+    estimator_cls = getattr(importlib.import_module(module), cls_name)
+    params = dict(use_case.model.hyperparameters) | dict(overrides or {})
+    try:
+        estimator = estimator_cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"use case {use_case.name!r}: bad hyperparameters for {use_case.model.estimator}: {exc}") from None
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=use_case.model.seed)
+    pre = ColumnTransformer(
+        [
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), use_case.numeric_features),
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                use_case.categorical_features,
+            ),
+        ],
+        remainder="drop",
+    )
+    return Pipeline([("features", pre), ("model", estimator)])
+
+
+def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
+    """The number the platform reports: P(positive class) for classification, the value for regression."""
+    if task == "classification":
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
+    import numpy as np
+    from sklearn import metrics as m
+
+    if task == "classification":
+        labels = (scores >= 0.5).astype(int)
+        out = {
+            "log_loss": float(m.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
+            "accuracy": float(m.accuracy_score(y_true, labels)),
+            "f1": float(m.f1_score(y_true, labels, zero_division=0)),
+            "precision": float(m.precision_score(y_true, labels, zero_division=0)),
+            "recall": float(m.recall_score(y_true, labels, zero_division=0)),
+        }
+        if len(np.unique(y_true)) == 2:
+            out["roc_auc"] = float(m.roc_auc_score(y_true, scores))
+            out["average_precision"] = float(m.average_precision_score(y_true, scores))
+        return out
+    return {
+        "rmse": float(np.sqrt(m.mean_squared_error(y_true, scores))),
+        "mae": float(m.mean_absolute_error(y_true, scores)),
+        "r2": float(m.r2_score(y_true, scores)),
+    }
+
+
+def metric_fn(name: str, task: str) -> Any:
+    """A (y_true, scores) -> float function for the promotion metric, for bootstrapping."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    if name == "roc_auc":
+        return m.roc_auc_score
+    if name == "average_precision":
+        return m.average_precision_score
+    if name == "log_loss":
+        return lambda y, s: m.log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1])
+    if name == "rmse":
+        return lambda y, s: float(np.sqrt(m.mean_squared_error(y, s)))
+    if name == "mae":
+        return m.mean_absolute_error
+    if name == "r2":
+        return m.r2_score
+    if name in {"accuracy", "f1", "precision", "recall"}:
+        fn = getattr(m, f"{name}_score")
+        return lambda y, s: fn(y, (s >= 0.5).astype(int))
+    raise ValueError(f"unknown promotion metric {name!r} for a {task} use case")
+
+
+def X_y(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame[use_case.feature_names], frame[LABEL].to_numpy()

@@ -1,0 +1,318 @@
+"""The training DAG's tasks as plain functions: prepare the training set, train and register,
+evaluate against the champion and promote through the gate, and roll back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from mlops import registry
+from mlops.promotion import bootstrap_difference, decide
+from mlops.training import (
+    SPLITS,
+    X_y,
+    build_training_set,
+    compute_metrics,
+    make_pipeline,
+    metric_fn,
+    predict_scores,
+    split,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.config import UseCase
+    from mlops.feature_store import FeatureStore
+    from mlops.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+def _safe(run_id: str) -> str:
+    return hashlib.sha256(run_id.encode()).hexdigest()[:12]
+
+
+def prepare_training_set(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str) -> dict[str, Any]:
+    """Build the point-in-time training set, split it and write the splits to the lake."""
+    frame, lineage = build_training_set(store, use_case, interval)
+    parts = split(frame, use_case)
+    prefix = f"training_sets/{use_case.name}/{interval.isoformat()}/{_safe(airflow_run_id)}"
+    uris = {}
+    for name in SPLITS:
+        uris[name] = lake.write_with(f"{prefix}/{name}.parquet", lambda fh, f=parts[name]: f.to_parquet(fh, index=False))
+    lineage_hash = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
+    manifest = {
+        "use_case": use_case.name,
+        "interval": interval.isoformat(),
+        "prefix": prefix,
+        "rows": {k: len(v) for k, v in parts.items()},
+        "lineage": lineage,
+        "training_set_hash": lineage_hash,
+        "uris": uris,
+    }
+    lake.write_json(f"{prefix}/_manifest.json", manifest)
+    return manifest
+
+
+def _read_split(lake: Lake, manifest: dict[str, Any], name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    with lake.open_read(f"{manifest['prefix']}/{name}.parquet") as fh:
+        return pd.read_parquet(fh)
+
+
+def _log_plots(mlflow: Any, y: Any, scores: Any, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    if task == "classification":
+        for name, make in (
+            ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(y, scores, ax=ax)),
+            ("precision_recall", lambda ax: PrecisionRecallDisplay.from_predictions(y, scores, ax=ax)),
+            ("confusion_matrix", lambda ax: ConfusionMatrixDisplay.from_predictions(y, (scores >= 0.5).astype(int), ax=ax)),
+        ):
+            fig, ax = plt.subplots(figsize=(5, 4))
+            make(ax)
+            ax.set_title(f"{name.replace('_', ' ')} (holdout)")
+            mlflow.log_figure(fig, f"plots/{name}.png")
+            plt.close(fig)
+    else:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(scores, y - scores, s=4, alpha=0.4)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("residual (actual - predicted)")
+        ax.set_title("residuals (holdout)")
+        mlflow.log_figure(fig, "plots/residuals.png")
+        plt.close(fig)
+
+
+def _permutation_importance(model: Any, X: Any, y: Any, use_case: UseCase) -> dict[str, float]:
+    from sklearn.inspection import permutation_importance
+
+    scoring = "roc_auc" if use_case.task == "classification" else "neg_root_mean_squared_error"
+    sample = X.iloc[:5000]
+    result = permutation_importance(model, sample, y[:5000], scoring=scoring, n_repeats=3, random_state=use_case.model.seed, n_jobs=1)
+    return {name: float(v) for name, v in zip(X.columns, result.importances_mean, strict=True)}
+
+
+def _trusted_types(pipe: Any) -> list[str]:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipe))
+    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+    if foreign:
+        raise ValueError(f"the model pipeline contains types outside sklearn/numpy/scipy: {foreign}")
+    return list(untrusted)
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    base = os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def train_and_register(
+    use_case: UseCase,
+    manifest: dict[str, Any],
+    lake: Lake,
+    *,
+    hyperparameters: dict[str, Any] | None,
+    dag_id: str,
+    airflow_run_id: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    """Fit the configured pipeline, log everything to MLflow and register a new model version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    client = registry.configure_mlflow()
+    model_name = use_case.registered_model_name
+    existing = registry.find_version_for_run(client, model_name, airflow_run_id, manifest["training_set_hash"])
+    if existing is not None:
+        log.info("version %s was already registered by this run; reusing it", existing.version)
+        run = client.get_run(existing.run_id)
+        return {
+            "version": str(existing.version),
+            "run_id": existing.run_id,
+            "experiment_id": run.info.experiment_id,
+            "metrics": {k: v for k, v in run.data.metrics.items()},
+            "mlflow_run_url": mlflow_run_url(run.info.experiment_id, existing.run_id),
+        }
+
+    experiment_id = registry.ensure_experiment(client, use_case)
+    frames = {name: _read_split(lake, manifest, name) for name in SPLITS}
+    X_train, y_train = X_y(frames["train"], use_case)
+    pipe = make_pipeline(use_case, hyperparameters)
+    lineage = manifest["lineage"]
+    tags = {
+        "use_case": use_case.name,
+        "git_commit": registry.git_commit(),
+        "airflow_dag_id": dag_id,
+        "airflow_run_id": airflow_run_id,
+        "training_set_hash": manifest["training_set_hash"],
+        "training_set_uri": lake.uri(manifest["prefix"]),
+        "data_window": f"{lineage['window_start']}..{lineage['window_end']}",
+        "trigger_reason": reason or "",
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}") as run:
+        mlflow.set_tags(tags)
+        params = {"estimator": use_case.model.estimator, "seed": use_case.model.seed, "split_strategy": use_case.split.strategy}
+        params |= {f"hp.{k}": v for k, v in (dict(use_case.model.hyperparameters) | dict(hyperparameters or {})).items()}
+        params |= {f"rows.{k}": v for k, v in manifest["rows"].items()}
+        mlflow.log_params(params)
+        mlflow.log_dict(lineage, "data_version.json")
+        pipe.fit(X_train, y_train)
+        metrics: dict[str, float] = {}
+        scores = {}
+        for name in ("validation", "holdout"):
+            X, y = X_y(frames[name], use_case)
+            scores[name] = predict_scores(pipe, X, use_case.task)
+            metrics |= {f"{name}_{k}": v for k, v in compute_metrics(y, scores[name], use_case.task).items()}
+        mlflow.log_metrics(metrics)
+        X_hold, y_hold = X_y(frames["holdout"], use_case)
+        _log_plots(mlflow, y_hold, scores["holdout"], use_case.task)
+        importance = _permutation_importance(pipe, X_hold, y_hold, use_case)
+        mlflow.log_dict(importance, "permutation_importance.json")
+        mlflow.log_metrics({f"perm_importance.{k}": v for k, v in importance.items()})
+        example = X_train.head(5)
+        signature = infer_signature(example, predict_scores(pipe, example, use_case.task))
+        info = mlflow.sklearn.log_model(
+            sk_model=pipe,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_name,
+            # skops, not pickle. The pipeline is built here from an allow-listed sklearn estimator,
+            # so the sklearn/numpy types skops asks about are ours; anything else is refused.
+            skops_trusted_types=_trusted_types(pipe),
+        )
+        version = str(info.registered_model_version)
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        client.set_model_version_tag(model_name, version, "feature_partitions", json.dumps(lineage["feature_partitions"]))
+        return {
+            "version": version,
+            "run_id": run.info.run_id,
+            "experiment_id": experiment_id,
+            "metrics": metrics,
+            "mlflow_run_url": mlflow_run_url(experiment_id, run.info.run_id),
+        }
+
+
+def evaluate_and_promote(
+    use_case: UseCase,
+    trained: dict[str, Any],
+    manifest: dict[str, Any],
+    lake: Lake,
+    *,
+    mode: str | None,
+    dag_id: str,
+    airflow_run_id: str,
+) -> dict[str, Any]:
+    """Score challenger and champion on this run's holdout, decide, move aliases, record the decision."""
+    import mlflow
+
+    client = registry.configure_mlflow()
+    name = use_case.registered_model_name
+    version = trained["version"]
+    for entry in registry.promotion_history(lake, use_case.name):
+        if str(entry["version"]) == version and entry["airflow_run_id"] == airflow_run_id:
+            log.info("decision for version %s already recorded by this run: %s", version, entry["outcome"])
+            return entry
+
+    holdout = _read_split(lake, manifest, "holdout")
+    X, y = X_y(holdout, use_case)
+    challenger = registry.load_model(name, version)
+    challenger_scores = predict_scores(challenger, X, use_case.task)
+    challenger_metrics = compute_metrics(y, challenger_scores, use_case.task)
+
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    comparison = None
+    champion_error = None
+    if champion is not None and str(champion.version) != version:
+        try:
+            champion_model = registry.load_model(name, champion.version)
+            champion_scores = predict_scores(champion_model, X, use_case.task)
+        except Exception as exc:  # an incompatible champion (e.g. features changed) cannot be compared
+            champion_error = f"champion v{champion.version} cannot score the current holdout: {exc}"
+            log.warning(champion_error)
+        else:
+            comparison = bootstrap_difference(
+                y,
+                challenger_scores,
+                champion_scores,
+                metric_fn(use_case.promotion.metric, use_case.task),
+                higher_is_better=use_case.promotion.higher_is_better,
+                samples=use_case.promotion.bootstrap_samples,
+                confidence=use_case.promotion.confidence,
+                seed=use_case.model.seed,
+            )
+    has_champion = champion is not None and str(champion.version) != version and champion_error is None
+    decision = decide(challenger_metrics, use_case.promotion, comparison=comparison, has_champion=has_champion, mode=mode)
+    reason = decision.reason + (f" ({champion_error})" if champion_error else "")
+    aliases: dict[str, Any] = {}
+    if decision.apply:
+        aliases = registry.apply_aliases(client, use_case, version, decision.promote)
+    client.set_model_version_tag(name, version, "promotion_outcome", decision.outcome)
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+    entry = {
+        "use_case": use_case.name,
+        "decided_at": registry.now_iso(),
+        "version": version,
+        "champion_before": str(champion.version) if champion is not None else None,
+        "outcome": decision.outcome,
+        "promoted": decision.promote and decision.apply,
+        "reason": reason,
+        "metric": use_case.promotion.metric,
+        "challenger_metrics": challenger_metrics,
+        "comparison": decision.as_dict()["comparison"],
+        "threshold_failures": decision.threshold_failures,
+        "mode": mode or use_case.promotion.mode,
+        "aliases_after": aliases,
+        "airflow_dag_id": dag_id,
+        "airflow_run_id": airflow_run_id,
+        "mlflow_run_id": trained["run_id"],
+        "holdout_rows": int(len(holdout)),
+    }
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.set_tags({"promotion_outcome": decision.outcome, "promotion_reason": reason[:5000]})
+        if comparison is not None:
+            mlflow.log_metrics({"promotion.improvement": comparison.improvement, "promotion.ci_low": comparison.ci_low})
+    registry.record_decision(lake, use_case.name, entry)
+    log.info("promotion decision for %s v%s: %s - %s", name, version, decision.outcome, reason)
+    return entry
+
+
+def rollback(use_case: UseCase, lake: Lake, *, dag_id: str, airflow_run_id: str) -> dict[str, Any]:
+    """Make ``previous_champion`` the champion again (one step), and record it."""
+    client = registry.configure_mlflow()
+    name = use_case.registered_model_name
+    current = registry.alias_version(client, name, registry.CHAMPION)
+    previous = registry.alias_version(client, name, registry.PREVIOUS)
+    if current is None or previous is None:
+        raise ValueError(f"model {name!r} has no {'champion' if current is None else 'previous_champion'} to roll back")
+    client.set_registered_model_alias(name, registry.CHAMPION, previous.version)
+    client.set_registered_model_alias(name, registry.PREVIOUS, current.version)
+    entry = {
+        "use_case": use_case.name,
+        "decided_at": registry.now_iso(),
+        "version": str(previous.version),
+        "champion_before": str(current.version),
+        "outcome": "rollback",
+        "promoted": True,
+        "reason": f"manual rollback from v{current.version} to v{previous.version}",
+        "airflow_dag_id": dag_id,
+        "airflow_run_id": airflow_run_id,
+    }
+    registry.record_decision(lake, use_case.name, entry)
+    return entry
+
+
