@@ -193,7 +193,7 @@ def drift_alert(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {report_uri}"}]},
     ]
     text = (
-        f"Drift detected in '{use_case}' on {day}: model version {model_version}, drift share "
+        f"Drift detected in '{use_case}' on {day}: model version {model_version or 'none'}, drift share "
         f"{drift_share:.0%}; top features: {', '.join(n for n, _ in top_features) or 'none'}; report: {report_uri}"
     )
     return {
@@ -248,7 +248,15 @@ def task_failure_callback(context: Any) -> None:
     scope = f"_failures/{dag_id}"
     try:
         lake = get_lake()
-        if enqueue(lake, scope, alert):
-            deliver_pending(lake, scope)
+        enqueue(lake, scope, alert)  # a no-op if this run already queued or sent its alert
+        deliver_pending(lake, scope)  # also retries earlier failure alerts Slack did not take
     except Exception:  # a broken alert path must not mask the task's own failure
         log.exception("could not record or send the failure alert for %s %s", dag_id, run_id)
+
+
+def deliver_failure_alerts(lake: Lake, target: SlackTarget | None = None) -> dict[str, Any]:
+    """Retry every task-failure alert Slack has not taken yet, whatever DAG it came from."""
+    results = {}
+    for dag_id in lake.list("alerts/_failures"):
+        results[dag_id] = deliver_pending(lake, f"_failures/{dag_id}", target)
+    return results

@@ -105,3 +105,11 @@ def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
 
         config_error()
     return dag
+
+
+def worker_name() -> str:
+    """Which worker ran a task: ``MLOPS_WORKER_NAME`` (set per Celery worker), else the host name."""
+    import os
+    import socket
+
+    return os.environ.get("MLOPS_WORKER_NAME") or socket.gethostname()

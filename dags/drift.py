@@ -1,0 +1,150 @@
+"""Daily drift monitoring per use case: Evidently report -> Slack alert -> guarded retrain.
+
+One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.drift` and `mlops.alerts`.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, TriggerRule, task
+
+from mlops import dag_support
+
+DOC = """
+### {name}: drift monitoring
+
+**What it does.** Compares the features scored in the last {window} day(s) (and their scores)
+with the feature data the current champion was trained on, using Evidently (data drift per
+feature, prediction drift, and live performance where labels have arrived). Writes
+`reports/{name}/<day>/drift_report.html` and `drift_summary.json`, logs both to MLflow with
+drift metrics. On drift it posts one Slack alert and triggers `{name}_training` with the reason,
+unless a training run is active, the {cooldown} h cooldown has not passed, or this champion
+already triggered one.
+
+**Triggers.** Schedule `{schedule}`; the UI form; the REST API.
+
+**When it fails.** "no champion yet" or "nothing was scored": train and score first. Alerts
+that Slack did not accept stay in the outbox and go out on the next run.
+"""
+
+
+def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+    name = use_case.name
+    with DAG(
+        dag_id=use_case.dag_id("drift"),
+        description=f"Daily drift check of the {name} model's inputs and outputs",
+        schedule=use_case.drift.schedule,
+        start_date=dag_support.start_date(use_case),
+        catchup=False,
+        max_active_runs=1,
+        tags=[dag_support.TAG, name, "monitoring"],
+        doc_md=DOC.format(
+            name=name, window=use_case.drift.window_days, cooldown=use_case.drift.cooldown_hours, schedule=use_case.drift.schedule
+        ),
+        default_args=dag_support.default_args(use_case),
+        params={
+            "interval": dag_support.interval_param("Last day of the window to check; empty = the run's data interval."),
+            "request_id": dag_support.request_id_param(),
+        },
+    ) as dag:
+
+        @task(task_id="check_drift", retries=1)
+        def check_drift(**context) -> dict:
+            from mlops.alerts import drift_alert, enqueue
+            from mlops.config import get_use_case
+            from mlops.drift import check_drift as run_check
+            from mlops.feature_store import get_feature_store
+            from mlops.lake import get_lake
+
+            lake = get_lake()
+            day = dag_support.resolve_interval(context)
+            result = run_check(get_use_case(name), day, lake, get_feature_store(), airflow_run_id=context["run_id"])
+            if result["drifted"]:
+                enqueue(
+                    lake,
+                    name,
+                    drift_alert(
+                        use_case=name,
+                        day=result["day"],
+                        model_version=result["model_version"],
+                        drift_share=result["drift_share"],
+                        dataset_drift=result["dataset_drift"],
+                        top_features=result["top_features"],
+                        reasons=result["reasons"],
+                        report_uri=result["report_uri"],
+                    ),
+                )
+            return {k: result[k] for k in ("day", "model_version", "drift_share", "dataset_drift", "drifted", "reasons", "top_features", "report_uri", "summary_uri", "mlflow_run_id")}
+
+        @task(task_id="send_alerts", retries=0, trigger_rule=TriggerRule.ALL_DONE)
+        def send_alerts() -> dict:
+            # Runs even if the check failed: alerts kept from earlier runs still go out.
+            from mlops.alerts import deliver_failure_alerts, deliver_pending
+            from mlops.lake import get_lake
+
+            lake = get_lake()
+            deliver_failure_alerts(lake)
+            return deliver_pending(lake, name)
+
+        @task.short_circuit(task_id="decide_retrain", retries=0)
+        def decide_retrain(result: dict, **context) -> dict | bool:
+            import datetime as dt
+            import logging
+
+            from mlops.drift import guard_state_rel, retrain_guard
+            from mlops.lake import get_lake
+
+            lake = get_lake()
+            state_rel = guard_state_rel(name)
+            state = lake.read_json(state_rel) if lake.exists(state_rel) else None
+            if state and state.get("drift_run_id") == context["run_id"]:
+                logging.getLogger(__name__).info("this run already decided to retrain: %s", state)
+                return state
+            active = context["ti"].get_dr_count(dag_id=f"{name}_training", states=["running", "queued"])
+            now = dt.datetime.now(dt.timezone.utc)
+            decision = retrain_guard(
+                drifted=result["drifted"],
+                active_training_runs=active,
+                now=now,
+                last_trigger=state,
+                cooldown_hours=use_case.drift.cooldown_hours,
+                champion_version=result["model_version"],
+            )
+            logging.getLogger(__name__).info("retrain guard: trigger=%s - %s", decision.trigger, decision.reason)
+            record = {"trigger": decision.trigger, "guard_reason": decision.reason, "at": now.isoformat(), "day": result["day"]}
+            lake.write_json(f"reports/{name}/{result['day']}/retrain_decision.json", record)
+            if not decision.trigger:
+                return False
+            state = {
+                "at": now.isoformat(),
+                "reference_version": result["model_version"],
+                "drift_run_id": context["run_id"],
+                "reason": "; ".join(result["reasons"]),
+                "day": result["day"],
+            }
+            lake.write_json(state_rel, state)
+            return state
+
+        result = check_drift()
+        result >> send_alerts()
+        decision = decide_retrain(result)
+        decision >> TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=use_case.dag_id("training"),
+            trigger_run_id="drift__{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}__{{ run_id | replace(':', '') | replace('+', '') }}",
+            conf={
+                "reason": "drift: {{ ti.xcom_pull(task_ids='decide_retrain')['reason'] }}",
+                "interval": "{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}",
+                "promotion_mode": "auto",
+            },
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        )
+    return dag
+
+
+_good, _bad = dag_support.use_cases_for_dags()
+for _name, _use_case in _good.items():
+    globals()[_use_case.dag_id("drift")] = build(_use_case)
+for _name, _error in _bad.items():
+    globals()[f"{_name}_drift"] = dag_support.broken_config_dag(f"{_name}_drift", _error)

@@ -1,0 +1,49 @@
+"""Rollback per use case: make the previous champion the champion again (one alias switch).
+
+One DAG per use case, id `<name>_rollback`, manual only. Logic in `mlops.training_pipeline.rollback`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+
+from mlops import dag_support
+from mlops.assets import champion_asset
+
+
+def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+    name = use_case.name
+    with DAG(
+        dag_id=use_case.dag_id("rollback"),
+        description=f"Roll the {name} champion back to the previous champion",
+        schedule=None,
+        start_date=dag_support.start_date(use_case),
+        catchup=False,
+        max_active_runs=1,
+        tags=[dag_support.TAG, name, "rollback"],
+        doc_md=(
+            f"### {name}: rollback\n\nMoves `champion` of `{use_case.registered_model_name}` back to the version "
+            "holding `previous_champion` (and swaps them), and records it in the promotion history. "
+            "Trigger by hand when a new champion misbehaves; fails clearly if there is nothing to roll back to."
+        ),
+        default_args=dag_support.default_args(use_case, retries=0),
+        params={"request_id": dag_support.request_id_param()},
+    ) as dag:
+
+        @task(task_id="rollback_champion", outlets=[champion_asset(name)])
+        def rollback_champion(**context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.lake import get_lake
+            from mlops.training_pipeline import rollback
+
+            return rollback(get_use_case(name), get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+
+        rollback_champion()
+    return dag
+
+
+_good, _bad = dag_support.use_cases_for_dags()
+for _name, _use_case in _good.items():
+    globals()[_use_case.dag_id("rollback")] = build(_use_case)
+for _name, _error in _bad.items():
+    globals()[f"{_name}_rollback"] = dag_support.broken_config_dag(f"{_name}_rollback", _error)

@@ -1,0 +1,144 @@
+"""Training per use case: point-in-time training set -> fit + MLflow -> gated promotion.
+
+One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.training_pipeline`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, task
+
+from mlops import dag_support
+from mlops.assets import champion_asset, features_asset
+
+DOC = """
+### {name}: training and promotion
+
+**What it does.** Builds a point-in-time training set from the feature store (the
+{window} days up to the run's interval, labels known by then), splits it
+({split}), fits `{estimator}` with a fixed seed, logs params, metrics, plots, permutation
+importance, data version and git commit to MLflow (experiment `mlops/{name}`), registers a new
+version of `{model}`, then runs the promotion gate: thresholds, then champion vs challenger on
+the same holdout with a paired bootstrap. Only a clear win moves the `champion` alias.
+
+**Triggers.** {triggers}; the UI form; the REST API; the drift DAG (with a `reason`).
+
+**Params.** `interval` (last day of the window), `hyperparameters` (overrides),
+`promotion_mode` (`auto` / `dry_run`), `reason`.
+
+**When it fails.** "not enough data": run the data DAG for more days. A rejected challenger is
+not a failure: read the reason in the promotion history or the model version's tags.
+"""
+
+
+def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    name = use_case.name
+    triggers = []
+    schedule = None
+    if use_case.training.on_new_features and use_case.training.schedule:
+        schedule = AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(use_case.training.schedule.replace("@weekly", "0 0 * * 0").replace("@daily", "0 0 * * *"), timezone="UTC"),
+            assets=[features_asset(name)],
+        )
+        triggers.append(f"schedule `{use_case.training.schedule}` or a new feature partition")
+    elif use_case.training.on_new_features:
+        schedule = [features_asset(name)]
+        triggers.append("every new feature partition")
+    elif use_case.training.schedule:
+        schedule = use_case.training.schedule
+        triggers.append(f"schedule `{schedule}`")
+    else:
+        triggers.append("no schedule (on demand)")
+
+    with DAG(
+        dag_id=use_case.dag_id("training"),
+        description=f"Train, track and promote the {name} model",
+        schedule=schedule,
+        start_date=dag_support.start_date(use_case),
+        catchup=False,
+        max_active_runs=1,
+        tags=[dag_support.TAG, name, "training"],
+        doc_md=DOC.format(
+            name=name,
+            window=use_case.training.window_days,
+            split=f"{use_case.split.strategy}: validation {use_case.split.validation}, holdout {use_case.split.holdout}",
+            estimator=use_case.model.estimator,
+            model=use_case.registered_model_name,
+            triggers="; ".join(triggers),
+        ),
+        default_args=dag_support.default_args(use_case),
+        params={
+            "interval": dag_support.interval_param("Last day of the training window; empty = the run's data interval."),
+            "hyperparameters": Param(
+                {},
+                type="object",
+                title="Hyperparameter overrides",
+                description=f"Merged over the config's {dict(use_case.model.hyperparameters)}.",
+            ),
+            "promotion_mode": Param(
+                use_case.promotion.mode if use_case.promotion.mode != "disabled" else "dry_run",
+                enum=["auto", "dry_run"],
+                title="Promotion mode",
+                description="auto: move the champion alias if the gate passes; dry_run: decide and record only.",
+            ),
+            "reason": Param("", type="string", maxLength=500, title="Why this run", description="Recorded on the MLflow run."),
+            "request_id": dag_support.request_id_param(),
+        },
+    ) as dag:
+
+        @task(task_id="prepare_training_set", retries=2)
+        def prepare_training_set(**context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.feature_store import get_feature_store
+            from mlops.lake import get_lake
+            from mlops.training_pipeline import prepare_training_set as prepare
+
+            day = dag_support.resolve_interval(context)
+            return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"])
+
+        @task(task_id="train_model", retries=1)
+        def train_model(manifest: dict, **context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.lake import get_lake
+            from mlops.training_pipeline import train_and_register
+
+            params = context["params"]
+            return train_and_register(
+                get_use_case(name),
+                manifest,
+                get_lake(),
+                hyperparameters=params.get("hyperparameters") or {},
+                dag_id=context["dag"].dag_id,
+                airflow_run_id=context["run_id"],
+                reason=params.get("reason") or (context["dag_run"].conf or {}).get("reason"),
+            )
+
+        @task(task_id="evaluate_and_promote", retries=1, outlets=[champion_asset(name)])
+        def evaluate_and_promote(trained: dict, manifest: dict, **context) -> dict:
+            from mlops.config import get_use_case
+            from mlops.lake import get_lake
+            from mlops.training_pipeline import evaluate_and_promote as gate
+
+            entry = gate(
+                get_use_case(name),
+                trained,
+                manifest,
+                get_lake(),
+                mode=context["params"].get("promotion_mode"),
+                dag_id=context["dag"].dag_id,
+                airflow_run_id=context["run_id"],
+            )
+            context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
+            return entry | {"mlflow_run_url": trained["mlflow_run_url"]}
+
+        manifest = prepare_training_set()
+        evaluate_and_promote(train_model(manifest), manifest)
+    return dag
+
+
+_good, _bad = dag_support.use_cases_for_dags()
+for _name, _use_case in _good.items():
+    globals()[_use_case.dag_id("training")] = build(_use_case)
+for _name, _error in _bad.items():
+    globals()[f"{_name}_training"] = dag_support.broken_config_dag(f"{_name}_training", _error)

@@ -1,0 +1,281 @@
+"""Drift monitoring with Evidently 0.7 and the guarded retrain decision.
+
+Reference: the feature partitions the champion was trained on (its ``feature_partitions`` tag).
+Current: the feature rows scored in the last ``drift.window_days`` days, with their scores.
+
+Scale: both sides are sampled uniformly without replacement to ``drift.sample_size`` rows with a
+fixed seed. With more than 1,000 rows Evidently's default tests are distances (normed
+Wasserstein for numbers, Jensen-Shannon for categories) whose value converges to the
+population distance as the sample grows and, unlike p-value tests, does not flag tiny shifts
+merely because there are millions of rows; so a sample of tens of thousands gives the same
+verdict as the full data at a fraction of the time (``bench/drift_sampling.py`` measures both).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlops.features import ENTITY, EVENT_TIME, LABEL
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.config import UseCase
+    from mlops.feature_store import FeatureStore
+    from mlops.lake import Lake
+
+log = logging.getLogger(__name__)
+PREDICTION = "prediction_value"
+
+
+def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """A uniform sample without replacement of at most ``size`` rows, reproducible by ``seed``."""
+    if len(frame) <= size:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=size, random_state=seed, replace=False).reset_index(drop=True)
+
+
+def _drifted(method: str, value: float, threshold: float) -> bool:
+    # p-value tests flag drift below the threshold; distances flag it at or above.
+    return value < threshold if "p_value" in method.lower() else value >= threshold
+
+
+def run_drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    drift_share: float,
+    stattests: dict[str, str] | None = None,
+    prediction_column: str | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Run Evidently; return (summary, snapshot). Summary: per-column score/method/drifted, share."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    columns = numeric + categorical
+    num_all = numeric + ([prediction_column] if prediction_column else [])
+    definition = DataDefinition(numerical_columns=num_all, categorical_columns=categorical)
+    metrics: list[Any] = [DataDriftPreset(columns=columns, drift_share=drift_share, per_column_method=stattests or None)]
+    if prediction_column:
+        metrics.append(ValueDrift(column=prediction_column))
+    snapshot = Report(metrics).run(
+        current_data=Dataset.from_pandas(current[columns + ([prediction_column] if prediction_column else [])], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[columns + ([prediction_column] if prediction_column else [])], data_definition=definition),
+    )
+    per_column: dict[str, dict[str, Any]] = {}
+    share = None
+    for metric in snapshot.dict()["metrics"]:
+        cfg = metric["config"]
+        kind = cfg["type"].rsplit(":", 1)[-1]
+        if kind == "DriftedColumnsCount":
+            share = float(metric["value"]["share"])
+        elif kind == "ValueDrift":
+            value = float(metric["value"])
+            per_column[cfg["column"]] = {
+                "score": value,
+                "method": cfg["method"],
+                "threshold": cfg["threshold"],
+                "drifted": _drifted(cfg["method"], value, cfg["threshold"]),
+            }
+    features = {k: v for k, v in per_column.items() if k != prediction_column}
+    if share is None:
+        share = sum(v["drifted"] for v in features.values()) / max(len(features), 1)
+    summary = {
+        "drift_share": share,
+        "dataset_drift": share >= drift_share,
+        "features": features,
+        "prediction": per_column.get(prediction_column) if prediction_column else None,
+    }
+    return summary, snapshot
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    trigger: bool
+    reason: str
+
+
+def retrain_guard(
+    *,
+    drifted: bool,
+    active_training_runs: int,
+    now: dt.datetime,
+    last_trigger: dict[str, Any] | None,
+    cooldown_hours: float,
+    champion_version: str | None,
+) -> GuardDecision:
+    """Whether drift may start a retrain: no storms (cooldown), no loops (one per reference), no pile-ups."""
+    if not drifted:
+        return GuardDecision(False, "no drift: nothing to retrain")
+    if active_training_runs > 0:
+        return GuardDecision(False, f"a training run is already running or queued ({active_training_runs})")
+    if last_trigger:
+        at = dt.datetime.fromisoformat(last_trigger["at"])
+        until = at + dt.timedelta(hours=cooldown_hours)
+        if now < until:
+            return GuardDecision(False, f"cooldown: the last drift-triggered retrain was at {at.isoformat()}, next allowed after {until.isoformat()}")
+        if champion_version is not None and str(last_trigger.get("reference_version")) == str(champion_version):
+            return GuardDecision(
+                False,
+                f"reference (champion v{champion_version}) already triggered a retrain at {at.isoformat()} and no new champion exists since",
+            )
+    return GuardDecision(True, f"drift on reference champion v{champion_version}: retraining")
+
+
+def guard_state_rel(use_case: str) -> str:
+    return f"state/{use_case}/retrain_guard.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# The drift check task
+
+
+def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
+    from mlops import registry
+
+    version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
+    if version is None:
+        raise LookupError(f"use case {use_case.name!r}: no champion yet, so there is no reference to compare with")
+    partitions = json.loads((version.tags or {}).get("feature_partitions", "{}"))
+    if not partitions:
+        raise LookupError(f"champion v{version.version} of {use_case.registered_model_name!r} has no feature_partitions lineage tag")
+    days = sorted(dt.date.fromisoformat(d) for d in partitions)
+    frame = store.read_features(use_case.name, days[0], days[-1])
+    return frame, version, partitions
+
+
+def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str) -> dict[str, Any]:
+    """Compare the last window's scored features with the champion's training data; write the report."""
+    import mlflow
+    import pandas as pd
+
+    from mlops import registry
+    from mlops.scoring import read_predictions
+    from mlops.training import compute_metrics, predict_scores
+
+    spec = use_case.drift
+    client = registry.configure_mlflow()
+    reference_full, version, partitions = _reference(use_case, store, client)
+    days = [day - dt.timedelta(days=i) for i in range(spec.window_days)][::-1]
+    preds = read_predictions(lake, use_case.name, days)
+    if preds.empty:
+        raise LookupError(f"use case {use_case.name!r}: nothing was scored in {days[0]}..{days[-1]}; run the scoring DAG first")
+    out_col = "score" if use_case.task == "classification" else "prediction"
+    current_full = store.read_features(use_case.name, days[0], days[-1]).merge(
+        preds[[ENTITY, EVENT_TIME, out_col, "model_version"]], on=[ENTITY, EVENT_TIME], how="inner"
+    )
+    current = sample(current_full, spec.sample_size, spec.seed)
+    reference = sample(reference_full, spec.sample_size, spec.seed)
+    model = registry.load_model(use_case.registered_model_name, version.version)
+    reference[PREDICTION] = predict_scores(model, reference[use_case.feature_names], use_case.task)
+    current[PREDICTION] = current[out_col].to_numpy()
+    summary, snapshot = run_drift_report(
+        reference,
+        current,
+        numeric=use_case.numeric_features,
+        categorical=use_case.categorical_features,
+        drift_share=spec.drift_share,
+        stattests=dict(spec.stattests),
+        prediction_column=PREDICTION,
+    )
+
+    # Performance where labels have arrived for the scored rows.
+    labels = store.read_labels(use_case.name, days[0], days[-1])
+    as_of = pd.Timestamp(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
+    performance = None
+    if not labels.empty:
+        known = labels[labels["label_available_at"] <= as_of].merge(preds, on=[ENTITY, EVENT_TIME], how="inner")
+        if len(known) >= 50:
+            metric = use_case.promotion.metric
+            now_metrics = compute_metrics(known[LABEL].to_numpy(), known[out_col].to_numpy(), use_case.task)
+            baseline = client.get_run(version.run_id).data.metrics.get(f"holdout_{metric}")
+            if metric in now_metrics and baseline is not None:
+                drop = (baseline - now_metrics[metric]) if use_case.promotion.higher_is_better else (now_metrics[metric] - baseline)
+                performance = {"metric": metric, "current": now_metrics[metric], "holdout": baseline, "drop": drop, "rows": len(known)}
+
+    reasons = []
+    if summary["dataset_drift"]:
+        reasons.append(f"dataset drift: {summary['drift_share']:.0%} of features drifted (threshold {spec.drift_share:.0%})")
+    for feat in spec.critical_features:
+        if summary["features"].get(feat, {}).get("drifted"):
+            reasons.append(f"critical feature '{feat}' drifted (score {summary['features'][feat]['score']:.3f})")
+    if spec.alert_on_prediction_drift and summary["prediction"] and summary["prediction"]["drifted"]:
+        reasons.append(f"prediction drift (score {summary['prediction']['score']:.3f})")
+    if performance and spec.max_performance_drop is not None and performance["drop"] > spec.max_performance_drop:
+        reasons.append(
+            f"{performance['metric']} fell to {performance['current']:.4f} from {performance['holdout']:.4f} on holdout "
+            f"(drop {performance['drop']:.4f} > {spec.max_performance_drop})"
+        )
+    top = sorted(((k, v["score"]) for k, v in summary["features"].items() if v["drifted"]), key=lambda kv: -kv[1])[:5]
+    prefix = f"reports/{use_case.name}/{day.isoformat()}"
+    html = _html(snapshot)
+    html_uri = lake.write_bytes(f"{prefix}/drift_report.html", html.encode())
+    result = {
+        "use_case": use_case.name,
+        "day": day.isoformat(),
+        "window": [days[0].isoformat(), days[-1].isoformat()],
+        "model_version": str(version.version),
+        "reference_partitions": sorted(partitions),
+        "reference_rows": len(reference_full),
+        "current_rows": len(current_full),
+        "sampled_rows": {"reference": len(reference), "current": len(current)},
+        **summary,
+        "performance": performance,
+        "drifted": bool(reasons),
+        "reasons": reasons,
+        "top_features": top,
+        "report_uri": html_uri,
+        "airflow_run_id": airflow_run_id,
+    }
+    result["summary_uri"] = lake.write_json(f"{prefix}/drift_summary.json", result)
+    result["mlflow_run_id"] = _log_to_mlflow(client, use_case, version, result, html)
+    return result
+
+
+def _html(snapshot: Any) -> str:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "report.html"
+        snapshot.save_html(str(path))
+        return path.read_text()
+
+
+def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[str, Any], html: str) -> str:
+    import mlflow
+
+    from mlops import registry
+
+    experiment_id = registry.ensure_experiment(client, use_case)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{result['day']}") as run:
+        mlflow.set_tags(
+            {
+                "run_type": "drift_check",
+                "use_case": use_case.name,
+                "model_name": use_case.registered_model_name,
+                "model_version": result["model_version"],
+                "drift_day": result["day"],
+                "drifted": str(result["drifted"]),
+            }
+        )
+        metrics = {"drift_share": result["drift_share"], "dataset_drift": float(result["dataset_drift"])}
+        metrics |= {f"drift_score.{k}": v["score"] for k, v in result["features"].items()}
+        if result["prediction"]:
+            metrics["drift_score.prediction"] = result["prediction"]["score"]
+        if result["performance"]:
+            metrics[f"live_{result['performance']['metric']}"] = result["performance"]["current"]
+        day = dt.date.fromisoformat(result["day"])
+        mlflow.log_metrics(metrics, step=day.toordinal())
+        mlflow.log_dict({k: v for k, v in result.items() if k != "mlflow_run_id"}, "drift_summary.json")
+        mlflow.log_text(html, "drift_report.html")
+        run_id = run.info.run_id
+    client.set_model_version_tag(use_case.registered_model_name, result["model_version"], "last_drift_check", f"{result['day']}: {'drift' if result['drifted'] else 'ok'}")
+    return run_id
