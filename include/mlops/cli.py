@@ -61,6 +61,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days, rows=args.rows)
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from mlops.embedded import apply_embedded_defaults
+
+    apply_embedded_defaults()
+    from mlops.settings import load_settings
+
+    settings = load_settings()
+    if args.which == "airflow":
+        print("Airflow UI on http://localhost:8080 ; the login is printed by `airflow standalone` below")
+        cmd = [sys.executable, "-m", "airflow", "standalone"]
+    else:
+        print(f"MLflow UI on http://localhost:{args.port} (registry: Models tab)")
+        cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--port", str(args.port)]
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,5 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=28)
     p.add_argument("--rows", type=int, default=3000)
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("ui", help="open the Airflow or MLflow UI on what the embedded default produced")
+    p.add_argument("which", choices=["airflow", "mlflow"])
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_cmd_ui)
     args = parser.parse_args(argv)
     return int(args.func(args))

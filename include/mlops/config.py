@@ -277,7 +277,12 @@ def parse_use_case(raw: Any, path: Path | str) -> UseCase:
         use_case = UseCase.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigError(path, _key_of(err["loc"]), err["msg"]) from None
+        key, msg = _key_of(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a cross-field check: its message starts with the key it is about
+            match = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*)[ :]", msg)
+            if match:
+                key = match.group(1)
+        raise ConfigError(path, key, msg) from None
     stem = Path(path).stem
     if use_case.name != stem:
         raise ConfigError(path, "name", f"{use_case.name!r} must match the file name {stem!r}")

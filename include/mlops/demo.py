@@ -185,7 +185,7 @@ def _summary(settings: Any, lake: Any, use_case: Any, outcomes: dict[str, str], 
     _say("")
     home = settings.home
     _say("Open what was produced:")
-    _say(f"  Airflow UI: AIRFLOW_HOME={home}/airflow .venv/bin/python -m mlops ui airflow   -> http://localhost:8080 (DAGs {name}_*)")
-    _say(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000   -> http://localhost:5000/#/models/{use_case.registered_model_name}")
-    _say(f"  Lake:       {settings.lake_uri}")
+    _say(f"  Airflow UI: make ui-airflow   -> http://localhost:8080/dags/{name}_data (runs, quarantine, task buttons)")
+    _say(f"  MLflow UI:  make ui-mlflow    -> http://localhost:5000/#/models/{use_case.registered_model_name}")
+    _say(f"  Files:      {home}/lake (raw, quarantine, features, predictions, reports)")
     _say(json.dumps({"history": len(history), "predictions": total}, sort_keys=True))

@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` (set up, run the whole loop) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+
+.PHONY: setup demo test lint suites ui-airflow ui-mlflow bench clean
+
+setup: $(VENV)/.installed
+
+# A project-local virtualenv with exactly the locked versions (requirements.lock), then the package.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	uv venv --seed --allow-existing --python 3.11 $(VENV)
+	uv pip sync --python $(PY) requirements.lock
+	uv pip install --python $(PY) --no-deps -e .
+	@touch $@
+
+demo: setup
+	$(PY) -m mlops demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m mlops suites --check
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) bench/pipeline_throughput.py
+	$(PY) bench/scoring_throughput.py
+	$(PY) bench/drift_sampling.py
+
+suites: setup
+	$(PY) -m mlops suites
+
+# Open what the demo produced (embedded default).
+ui-airflow: setup
+	$(PY) -m mlops ui airflow
+
+ui-mlflow: setup
+	$(PY) -m mlops ui mlflow
+
+clean:
+	rm -rf var

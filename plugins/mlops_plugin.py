@@ -1,0 +1,45 @@
+"""The platform's Airflow plugin: task buttons that open what a task produced, and the lake viewer.
+
+- "GX Data Docs" on `validate_batch`, "MLflow run" on `train_model` / `evaluate_and_promote`,
+  "Evidently report" on `check_drift` (each shown only where the task produced one).
+- `/mlops/lake/view?path=...`: serves HTML/JSON reports from the lake (local or S3).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+
+from mlops.ui_links import LINK_KEYS, browser_url, create_lake_app, xcom_result
+
+
+class _ResultLink(BaseOperatorLink):
+    name = ""
+    key = ""
+
+    def get_link(self, operator, *, ti_key):  # noqa: ANN001, ANN201 - Airflow's signature
+        from mlops.settings import load_settings
+
+        result = xcom_result(ti_key)
+        return browser_url((result or {}).get(self.key), load_settings().lake_uri)
+
+
+class GXDataDocsLink(_ResultLink):
+    name = "GX Data Docs"
+    key = LINK_KEYS[name]
+
+
+class MLflowRunLink(_ResultLink):
+    name = "MLflow run"
+    key = LINK_KEYS[name]
+
+
+class EvidentlyReportLink(_ResultLink):
+    name = "Evidently report"
+    key = LINK_KEYS[name]
+
+
+class MLOpsPlugin(AirflowPlugin):
+    name = "mlops"
+    global_operator_extra_links = [GXDataDocsLink(), MLflowRunLink(), EvidentlyReportLink()]
+    fastapi_apps = [{"app": create_lake_app(), "url_prefix": "/mlops", "name": "MLOps lake viewer"}]

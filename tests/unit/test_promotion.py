@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mlops.config import PromotionSpec, ThresholdSpec
+from mlops.promotion import Comparison, bootstrap_difference, check_thresholds, decide
+
+SPEC = PromotionSpec(
+    metric="roc_auc",
+    thresholds={"roc_auc": ThresholdSpec(min=0.7), "log_loss": ThresholdSpec(max=0.6)},
+    min_improvement=0.002,
+    bootstrap_samples=300,
+)
+GOOD = {"roc_auc": 0.85, "log_loss": 0.3}
+
+
+def _scores(quality: float, seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    noise = rng.normal(0, 1, n)
+    return y, quality * y + noise
+
+
+def _compare(challenger_quality: float, champion_quality: float, *, same: bool = False) -> Comparison:
+    y, champion = _scores(champion_quality, 1)
+    rng = np.random.default_rng(2)
+    challenger = champion.copy() if same else challenger_quality * y + rng.normal(0, 1, len(y))
+    return bootstrap_difference(y, challenger, champion, roc_auc_score, higher_is_better=True, samples=300, confidence=0.95)
+
+
+def test_clearly_better_challenger_is_promoted() -> None:
+    comparison = _compare(2.0, 1.0)
+    assert comparison.ci_low > 0.002
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    assert decision.promote and decision.apply and decision.outcome == "promoted"
+    assert "beats champion" in decision.reason
+
+
+def test_worse_challenger_is_rejected() -> None:
+    comparison = _compare(0.5, 1.0)
+    assert comparison.improvement < 0
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    assert not decision.promote and decision.outcome == "rejected"
+    assert decision.reason.startswith("worse than champion")
+
+
+def test_equal_within_noise_is_rejected() -> None:
+    comparison = _compare(1.0, 1.0, same=True)
+    assert comparison.improvement == 0
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    assert not decision.promote
+    assert "not clearly better" in decision.reason
+
+
+def test_tiny_gain_below_margin_is_rejected() -> None:
+    comparison = Comparison("roc_auc", 0.851, 0.850, 0.001, 0.0005, 0.0015, 300, 0.95)
+    assert not decide(GOOD, SPEC, comparison=comparison, has_champion=True).promote
+
+
+def test_first_model_is_promoted_when_it_passes_thresholds() -> None:
+    decision = decide(GOOD, SPEC, comparison=None, has_champion=False)
+    assert decision.promote and "first model" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "metrics, failure",
+    [
+        pytest.param({"roc_auc": 0.65, "log_loss": 0.3}, "roc_auc 0.6500 < minimum 0.7", id="auc-too-low"),
+        pytest.param({"roc_auc": 0.9, "log_loss": 0.7}, "log_loss 0.7000 > maximum 0.6", id="loss-too-high"),
+        pytest.param({"log_loss": 0.3}, "roc_auc was not computed", id="metric-missing"),
+    ],
+)
+def test_threshold_failure_blocks_even_a_first_model(metrics: dict, failure: str) -> None:
+    assert failure in check_thresholds(metrics, SPEC)
+    decision = decide(metrics, SPEC, comparison=None, has_champion=False)
+    assert not decision.promote and failure in decision.reason
+
+
+def test_dry_run_decides_but_changes_nothing() -> None:
+    decision = decide(GOOD, SPEC, comparison=_compare(2.0, 1.0), has_champion=True, mode="dry_run")
+    assert decision.promote and not decision.apply
+    assert decision.outcome == "dry_run_promote" and decision.reason.startswith("dry run")
+
+
+def test_disabled_never_promotes() -> None:
+    decision = decide(GOOD, SPEC, comparison=None, has_champion=False, mode="disabled")
+    assert not decision.promote and not decision.apply
+
+
+def test_champion_without_comparison_is_an_error() -> None:
+    with pytest.raises(ValueError, match="comparison"):
+        decide(GOOD, SPEC, comparison=None, has_champion=True)
+
+
+def test_lower_is_better_metric_sign() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(50, 10, 2000)
+    good = y + rng.normal(0, 1, 2000)
+    bad = y + rng.normal(0, 5, 2000)
+    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
+    comparison = bootstrap_difference(y, good, bad, rmse, higher_is_better=False, samples=200, confidence=0.95)
+    assert comparison.improvement > 0 and comparison.ci_low > 0
