@@ -1,0 +1,242 @@
+"""Rows per second through the data half of the platform: extract -> validate -> features.
+
+Lands one simulated churn batch (CSV, as the churn source delivers it) of ``--rows`` rows in
+the landing folder, then times the three tasks of the ``churn_data`` DAG one by one, exactly
+as the DAG calls them: ``extract_and_archive`` (fetch + archive with content hash),
+``validate_batch`` (the Great Expectations gate, Data Docs included) and
+``materialize_features`` (parse, ``build_features`` + labels, write the feature partition).
+
+The baseline, measured in the same run on the same file, is a plain ``pandas.read_csv`` of
+the landed batch: the ratio ``end-to-end rows/s / read_csv rows/s`` says how many times one
+bare parse of the file the whole data half costs. A second, smaller size shows how it scales.
+
+Every measured phase runs in a fresh process (``multiprocessing`` "spawn"), so its peak RSS
+(``ru_maxrss``) is its own; the parent only orchestrates and never loads data, because a
+spawned child inherits its parent's ``ru_maxrss`` high-water mark at spawn time. Import
+costs (pandas/mlops/Airflow, and Great Expectations' ~5-10 s) are paid before the clock
+starts and reported separately.
+
+Run (from the project root; takes ~2-3 minutes at the default sizes on 2 cores)::
+
+    .venv/bin/python bench/pipeline_throughput.py                      # --rows 1000000 100000
+    .venv/bin/python bench/pipeline_throughput.py --rows 200000 20000  # quicker
+
+Writes ``bench/results/pipeline_throughput.json``. Timings are never asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+USE_CASE = "churn"
+FIRST_DAY = dt.date(2026, 3, 2)
+STAGES = ("extract_and_archive", "validate_batch", "materialize_features")
+
+
+# Helpers (run in the parent and in the children) ------------------------------------------------
+def peak_rss_mb() -> float:
+    """Whole-process peak resident set size so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a new interpreter so that its peak memory is not masked by others."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _context() -> tuple[Any, Any, Any, Any]:
+    """Settings, use case, lake and feature store, the way the DAG's tasks build them."""
+    from mlops.config import get_use_case
+    from mlops.feature_store import ParquetFeatureStore
+    from mlops.lake import Lake
+    from mlops.settings import load_settings
+
+    settings = load_settings()
+    use_case = get_use_case(USE_CASE, settings.config_dir)
+    lake = Lake(settings.lake_uri)
+    return settings, use_case, lake, ParquetFeatureStore(lake)
+
+
+def landing_path(day: dt.date) -> Path:
+    from mlops.ingest import source_uri
+
+    settings, use_case, _, _ = _context()
+    uri = source_uri(use_case, day, settings.landing_uri)
+    if not uri.startswith("file://"):
+        raise ValueError(f"this benchmark lands files locally; MLOPS_LANDING_URI must be file://, got {uri}")
+    return Path(uri.removeprefix("file://"))
+
+
+# Phases (each runs in its own fresh process) ----------------------------------------------------
+def phase_land(rows: int, day_iso: str) -> dict[str, Any]:
+    """Not measured as a stage: the upstream system delivering the batch."""
+    from mlops.simulator import make_batch_bytes
+
+    day = dt.date.fromisoformat(day_iso)
+    started = time.perf_counter()
+    data = make_batch_bytes(USE_CASE, day, "csv", rows=rows)
+    path = landing_path(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return {"seconds": time.perf_counter() - started, "bytes": len(data), "path": str(path)}
+
+
+def phase_read_csv(day_iso: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import pandas as pd
+
+    path = landing_path(dt.date.fromisoformat(day_iso))
+    imported = time.perf_counter() - t0
+    started = time.perf_counter()
+    frame = pd.read_csv(path)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(frame), "import_seconds": imported, "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    from mlops.data_pipeline import extract_and_archive, materialize_features, validate_batch
+
+    settings, use_case, lake, store = _context()
+    day = dt.date.fromisoformat(day_iso)
+    out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0}
+    if stage == "validate_batch":
+        t1 = time.perf_counter()
+        import great_expectations  # noqa: F401  (seconds to import; kept off the clock)
+
+        out["gx_import_seconds"] = time.perf_counter() - t1
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    if stage == "extract_and_archive":
+        result = extract_and_archive(use_case, day, lake, settings.landing_uri)
+        out["bytes"] = result["bytes"]
+    elif stage == "validate_batch":
+        result = validate_batch(use_case, day, lake, settings.config_dir)
+        if not result["passed"]:
+            raise RuntimeError(f"the simulated batch unexpectedly failed validation: {result['errors']}")
+        out["rows"] = result["rows"]
+        out["expectations"] = result["expectations_evaluated"]
+    elif stage == "materialize_features":
+        result = materialize_features(use_case, day, lake, store)
+        out["rows"] = result["rows"]
+    else:
+        raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
+    out["seconds"] = time.perf_counter() - started
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_before_stage_mb"] = rss_before
+    return out
+
+
+# Orchestration (parent: stays small on purpose) -------------------------------------------------
+def run_size(rows: int, day: dt.date) -> dict[str, Any]:
+    print(f"\n== {rows:,} rows (day {day}) ==", flush=True)
+    landed = in_fresh_process(phase_land, rows, day.isoformat())
+    print(f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)", flush=True)
+    baseline = in_fresh_process(phase_read_csv, day.isoformat())
+    if baseline["rows"] != rows:
+        raise RuntimeError(f"read_csv saw {baseline['rows']} rows, expected {rows}")
+    print(f"  read_csv baseline: {baseline['seconds']:.2f} s", flush=True)
+    stages = {}
+    for stage in STAGES:
+        stages[stage] = in_fresh_process(phase_stage, stage, day.isoformat())
+        print(f"  {stage}: {stages[stage]['seconds']:.2f} s", flush=True)
+    e2e = sum(s["seconds"] for s in stages.values())
+    return {
+        "rows": rows,
+        "day": day.isoformat(),
+        "csv_bytes": landed["bytes"],
+        "land_seconds": landed["seconds"],
+        "baseline_read_csv": baseline | {"rows_per_second": rows / baseline["seconds"]},
+        "stages": {k: v | {"rows_per_second": rows / v["seconds"]} for k, v in stages.items()},
+        "end_to_end": {
+            "seconds": e2e,
+            "rows_per_second": rows / e2e,
+            "ratio_to_read_csv": baseline["seconds"] / e2e,
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
+        },
+        "gx_import_seconds": stages["validate_batch"]["gx_import_seconds"],
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    head = f"{'rows':>10}  {'stage':<22} {'seconds':>8} {'rows/s':>11} {'x read_csv':>10} {'peak RSS MiB':>12}"
+    print("\n" + head)
+    print("-" * len(head))
+    for r in results:
+        base = r["baseline_read_csv"]
+        lines = [("read_csv (baseline)", base)]
+        lines += list(r["stages"].items())
+        lines.append(("end-to-end (3 stages)", r["end_to_end"]))
+        for name, m in lines:
+            ratio = m["rows_per_second"] / base["rows_per_second"]
+            print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {m['peak_rss_mb']:>12,.0f}")
+        print(f"{'':>10}  (Great Expectations import, not in the timings: {r['gx_import_seconds']:.1f} s)")
+    if len(results) > 1:
+        big, small = max(results, key=lambda r: r["rows"]), min(results, key=lambda r: r["rows"])
+        print(f"\nscaling {small['rows']:,} -> {big['rows']:,} rows (rows/s at large size / rows/s at small size):")
+        for name in (*STAGES, "end_to_end"):
+            a = big["end_to_end"] if name == "end_to_end" else big["stages"][name]
+            b = small["end_to_end"] if name == "end_to_end" else small["stages"][name]
+            print(f"  {name:<22} {a['rows_per_second'] / b['rows_per_second']:.2f}")
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 100_000], help="batch sizes to run (default: 1000000 100000)")
+    parser.add_argument("--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection")
+    args = parser.parse_args(argv)
+    if any(n < 100 for n in args.rows):
+        parser.error("--rows must be at least 100 (the churn suite expects at least 50 rows)")
+
+    home = tempfile.mkdtemp(prefix="bench-pipeline-")
+    os.environ["MLOPS_HOME"] = home  # before any mlops settings are read; children inherit it
+    os.environ.pop("MLOPS_LAKE_URI", None)
+    os.environ.pop("MLOPS_LANDING_URI", None)
+    from mlops.embedded import apply_embedded_defaults  # light: only mlops.settings
+
+    apply_embedded_defaults()  # AIRFLOW_HOME etc. under the temporary home, not ~/airflow
+    try:
+        results = [run_size(rows, FIRST_DAY + dt.timedelta(days=i)) for i, rows in enumerate(args.rows)]
+        print_table(results)
+        payload = {
+            "benchmark": "pipeline_throughput",
+            "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "args": vars(args),
+            "orchestrator_peak_rss_mb": peak_rss_mb(),
+            "results": results,
+        }
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        out = RESULTS_DIR / "pipeline_throughput.json"
+        out.write_text(json.dumps(payload, indent=2))
+        print(f"\nwrote {out}")
+    finally:
+        if args.keep_home:
+            print(f"kept MLOPS_HOME={home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
