@@ -33,7 +33,7 @@ downstream ran. Fix upstream and re-deliver, then clear the run. `extract_batch`
 """
 
 
-def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+def build(use_case):
     asset = features_asset(use_case.name)
     with DAG(
         dag_id=use_case.dag_id("data"),

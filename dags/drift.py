@@ -28,7 +28,7 @@ that Slack did not accept stay in the outbox and go out on the next run.
 """
 
 
-def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+def build(use_case):
     name = use_case.name
     with DAG(
         dag_id=use_case.dag_id("drift"),
@@ -50,31 +50,19 @@ def build(use_case):  # noqa: ANN001, ANN201 - wiring only
 
         @task(task_id="check_drift", retries=1)
         def check_drift(**context) -> dict:
-            from mlops.alerts import drift_alert, enqueue
             from mlops.config import get_use_case
             from mlops.drift import check_drift as run_check
+            from mlops.drift import queue_drift_alert
             from mlops.feature_store import get_feature_store
             from mlops.lake import get_lake
 
             lake = get_lake()
+            use_case_now = get_use_case(name)
             day = dag_support.resolve_interval(context)
-            result = run_check(get_use_case(name), day, lake, get_feature_store(), airflow_run_id=context["run_id"])
-            if result["drifted"]:
-                enqueue(
-                    lake,
-                    name,
-                    drift_alert(
-                        use_case=name,
-                        day=result["day"],
-                        model_version=result["model_version"],
-                        drift_share=result["drift_share"],
-                        dataset_drift=result["dataset_drift"],
-                        top_features=result["top_features"],
-                        reasons=result["reasons"],
-                        report_uri=result["report_uri"],
-                    ),
-                )
-            return {k: result[k] for k in ("day", "model_version", "drift_share", "dataset_drift", "drifted", "reasons", "top_features", "report_uri", "summary_uri", "mlflow_run_id")}
+            result = run_check(use_case_now, day, lake, get_feature_store(), airflow_run_id=context["run_id"])
+            alert = queue_drift_alert(lake, use_case_now, result) if result["drifted"] else "no drift"
+            keys = ("day", "model_version", "drift_share", "dataset_drift", "drifted", "reasons", "top_features", "report_uri", "summary_uri", "mlflow_run_id")
+            return {k: result[k] for k in keys} | {"alert": alert}
 
         @task(task_id="send_alerts", retries=0, trigger_rule=TriggerRule.ALL_DONE)
         def send_alerts() -> dict:
@@ -101,7 +89,7 @@ def build(use_case):  # noqa: ANN001, ANN201 - wiring only
                 logging.getLogger(__name__).info("this run already decided to retrain: %s", state)
                 return state
             active = context["ti"].get_dr_count(dag_id=f"{name}_training", states=["running", "queued"])
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             decision = retrain_guard(
                 drifted=result["drifted"],
                 active_training_runs=active,

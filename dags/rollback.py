@@ -11,7 +11,7 @@ from mlops import dag_support
 from mlops.assets import champion_asset
 
 
-def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+def build(use_case):
     name = use_case.name
     with DAG(
         dag_id=use_case.dag_id("rollback"),

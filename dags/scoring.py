@@ -25,7 +25,7 @@ REST API with `interval` (one day) or `intervals` (a list).
 """
 
 
-def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+def build(use_case):
     name = use_case.name
     with DAG(
         dag_id=use_case.dag_id("scoring"),
@@ -66,13 +66,13 @@ def build(use_case):  # noqa: ANN001, ANN201 - wiring only
         def score_partition(interval: str, **context) -> dict:
             import datetime as dt
 
+            from airflow.sdk.exceptions import AirflowFailException
+
             from mlops.config import get_use_case
             from mlops.feature_store import get_feature_store
             from mlops.lake import get_lake
             from mlops.scoring import NoChampion
             from mlops.scoring import score_partition as score
-
-            from airflow.sdk.exceptions import AirflowFailException
 
             try:
                 manifest = score(get_use_case(name), dt.date.fromisoformat(interval), get_lake(), get_feature_store())

@@ -30,7 +30,7 @@ not a failure: read the reason in the promotion history or the model version's t
 """
 
 
-def build(use_case):  # noqa: ANN001, ANN201 - wiring only
+def build(use_case):
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     name = use_case.name

@@ -17,7 +17,7 @@ class _ResultLink(BaseOperatorLink):
     name = ""
     key = ""
 
-    def get_link(self, operator, *, ti_key):  # noqa: ANN001, ANN201 - Airflow's signature
+    def get_link(self, operator, *, ti_key):
         from mlops.settings import load_settings
 
         result = xcom_result(ti_key)

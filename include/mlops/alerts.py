@@ -101,14 +101,29 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]]) 
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    kwargs = {"base_url": target.base_url} if target.base_url else {}
-    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers(), **kwargs)
+    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers())
+    if target.base_url:
+        web.base_url = target.base_url
     try:
-        web.chat_postMessage(channel=target.channel, text=text, blocks=blocks)
+        web.chat_postMessage(channel=target.channel or "", text=text, blocks=blocks)
     except SlackApiError as exc:
         raise SlackDeliveryError(f"chat.postMessage failed: {exc.response.get('error')}") from exc
     except Exception as exc:
         raise SlackDeliveryError(f"Slack API unreachable: {type(exc).__name__}") from exc
+
+
+def recent_alert(lake: Lake, scope: str, kind: str, key: str, value: Any, within_hours: float, now: dt.datetime) -> dict[str, Any] | None:
+    """The latest alert of ``kind`` whose ``fields[key] == value`` queued within the window, if any."""
+    latest = None
+    for box in ("outbox", "sent"):
+        for name in lake.list(f"alerts/{scope}/{box}"):
+            record = lake.read_json(f"alerts/{scope}/{box}/{name}")
+            if record.get("kind") != kind or (record.get("fields") or {}).get(key) != value:
+                continue
+            queued = dt.datetime.fromisoformat(record["queued_at"])
+            if now - queued < dt.timedelta(hours=within_hours) and (latest is None or record["queued_at"] > latest["queued_at"]):
+                latest = record
+    return latest
 
 
 def alert_id(kind: str, *parts: str) -> str:
@@ -121,7 +136,7 @@ def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
     aid = alert["id"]
     if lake.exists(f"alerts/{scope}/sent/{aid}.json") or lake.exists(f"alerts/{scope}/outbox/{aid}.json"):
         return False
-    record = dict(alert, queued_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    record = dict(alert, queued_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     lake.write_json(f"alerts/{scope}/outbox/{aid}.json", record)
     return True
 
@@ -154,7 +169,7 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
                 continue
             record["delivered_to"] = f"slack ({target.describe()})"
             log.info("alert %s delivered to Slack", record["id"])
-        record["delivered_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        record["delivered_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         lake.write_json(f"alerts/{scope}/sent/{name}", record)
         lake.delete(f"alerts/{scope}/outbox/{name}")
         delivered.append(record["id"])

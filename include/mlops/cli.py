@@ -32,12 +32,12 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from airflow.sdk import ObjectStoragePath
+
     from mlops.config import get_use_case
     from mlops.ingest import source_uri
     from mlops.settings import load_settings
     from mlops.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
-
-    from airflow.sdk import ObjectStoragePath
 
     settings = load_settings()
     use_case = get_use_case(args.use_case, settings.config_dir)

@@ -40,7 +40,7 @@ def default_args(use_case: UseCase | None, *, retries: int = 2) -> dict[str, Any
 
 
 def start_date(use_case: UseCase) -> dt.datetime:
-    return dt.datetime.fromisoformat(use_case.schedules.start_date).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(use_case.schedules.start_date).replace(tzinfo=dt.UTC)
 
 
 def interval_param(description: str) -> Any:
@@ -91,7 +91,7 @@ def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
     with DAG(
         dag_id=dag_id,
         schedule=None,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         is_paused_upon_creation=True,
         tags=[TAG, "config-error"],

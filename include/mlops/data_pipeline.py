@@ -27,7 +27,7 @@ class BatchRejected(RuntimeError):
 
 def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str) -> dict[str, Any]:
     data, fmt, source = fetch_batch(use_case, interval, landing_uri)
-    received = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest = archive_batch(lake, use_case.name, interval, data, fmt, source, received)
     log.info("archived %s bytes of %s for %s at %s", manifest["bytes"], use_case.name, interval, manifest["uri"])
     return manifest

@@ -78,7 +78,7 @@ def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fre
     dags = {kind: bag.dags[use_case.dag_id(kind)] for kind in ("data", "training", "scoring", "drift")}
 
     def run(kind: str, day: dt.date | None = None, conf: dict[str, Any] | None = None) -> Any:
-        logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc) if day else None
+        logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
         return dags[kind].test(logical_date=logical, run_conf=conf or ({"interval": day.isoformat()} if day else None))
 
     pre_drift = [d for d in day_list if d < drift_start]

@@ -129,6 +129,31 @@ def retrain_guard(
     return GuardDecision(True, f"drift on reference champion v{champion_version}: retraining")
 
 
+def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now: dt.datetime | None = None) -> str:
+    """Put the drift alert in the outbox, once per champion per cooldown (no alert storms)."""
+    from mlops.alerts import drift_alert, enqueue, recent_alert
+
+    now = now or dt.datetime.now(dt.UTC)
+    earlier = recent_alert(lake, use_case.name, "drift", "model_version", result["model_version"], use_case.drift.cooldown_hours, now)
+    if earlier is not None:
+        log.warning(
+            "drift persists on v%s; alert suppressed (already alerted at %s): %s",
+            result["model_version"], earlier["queued_at"], "; ".join(result["reasons"]),
+        )
+        return f"suppressed: already alerted at {earlier['queued_at']}"
+    alert = drift_alert(
+        use_case=use_case.name,
+        day=result["day"],
+        model_version=result["model_version"],
+        drift_share=result["drift_share"],
+        dataset_drift=result["dataset_drift"],
+        top_features=result["top_features"],
+        reasons=result["reasons"],
+        report_uri=result["report_uri"],
+    )
+    return "queued" if enqueue(lake, use_case.name, alert) else "already queued"
+
+
 def guard_state_rel(use_case: str) -> str:
     return f"state/{use_case}/retrain_guard.json"
 
@@ -153,7 +178,6 @@ def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.
 
 def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str) -> dict[str, Any]:
     """Compare the last window's scored features with the champion's training data; write the report."""
-    import mlflow
     import pandas as pd
 
     from mlops import registry

@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from mlops.features import ENTITY, EVENT_TIME
 
@@ -54,6 +54,13 @@ class FeatureStore(Protocol):
 ROW_GROUP_ROWS = 100_000
 
 
+def parquet_writer(frame: pd.DataFrame) -> Callable[[IO[bytes]], None]:
+    def write(fh: IO[bytes]) -> None:
+        frame.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS)
+
+    return write
+
+
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
@@ -78,7 +85,7 @@ class ParquetFeatureStore:
             "content_hash": frame_hash(features),
         }
         for kind, frame in (("features", features), ("labels", labels)):
-            self.lake.write_with(self._rel(kind, use_case, interval), lambda fh, f=frame: f.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS))
+            self.lake.write_with(self._rel(kind, use_case, interval), parquet_writer(frame))
         # The manifest goes last: a partition is listed only once its files are in place.
         self.lake.write_json(f"features/{use_case}/_manifests/{interval.isoformat()}.json", manifest)
         return manifest

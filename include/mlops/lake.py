@@ -68,7 +68,7 @@ class Lake:
         return sorted(names)
 
     # Writes ------------------------------------------------------------------------------
-    def write_with(self, rel: str, writer: Callable[[IO[bytes]], None]) -> str:
+    def write_with(self, rel: str, writer: Callable[[IO[bytes]], object]) -> str:
         """Call ``writer`` with a binary file handle, then move the result into place atomically."""
         key = self._key(rel)
         parent, _, name = key.rpartition("/")

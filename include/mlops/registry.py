@@ -137,4 +137,4 @@ def promotion_history(lake: Lake, use_case: str) -> list[dict[str, Any]]:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")

@@ -70,8 +70,8 @@ def split(frame: pd.DataFrame, use_case: UseCase) -> dict[str, pd.DataFrame]:
     else:
         rng = np.random.default_rng(use_case.model.seed)
         ordered = frame.iloc[rng.permutation(n)].reset_index(drop=True)
-    n_hold = max(1, int(round(n * spec.holdout)))
-    n_val = max(1, int(round(n * spec.validation)))
+    n_hold = max(1, round(n * spec.holdout))
+    n_val = max(1, round(n * spec.validation))
     n_train = n - n_hold - n_val
     if n_train < 10:
         raise NotEnoughData(f"use case {use_case.name!r}: {n} rows leave only {n_train} for training")

@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mlops import registry
+from mlops.feature_store import parquet_writer
 from mlops.promotion import bootstrap_difference, decide
 from mlops.training import (
     SPLITS,
@@ -44,7 +45,7 @@ def prepare_training_set(use_case: UseCase, interval: dt.date, lake: Lake, store
     prefix = f"training_sets/{use_case.name}/{interval.isoformat()}/{_safe(airflow_run_id)}"
     uris = {}
     for name in SPLITS:
-        uris[name] = lake.write_with(f"{prefix}/{name}.parquet", lambda fh, f=parts[name]: f.to_parquet(fh, index=False))
+        uris[name] = lake.write_with(f"{prefix}/{name}.parquet", parquet_writer(parts[name]))
     lineage_hash = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
     manifest = {
         "use_case": use_case.name,
@@ -280,7 +281,7 @@ def evaluate_and_promote(
         "airflow_dag_id": dag_id,
         "airflow_run_id": airflow_run_id,
         "mlflow_run_id": trained["run_id"],
-        "holdout_rows": int(len(holdout)),
+        "holdout_rows": len(holdout),
     }
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.set_tags({"promotion_outcome": decision.outcome, "promotion_reason": reason[:5000]})

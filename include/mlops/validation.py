@@ -8,6 +8,7 @@ Great Expectations is imported inside the functions: it costs seconds to import.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
@@ -92,10 +93,9 @@ def read_batch(data: bytes, use_case: UseCase, fmt: str) -> pd.DataFrame:
     # Declared datetime columns are parsed; values that do not parse make the type check fail.
     for name, col in use_case.schema_.columns.items():
         if col.type == "datetime" and name in frame and frame[name].dtype == object:
-            try:
+            # Left as text if it does not parse: expect_column_values_to_be_in_type_list reports it.
+            with contextlib.suppress(ValueError, TypeError):
                 frame[name] = pd.to_datetime(frame[name], format="ISO8601")
-            except (ValueError, TypeError):
-                pass  # left as text: expect_column_values_to_be_in_type_list reports it
     return frame
 
 
@@ -164,14 +164,14 @@ def validate_frame(frame: pd.DataFrame, suite: dict[str, Any], *, with_docs: boo
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="gx-") as root:
         context = gx.get_context(mode="file", project_root_dir=root)
-        context.variables.progress_bars = {"globally": False}
+        context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
         source = context.data_sources.add_pandas("batches")
         batch_def = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
         gx_suite = context.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"]))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name="gate", data=batch_def, suite=gx_suite)
         )
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if with_docs else []
+        actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if with_docs else []
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format="SUMMARY")
         )

@@ -20,22 +20,22 @@ KINDS = ["data", "training", "scoring", "drift", "rollback"]
 
 
 @pytest.fixture(scope="module")
-def dagbag():  # noqa: ANN201
+def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(ROOT / "dags"))
 
 
-def test_no_import_errors(dagbag) -> None:  # noqa: ANN001
+def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
 
 
-def test_every_use_case_gets_every_pipeline(dagbag) -> None:  # noqa: ANN001
+def test_every_use_case_gets_every_pipeline(dagbag) -> None:
     expected = {f"{uc}_{kind}" for uc in ("churn", "delivery_time") for kind in KINDS}
     assert expected <= set(dagbag.dag_ids)
 
 
-def test_policy(dagbag) -> None:  # noqa: ANN001
+def test_policy(dagbag) -> None:
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags and "mlops" in dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 100, dag_id
@@ -48,7 +48,7 @@ def test_policy(dagbag) -> None:  # noqa: ANN001
             assert task.retry_exponential_backoff, f"{dag_id}.{task.task_id} must back off"
 
 
-def test_run_time_choices_are_typed_params(dagbag) -> None:  # noqa: ANN001
+def test_run_time_choices_are_typed_params(dagbag) -> None:
     training = dagbag.dags["churn_training"]
     schema = training.params.get_param("promotion_mode").schema
     assert schema["enum"] == ["auto", "dry_run"]

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from mlops.config import get_use_case
-from mlops.features import ENTITY, EVENT_TIME, LABEL, LABEL_AVAILABLE_AT, build_features, extract_labels, point_in_time_join
+from mlops.features import (
+    ENTITY,
+    EVENT_TIME,
+    LABEL,
+    LABEL_AVAILABLE_AT,
+    build_features,
+    extract_labels,
+    point_in_time_join,
+)
 from mlops.simulator import simulate_batch
 
 

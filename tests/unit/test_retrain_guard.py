@@ -6,7 +6,7 @@ import pytest
 
 from mlops.drift import retrain_guard
 
-NOW = dt.datetime(2026, 2, 1, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 2, 1, 12, tzinfo=dt.UTC)
 
 
 def _last(hours_ago: float, version: str = "3") -> dict:
