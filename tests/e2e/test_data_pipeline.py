@@ -1,0 +1,113 @@
+"""The data DAG end to end with dag.test(): archive, validation gate, quarantine, feature store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops.feature_store import ParquetFeatureStore
+from mlops.features import ENTITY, EVENT_TIME
+from mlops.lake import get_lake, sha256
+from mlops.simulator import BAD_BATCH_KINDS
+from tests.e2e.helpers import land, load_dags, run_dag
+
+pytestmark = pytest.mark.slow
+START = dt.date(2026, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db: Path) -> dict:
+    return load_dags()
+
+
+@pytest.mark.parametrize("use_case", ["churn", "delivery_time"])
+def test_consecutive_intervals_and_idempotent_rerun(dags: dict, fresh_home: Path, use_case: str) -> None:
+    lake = get_lake()
+    store = ParquetFeatureStore(lake)
+    days = [START + dt.timedelta(days=i) for i in range(3)]
+    landed = {day: land(use_case, day, rows=300) for day in days}
+    for day in days:
+        assert run_dag(dags[f"{use_case}_data"], day).state == "success"
+
+    for day in days:
+        manifest = lake.read_json(f"raw/{use_case}/{day}/_manifest.json")
+        assert manifest["sha256"] == sha256(landed[day])
+        assert lake.read_bytes(f"raw/{use_case}/{day}/batch.{manifest['format']}") == landed[day]  # unmodified
+        assert lake.read_json(f"validation/{use_case}/{day}/summary.json")["passed"] is True
+    feats = store.read_features(use_case, days[0], days[-1])
+    assert len(feats) == 900
+    assert not feats.duplicated([ENTITY, EVENT_TIME]).any()
+
+    before = {d: lake.read_bytes(f"features/{use_case}/{d}.parquet") for d in days}
+    manifests = {d: lake.read_json(f"features/{use_case}/_manifests/{d}.json") for d in days}
+    assert run_dag(dags[f"{use_case}_data"], days[1]).state == "success"  # re-run one interval
+    assert lake.read_bytes(f"features/{use_case}/{days[1]}.parquet") == before[days[1]]
+    assert lake.read_json(f"features/{use_case}/_manifests/{days[1]}.json") == manifests[days[1]]
+    assert len(store.read_features(use_case, days[0], days[-1])) == 900
+    assert lake.list(f"raw/{use_case}/{days[1]}") == ["_manifest.json", f"batch.{'csv' if use_case == 'churn' else 'parquet'}"]
+
+
+EXPECTED_FAILURE = {
+    "missing_column": "expect_table_columns_to_match_set",
+    "extra_column": "expect_table_columns_to_match_set",
+    "wrong_type": "expect_column_values_to_be_in_type_list",
+    "nulls": "expect_column_values_to_not_be_null",
+    "out_of_range": "expect_column_values_to_be_between",
+    "unknown_category": "expect_column_values_to_be_in_set",
+    "duplicate_keys": "expect_compound_columns_to_be_unique",
+    "empty_file": "batch_is_readable",
+    "unreadable_file": "batch_is_readable",
+}
+
+
+def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fresh_home: Path) -> None:
+    assert set(EXPECTED_FAILURE) == set(BAD_BATCH_KINDS)
+    lake = get_lake()
+    for i, kind in enumerate(BAD_BATCH_KINDS):
+        day = START + dt.timedelta(days=10 + i)
+        landed = land("churn", day, rows=200, bad=kind)
+        run = run_dag(dags["churn_data"], day)
+        assert run.state == "failed", kind
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert states["validate_batch"] == "failed", kind
+        assert states["materialize_features"] == "upstream_failed", kind
+        reason = lake.read_json(f"quarantine/churn/{day}/reason.json")
+        names = [e["expectation"] for e in reason["errors"]]
+        assert EXPECTED_FAILURE[kind] in names, (kind, names)
+        assert all(e["text"] for e in reason["errors"])
+        assert lake.read_bytes(f"quarantine/churn/{day}/batch.csv") == landed
+        assert lake.read_bytes(f"raw/churn/{day}/batch.csv") == landed  # the archive keeps it
+        assert not lake.exists(f"features/churn/{day}.parquet")
+        if kind not in {"empty_file", "unreadable_file"}:
+            assert lake.exists(f"quarantine/churn/{day}/validation_result.json")
+            assert "<html" in lake.read_bytes(f"quarantine/churn/{day}/data_docs.html").decode().lower()
+    # Each failed run left one failure alert (logged: no Slack configured in this test).
+    failures = lake.list("alerts/_failures/churn_data/sent")
+    assert len(failures) == len(BAD_BATCH_KINDS)
+
+
+def test_warnings_do_not_block(dags: dict, fresh_home: Path) -> None:
+    # avg_session_minutes is a 'warning' column: out-of-range values are reported, the batch passes.
+    day = START + dt.timedelta(days=30)
+    land("churn", day, rows=200)
+    lake = get_lake()
+    path = Path(str(lake.path(".")).removeprefix("file://")).parent / "landing" / "churn" / f"{day}.csv"
+    frame = pd.read_csv(path)
+    frame.loc[:9, "avg_session_minutes"] = 9999.0
+    frame.to_csv(path, index=False)
+    assert run_dag(dags["churn_data"], day).state == "success"
+    summary = lake.read_json(f"validation/churn/{day}/summary.json")
+    assert summary["passed"] and summary["warnings"][0]["column"] == "avg_session_minutes"
+    assert summary["warnings"][0]["unexpected_count"] == 10
+
+
+def test_missing_upstream_batch_fails_clearly(dags: dict, fresh_home: Path) -> None:
+    day = START + dt.timedelta(days=40)
+    run = run_dag(dags["churn_data"], day)
+    assert run.state == "failed"
+    alert = get_lake().list("alerts/_failures/churn_data/sent")
+    record = get_lake().read_json(f"alerts/_failures/churn_data/sent/{alert[0]}")
+    assert "no upstream batch" in record["text"] and "extract_batch" in record["text"]
