@@ -110,13 +110,21 @@ def phase_read_csv(day_iso: str) -> dict[str, Any]:
 
 
 def warm_up(lake: Any) -> None:
-    """Pay one-off per-process costs before the clock: the libraries the stages import lazily
-    and Airflow's filesystem registry (provider discovery), which the lake's first call triggers."""
+    """Pay one-off per-process costs before the clock: the libraries the stages import lazily,
+    Airflow's filesystem registry (provider discovery, on the lake's first call) and the hook
+    lineage collector (it loads the Airflow plugins, on the first ``ObjectStoragePath.open``)."""
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
+    from airflow.sdk import ObjectStoragePath
+
+    from mlops.settings import load_settings
 
     lake.exists("")
+    probe = load_settings().home / "warm_up.txt"
+    probe.write_text("warm-up")
+    with ObjectStoragePath(f"file://{probe}").open("rb") as fh:
+        fh.read()
 
 
 def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
