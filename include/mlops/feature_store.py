@@ -135,9 +135,20 @@ class PostgresFeatureStore:
         self.conn_id = conn_id
 
     def _connect(self) -> Any:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+        # psycopg2 directly, from the Airflow connection: the Postgres provider's hook may hand out
+        # psycopg 3 connections, whose COPY API differs.
+        import psycopg2
+        from airflow.sdk import BaseHook
 
-        return PostgresHook(postgres_conn_id=self.conn_id).get_conn()
+        conn = BaseHook.get_connection(self.conn_id)
+        return psycopg2.connect(
+            host=conn.host or "localhost",
+            port=conn.port or 5432,
+            user=conn.login,
+            password=conn.password,
+            dbname=conn.schema or "postgres",
+            **{k: v for k, v in (conn.extra_dejson or {}).items() if k in {"sslmode", "connect_timeout", "options"}},
+        )
 
     @staticmethod
     def _ident(use_case: str, kind: str) -> str:

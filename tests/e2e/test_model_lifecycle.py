@@ -46,7 +46,7 @@ def _hash(rel: str) -> str:
     return hashlib.sha256(get_lake().read_bytes(rel)).hexdigest()
 
 
-def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", slack_standin.webhook_url)
     dags = load_dags()
     lake = get_lake()
@@ -129,7 +129,7 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert decision["trigger"] is False and ("cooldown" in decision["guard_reason"] or "queued" in decision["guard_reason"])
 
 
-def test_slack_down_for_a_run_delivers_on_the_next(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_slack_down_for_a_run_delivers_on_the_next(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:
     """The drift DAG's send_alerts task keeps what Slack refused and sends it on the next run."""
     from mlops.alerts import drift_alert, enqueue
 

@@ -105,9 +105,9 @@ def _land(days: list[dt.date], rows: int = 600) -> None:
 
 
 def _features_in_postgres() -> tuple[int, int]:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from mlops.feature_store import PostgresFeatureStore
 
-    conn = PostgresHook(postgres_conn_id="mlops_feature_store").get_conn()
+    conn = PostgresFeatureStore("mlops_feature_store")._connect()
     with conn.cursor() as cur:
         cur.execute('SELECT count(*), count(DISTINCT (entity_id, event_time)) FROM "features_churn"')
         total, distinct = cur.fetchone()
