@@ -1,0 +1,153 @@
+"""Production-stack benchmark: scoring fan-out over Celery workers, and Airflow's overhead.
+
+For 1 and then 2 Celery workers, starts the production stack natively (PostgreSQL, Redis, moto
+S3, MLflow server, Airflow api-server / scheduler / dag-processor / workers; see
+`tests/integration/stack.py`), loads P days of churn data, and measures:
+
+* the training pipeline (prepare -> train -> promote) as an Airflow run on the stack, against the
+  same three steps called in one plain Python process with the same settings (the floor);
+* batch scoring of 1, 2, 4 and 8 partitions as one DAG run (mapped tasks), against scoring the
+  same partitions one after another in plain Python.
+
+Prints the ratios (stack / floor) and the fan-out speedup (1 worker / 2 workers) per partition
+count, and writes `bench/results/stack_fanout.json`.
+
+    .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8]
+
+Needs PostgreSQL and Redis on 127.0.0.1 (as for the integration tests); takes ~15 minutes here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from tempfile import mkdtemp
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.integration.stack: the same stack the integration test runs
+
+START = dt.date(2026, 7, 1)
+
+
+def _land(days: list[dt.date], rows: int) -> None:
+    from tests.e2e.helpers import land
+
+    for day in days:
+        land("churn", day, rows=rows)
+
+
+def _time_run(api: Any, stack: Any, dag_id: str, conf: dict[str, Any], run_id: str) -> float:
+    t0 = time.perf_counter()
+    r = api.trigger(dag_id, conf, run_id)
+    r.raise_for_status()
+    states = api.wait(dag_id, [run_id], stack, timeout=1800)
+    if states[run_id] != "success":
+        raise RuntimeError(f"{dag_id} {run_id} ended {states[run_id]}; logs in {stack.logs}")
+    return time.perf_counter() - t0
+
+
+def _plain_training(day: dt.date) -> float:
+    from mlops.config import get_use_case
+    from mlops.feature_store import get_feature_store
+    from mlops.lake import get_lake
+    from mlops.training_pipeline import evaluate_and_promote, prepare_training_set, train_and_register
+
+    uc, lake = get_use_case("churn"), get_lake()
+    t0 = time.perf_counter()
+    manifest = prepare_training_set(uc, day, lake, get_feature_store(), "plain")
+    trained = train_and_register(uc, manifest, lake, hyperparameters=None, dag_id="plain", airflow_run_id="plain", reason="bench")
+    evaluate_and_promote(uc, trained, manifest, lake, mode="dry_run", dag_id="plain", airflow_run_id="plain")
+    return time.perf_counter() - t0
+
+
+def _plain_scoring(days: list[dt.date]) -> float:
+    from mlops.config import get_use_case
+    from mlops.feature_store import get_feature_store
+    from mlops.lake import get_lake
+    from mlops.scoring import score_partition
+
+    uc, lake, store = get_use_case("churn"), get_lake(), get_feature_store()
+    t0 = time.perf_counter()
+    for day in days:
+        score_partition(uc, day, lake, store)
+    return time.perf_counter() - t0
+
+
+def run_with_workers(workers: int, rows: int, partitions: list[int]) -> dict[str, Any]:
+    from tests.integration.stack import Stack
+    from tests.integration.test_production_stack import Api
+    from tests.support.slack_standin import SlackStandin
+
+    days = [START + dt.timedelta(days=i) for i in range(max(partitions) + 1)]
+    slack = SlackStandin().start()
+    stack = Stack(home=Path(mkdtemp(prefix=f"bench-stack-{workers}w-")))
+    saved = dict(os.environ)
+    try:
+        dbs = stack.create_databases()
+        stack.start_s3()
+        stack.build_env(dbs, slack.webhook_url)
+        os.environ.update({k: v for k, v in stack.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))})
+        stack.migrate()
+        stack.start_mlflow()
+        stack.start_airflow(workers=workers)
+        api = Api(stack.api_url, stack.username, stack.password)
+        from tests.integration.stack import wait_for
+
+        wait_for("DAGs parsed", lambda: api.request("GET", "/api/v2/dags/churn_scoring").status_code == 200, 300, stack.logs)
+        _land(days, rows)
+        run_ids = []
+        for day in days:
+            api.trigger("churn_data", {"interval": day.isoformat()}, f"bench__{day}").raise_for_status()
+            run_ids.append(f"bench__{day}")
+        api.wait("churn_data", run_ids, stack, timeout=1800)
+        result: dict[str, Any] = {"workers": workers, "rows_per_partition": rows}
+        result["training_stack_s"] = _time_run(api, stack, "churn_training", {"interval": days[-1].isoformat()}, "bench-train")
+        result["training_plain_s"] = _plain_training(days[-1])
+        result["scoring"] = {}
+        for p in partitions:
+            chosen = days[:p]
+            stack_s = _time_run(api, stack, "churn_scoring", {"intervals": [d.isoformat() for d in chosen]}, f"bench-score-{p}")
+            plain_s = _plain_scoring(chosen)
+            result["scoring"][p] = {"stack_s": stack_s, "plain_s": plain_s}
+            print(f"  workers={workers} partitions={p}: stack {stack_s:.1f}s, plain {plain_s:.1f}s", flush=True)
+        return result
+    finally:
+        stack.stop()
+        slack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per daily partition")
+    parser.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4, 8])
+    args = parser.parse_args()
+    os.environ.setdefault("MLOPS_HOME", mkdtemp(prefix="bench-home-"))
+    runs = {w: run_with_workers(w, args.rows, args.partitions) for w in (1, 2)}
+    print(f"\nTraining pipeline (rows/partition {args.rows}):")
+    for w, r in runs.items():
+        print(f"  {w} worker(s): stack {r['training_stack_s']:.1f}s vs plain Python {r['training_plain_s']:.1f}s -> ratio {r['training_stack_s'] / r['training_plain_s']:.2f}")
+    print("\nScoring fan-out: stack seconds (1 worker | 2 workers), speedup, floor (plain, sequential)")
+    table = []
+    for p in args.partitions:
+        one, two = runs[1]["scoring"][p], runs[2]["scoring"][p]
+        speedup = one["stack_s"] / two["stack_s"]
+        row = {"partitions": p, "one_worker_s": one["stack_s"], "two_workers_s": two["stack_s"], "speedup": speedup,
+               "plain_s": two["plain_s"], "ratio_two_workers_to_plain": two["stack_s"] / two["plain_s"]}
+        table.append(row)
+        print(f"  {p} partition(s): {one['stack_s']:6.1f} | {two['stack_s']:6.1f}   speedup {speedup:.2f}   plain {two['plain_s']:6.1f}  (stack/plain {row['ratio_two_workers_to_plain']:.2f})")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stack_fanout.json").write_text(json.dumps({"runs": runs, "scoring": table}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
