@@ -86,8 +86,4 @@ def build(use_case):
     return dag
 
 
-_good, _bad = dag_support.use_cases_for_dags()
-for _name, _use_case in _good.items():
-    globals()[_use_case.dag_id("scoring")] = build(_use_case)
-for _name, _error in _bad.items():
-    globals()[f"{_name}_scoring"] = dag_support.broken_config_dag(f"{_name}_scoring", _error)
+dag_support.register_dags(globals(), "scoring", build)

@@ -84,6 +84,19 @@ def resolve_interval(context: Any) -> dt.date:
     return start.date()
 
 
+def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:
+    """Put one ``<use case>_<kind>`` DAG per use case into a DAG file's globals.
+
+    A use case whose config is invalid gets the stand-in from :func:`broken_config_dag` instead,
+    so it breaks only its own DAGs.
+    """
+    good, bad = use_cases_for_dags()
+    for use_case in good.values():
+        namespace[use_case.dag_id(kind)] = build(use_case)
+    for name, error in bad.items():
+        namespace[f"{name}_{kind}"] = broken_config_dag(f"{name}_{kind}", error)
+
+
 def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
     """A stand-in DAG for a use case whose config is invalid: it shows and raises the error."""
     from airflow.sdk import DAG, task
