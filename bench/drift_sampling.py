@@ -1,12 +1,12 @@
 """Drift check on a sample against Evidently on the full data: time, and how often they agree.
 
-The drift task (``mlops.drift.check_drift``) samples both sides to ``drift.sample_size`` rows
+The drift task (``mlops.monitoring.drift.check_drift``) samples both sides to ``drift.sample_size`` rows
 before running Evidently. This measures what that buys and what it risks, in one run:
 
 * reference: ``--reference-rows`` (200k) churn feature rows, no drift;
 * current sets of ``--current-rows`` (1M) feature rows each: one simulated day with no drift,
   borderline drift (a score near the threshold), mild and strong drift in one or two features
-  (``mlops.simulator.Drift``), and a broad drift of most features, so that the dataset-level
+  (``mlops.dev.simulator.Drift``), and a broad drift of most features, so that the dataset-level
   verdict (drift_share 0.5 of 9 features) is exercised both ways;
 * for each set, ``run_drift_report`` once on the full data (reference 200k vs current 1M) and
   once per seed on ``sample(frame, --sample-size, seed)`` of both sides, with the churn use
@@ -46,7 +46,7 @@ USE_CASE = "churn"
 REFERENCE_DAY = dt.date(2026, 2, 1)
 CURRENT_DAY = dt.date(2026, 2, 15)  # every current set is this day's batch, drifted differently
 
-# name -> (scale, shift) applied with mlops.simulator.Drift from CURRENT_DAY on.
+# name -> (scale, shift) applied with mlops.dev.simulator.Drift from CURRENT_DAY on.
 DRIFT_SETS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "none (logins x1.0)": ({"logins_30d": 1.0}, {}),
     "borderline: logins x0.95": ({"logins_30d": 0.95}, {}),
@@ -79,14 +79,14 @@ def _quiet() -> None:
 
 
 def features_for(use_case: Any, day: dt.date, rows: int, drift: Any) -> Any:
-    from mlops.features import build_features
-    from mlops.simulator import simulate_batch
+    from mlops.data.features import build_features
+    from mlops.dev.simulator import simulate_batch
 
     return build_features(simulate_batch(USE_CASE, day, rows=rows, drift=drift), use_case)
 
 
 def report(reference: Any, current: Any, use_case: Any) -> tuple[dict[str, Any], float]:
-    from mlops.drift import run_drift_report
+    from mlops.monitoring.drift import run_drift_report
 
     started = time.perf_counter()
     summary, _ = run_drift_report(
@@ -116,9 +116,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import evidently  # noqa: F401  (~10 s to import; kept off the clock)
     import pandas  # noqa: F401
 
-    from mlops.config import get_use_case
-    from mlops.drift import sample
-    from mlops.simulator import Drift
+    from mlops.core.config import get_use_case
+    from mlops.dev.simulator import Drift
+    from mlops.monitoring.drift import sample
 
     import_seconds = time.perf_counter() - t0
     use_case = get_use_case(USE_CASE)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home = tempfile.mkdtemp(prefix="bench-drift-")
     os.environ["MLOPS_HOME"] = home  # before any mlops settings are read
-    from mlops.embedded import apply_embedded_defaults  # light: only mlops.settings
+    from mlops.dev.embedded import apply_embedded_defaults  # light: only mlops.core.settings
 
     apply_embedded_defaults()
     _quiet()

@@ -73,10 +73,10 @@ def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str,
 
 def _context() -> tuple[Any, Any, Any, Any]:
     """Settings, use case, lake and feature store, the way the DAG's tasks build them."""
-    from mlops.config import get_use_case
-    from mlops.feature_store import ParquetFeatureStore
-    from mlops.lake import Lake
-    from mlops.settings import load_settings
+    from mlops.core.config import get_use_case
+    from mlops.core.lake import Lake
+    from mlops.core.settings import load_settings
+    from mlops.data.feature_store import ParquetFeatureStore
 
     settings = load_settings()
     use_case = get_use_case(USE_CASE, settings.config_dir)
@@ -85,7 +85,7 @@ def _context() -> tuple[Any, Any, Any, Any]:
 
 
 def landing_path(day: dt.date) -> Path:
-    from mlops.ingest import source_uri
+    from mlops.data.ingest import source_uri
 
     settings, use_case, _, _ = _context()
     uri = source_uri(use_case, day, settings.landing_uri)
@@ -97,7 +97,7 @@ def landing_path(day: dt.date) -> Path:
 # Phases (each runs in its own fresh process) ----------------------------------------------------
 def phase_land(rows: int, day_iso: str) -> dict[str, Any]:
     """Not measured as a stage: the upstream system delivering the batch."""
-    from mlops.simulator import make_batch_bytes
+    from mlops.dev.simulator import make_batch_bytes
 
     day = dt.date.fromisoformat(day_iso)
     started = time.perf_counter()
@@ -131,7 +131,7 @@ def warm_up(lake: Any) -> None:
     import pyarrow.parquet  # noqa: F401
     from airflow.sdk import ObjectStoragePath
 
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     lake.exists("")
     probe = load_settings().home / "warm_up.txt"
@@ -142,8 +142,8 @@ def warm_up(lake: Any) -> None:
 
 def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    from mlops.data_pipeline import extract_and_archive, materialize_features, validate_batch
-    from mlops.ingest import raw_prefix
+    from mlops.data.ingest import raw_prefix
+    from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 
     settings, use_case, lake, store = _context()
     warm_up(lake)
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MLOPS_HOME"] = home  # before any mlops settings are read; children inherit it
     os.environ.pop("MLOPS_LAKE_URI", None)
     os.environ.pop("MLOPS_LANDING_URI", None)
-    from mlops.embedded import apply_embedded_defaults  # light: only mlops.settings
+    from mlops.dev.embedded import apply_embedded_defaults  # light: only mlops.core.settings
 
     apply_embedded_defaults()  # AIRFLOW_HOME etc. under the temporary home, not ~/airflow
     try:

@@ -98,10 +98,10 @@ def _quiet() -> None:
 
 def _context() -> tuple[Any, Any, Any, Any]:
     """Settings, use case, lake and feature store, the way the DAG's tasks build them."""
-    from mlops.config import get_use_case
-    from mlops.feature_store import ParquetFeatureStore
-    from mlops.lake import Lake
-    from mlops.settings import load_settings
+    from mlops.core.config import get_use_case
+    from mlops.core.lake import Lake
+    from mlops.core.settings import load_settings
+    from mlops.data.feature_store import ParquetFeatureStore
 
     settings = load_settings()
     use_case = get_use_case(USE_CASE, settings.config_dir)
@@ -119,7 +119,7 @@ def warm_up(lake: Any) -> None:
     import sklearn.ensemble  # noqa: F401
     import skops.io  # noqa: F401
 
-    from mlops import registry
+    from mlops.model import registry
 
     lake.exists("")
     client = registry.configure_mlflow()
@@ -127,7 +127,7 @@ def warm_up(lake: Any) -> None:
 
 
 def raw_csv_path(day: dt.date) -> Path:
-    from mlops.ingest import source_uri
+    from mlops.data.ingest import source_uri
 
     settings, use_case, _, _ = _context()
     return Path(source_uri(use_case, day, settings.landing_uri).removeprefix("file://"))
@@ -141,11 +141,11 @@ def phase_train_register(train_rows: int) -> dict[str, Any]:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from mlops import registry
-    from mlops.features import build_features
-    from mlops.simulator import simulate_batch
-    from mlops.training import make_pipeline, predict_scores
-    from mlops.training_pipeline import _trusted_types
+    from mlops.data.features import build_features
+    from mlops.dev.simulator import simulate_batch
+    from mlops.model import registry
+    from mlops.model.tasks import _trusted_types
+    from mlops.model.training import make_pipeline, predict_scores
 
     _, use_case, _, _ = _context()
     batch = simulate_batch(USE_CASE, TRAIN_DAY, rows=train_rows)
@@ -182,8 +182,8 @@ def phase_generate(rows: int, day_iso: str, chunk_rows: int, with_raw_csv: bool)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops.features import build_features
-    from mlops.simulator import simulate_batch
+    from mlops.data.features import build_features
+    from mlops.dev.simulator import simulate_batch
 
     _, use_case, lake, store = _context()
     day = dt.date.fromisoformat(day_iso)
@@ -246,7 +246,7 @@ def phase_generate(rows: int, day_iso: str, chunk_rows: int, with_raw_csv: bool)
 # Measured phases (fresh processes) --------------------------------------------------------------
 def phase_platform(day_iso: str) -> dict[str, Any]:
     _quiet()
-    from mlops.scoring import score_partition
+    from mlops.model.scoring import score_partition
 
     _, use_case, lake, store = _context()
     warm_up(lake)
@@ -273,7 +273,7 @@ def phase_raw(day_iso: str, slice_sizes: list[int]) -> dict[str, Any]:
     _quiet()
     import pandas as pd
 
-    from mlops import registry
+    from mlops.model import registry
 
     _, use_case, lake, _ = _context()
     warm_up(lake)
@@ -314,9 +314,9 @@ def phase_with_features(day_iso: str) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops import registry
-    from mlops.features import ENTITY, EVENT_TIME, build_features
-    from mlops.training import predict_scores
+    from mlops.data.features import ENTITY, EVENT_TIME, build_features
+    from mlops.model import registry
+    from mlops.model.training import predict_scores
 
     _, use_case, lake, _ = _context()
     warm_up(lake)
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MLOPS_MLFLOW_ARTIFACTS_URI"] = f"file://{home}/artifacts"
     for name in ("MLOPS_LAKE_URI", "MLOPS_LANDING_URI", "MLOPS_FEATURE_STORE", "MLFLOW_REGISTRY_URI"):
         os.environ.pop(name, None)
-    from mlops.embedded import apply_embedded_defaults  # light: only mlops.settings
+    from mlops.dev.embedded import apply_embedded_defaults  # light: only mlops.core.settings
 
     apply_embedded_defaults()  # AIRFLOW_HOME etc. under the temporary home, not ~/airflow
     try:

@@ -53,10 +53,10 @@ def _time_run(api: Any, stack: Any, dag_id: str, conf: dict[str, Any], run_id: s
 
 
 def _plain_training(day: dt.date) -> float:
-    from mlops.config import get_use_case
-    from mlops.feature_store import get_feature_store
-    from mlops.lake import get_lake
-    from mlops.training_pipeline import evaluate_and_promote, prepare_training_set, train_and_register
+    from mlops.core.config import get_use_case
+    from mlops.core.lake import get_lake
+    from mlops.data.feature_store import get_feature_store
+    from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
 
     uc, lake = get_use_case("churn"), get_lake()
     t0 = time.perf_counter()
@@ -67,10 +67,10 @@ def _plain_training(day: dt.date) -> float:
 
 
 def _plain_scoring(days: list[dt.date]) -> float:
-    from mlops.config import get_use_case
-    from mlops.feature_store import get_feature_store
-    from mlops.lake import get_lake
-    from mlops.scoring import score_partition
+    from mlops.core.config import get_use_case
+    from mlops.core.lake import get_lake
+    from mlops.data.feature_store import get_feature_store
+    from mlops.model.scoring import score_partition
 
     uc, lake, store = get_use_case("churn"), get_lake(), get_feature_store()
     t0 = time.perf_counter()

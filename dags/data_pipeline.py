@@ -1,7 +1,7 @@
 """Data pipeline per use case: extract -> validate (Great Expectations) -> materialize features.
 
 One DAG per `config/use_cases/<name>.yaml`, id `<name>_data`. This file only wires tasks; the
-logic is in `mlops.data_pipeline`.
+logic is in `mlops.data.tasks`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops import dag_support
-from mlops.assets import features_asset
+from mlops.orchestration import dag_support
+from mlops.orchestration.assets import features_asset
 
 DOC = """
 ### {name}: data pipeline
@@ -65,9 +65,9 @@ def build(use_case):
                 mode="reschedule",
             )
             def wait_for_batch(**context) -> bool:
-                from mlops.config import get_use_case
-                from mlops.ingest import batch_available
-                from mlops.settings import load_settings
+                from mlops.core.config import get_use_case
+                from mlops.core.settings import load_settings
+                from mlops.data.ingest import batch_available
 
                 day = dag_support.resolve_interval(context)
                 return batch_available(get_use_case(name), day, load_settings().landing_uri)
@@ -78,11 +78,11 @@ def build(use_case):
 
         @task(task_id="extract_batch", retries=3)
         def extract_batch(**context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.data_pipeline import extract_and_archive
-            from mlops.ingest import BatchMissing
-            from mlops.lake import get_lake
-            from mlops.settings import load_settings
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.core.settings import load_settings
+            from mlops.data.ingest import BatchMissing
+            from mlops.data.tasks import extract_and_archive
 
             day = dag_support.resolve_interval(context)
             try:
@@ -92,11 +92,11 @@ def build(use_case):
 
         @task(task_id="validate_batch", retries=0)
         def validate_batch(manifest: dict, **context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.data_pipeline import BatchRejected
-            from mlops.data_pipeline import validate_batch as run_gate
-            from mlops.lake import get_lake
-            from mlops.settings import load_settings
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.core.settings import load_settings
+            from mlops.data.tasks import BatchRejected
+            from mlops.data.tasks import validate_batch as run_gate
 
             day = dag_support.resolve_interval(context)
             try:
@@ -106,10 +106,10 @@ def build(use_case):
 
         @task(task_id="materialize_features", outlets=[asset])
         def materialize_features(validation: dict, **context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.data_pipeline import materialize_features as materialize
-            from mlops.feature_store import get_feature_store
-            from mlops.lake import get_lake
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.data.feature_store import get_feature_store
+            from mlops.data.tasks import materialize_features as materialize
 
             day = dag_support.resolve_interval(context)
             manifest = materialize(get_use_case(name), day, get_lake(), get_feature_store())

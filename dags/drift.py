@@ -1,6 +1,6 @@
 """Daily drift monitoring per use case: Evidently report -> Slack alert -> guarded retrain.
 
-One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.drift` and `mlops.alerts`.
+One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.monitoring.drift` and `mlops.core.alerts`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, TriggerRule, task
 
-from mlops import dag_support
+from mlops.orchestration import dag_support
 
 DOC = """
 ### {name}: drift monitoring
@@ -50,11 +50,11 @@ def build(use_case):
 
         @task(task_id="check_drift", retries=1)
         def check_drift(**context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.drift import check_drift as run_check
-            from mlops.drift import queue_drift_alert
-            from mlops.feature_store import get_feature_store
-            from mlops.lake import get_lake
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.data.feature_store import get_feature_store
+            from mlops.monitoring.drift import check_drift as run_check
+            from mlops.monitoring.drift import queue_drift_alert
 
             lake = get_lake()
             use_case_now = get_use_case(name)
@@ -67,8 +67,8 @@ def build(use_case):
         @task(task_id="send_alerts", retries=0, trigger_rule=TriggerRule.ALL_DONE)
         def send_alerts() -> dict:
             # Runs even if the check failed: alerts kept from earlier runs still go out.
-            from mlops.alerts import deliver_failure_alerts, deliver_pending
-            from mlops.lake import get_lake
+            from mlops.core.alerts import deliver_failure_alerts, deliver_pending
+            from mlops.core.lake import get_lake
 
             lake = get_lake()
             deliver_failure_alerts(lake)
@@ -79,8 +79,8 @@ def build(use_case):
             import datetime as dt
             import logging
 
-            from mlops.drift import guard_state_rel, retrain_guard
-            from mlops.lake import get_lake
+            from mlops.core.lake import get_lake
+            from mlops.monitoring.drift import guard_state_rel, retrain_guard
 
             lake = get_lake()
             state_rel = guard_state_rel(name)

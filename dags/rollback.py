@@ -1,14 +1,14 @@
 """Rollback per use case: make the previous champion the champion again (one alias switch).
 
-One DAG per use case, id `<name>_rollback`, manual only. Logic in `mlops.training_pipeline.rollback`.
+One DAG per use case, id `<name>_rollback`, manual only. Logic in `mlops.model.tasks.rollback`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
-from mlops import dag_support
-from mlops.assets import champion_asset
+from mlops.orchestration import dag_support
+from mlops.orchestration.assets import champion_asset
 
 
 def build(use_case):
@@ -32,9 +32,9 @@ def build(use_case):
 
         @task(task_id="rollback_champion", outlets=[champion_asset(name)])
         def rollback_champion(**context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.lake import get_lake
-            from mlops.training_pipeline import rollback
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.model.tasks import rollback
 
             return rollback(get_use_case(name), get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 

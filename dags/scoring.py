@@ -1,14 +1,14 @@
 """Batch scoring per use case with the production model (`models:/<name>_model@champion`).
 
-One DAG per use case, id `<name>_scoring`. Wiring only; the logic is in `mlops.scoring`.
+One DAG per use case, id `<name>_scoring`. Wiring only; the logic is in `mlops.model.scoring`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
 
-from mlops import dag_support
-from mlops.assets import features_asset, predictions_asset
+from mlops.orchestration import dag_support
+from mlops.orchestration.assets import features_asset, predictions_asset
 
 DOC = """
 ### {name}: batch scoring
@@ -68,11 +68,11 @@ def build(use_case):
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from mlops.config import get_use_case
-            from mlops.feature_store import get_feature_store
-            from mlops.lake import get_lake
-            from mlops.scoring import NoChampion
-            from mlops.scoring import score_partition as score
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.data.feature_store import get_feature_store
+            from mlops.model.scoring import NoChampion
+            from mlops.model.scoring import score_partition as score
 
             try:
                 manifest = score(get_use_case(name), dt.date.fromisoformat(interval), get_lake(), get_feature_store())

@@ -1,14 +1,14 @@
 """Training per use case: point-in-time training set -> fit + MLflow -> gated promotion.
 
-One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.training_pipeline`.
+One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.model.tasks`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
 
-from mlops import dag_support
-from mlops.assets import champion_asset, features_asset
+from mlops.orchestration import dag_support
+from mlops.orchestration.assets import champion_asset, features_asset
 
 DOC = """
 ### {name}: training and promotion
@@ -89,19 +89,19 @@ def build(use_case):
 
         @task(task_id="prepare_training_set", retries=2)
         def prepare_training_set(**context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.feature_store import get_feature_store
-            from mlops.lake import get_lake
-            from mlops.training_pipeline import prepare_training_set as prepare
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.data.feature_store import get_feature_store
+            from mlops.model.tasks import prepare_training_set as prepare
 
             day = dag_support.resolve_interval(context)
             return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"])
 
         @task(task_id="train_model", retries=1)
         def train_model(manifest: dict, **context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.lake import get_lake
-            from mlops.training_pipeline import train_and_register
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.model.tasks import train_and_register
 
             params = context["params"]
             return train_and_register(
@@ -116,9 +116,9 @@ def build(use_case):
 
         @task(task_id="evaluate_and_promote", retries=1, outlets=[champion_asset(name)])
         def evaluate_and_promote(trained: dict, manifest: dict, **context) -> dict:
-            from mlops.config import get_use_case
-            from mlops.lake import get_lake
-            from mlops.training_pipeline import evaluate_and_promote as gate
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.model.tasks import evaluate_and_promote as gate
 
             entry = gate(
                 get_use_case(name),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from mlops.ui_links import LINK_KEYS, browser_url, create_lake_app, xcom_result
+from mlops.orchestration.ui_links import LINK_KEYS, browser_url, create_lake_app, xcom_result
 
 
 class _ResultLink(BaseOperatorLink):
@@ -18,7 +18,7 @@ class _ResultLink(BaseOperatorLink):
     key = ""
 
     def get_link(self, operator, *, ti_key):
-        from mlops.settings import load_settings
+        from mlops.core.settings import load_settings
 
         result = xcom_result(ti_key)
         return browser_url((result or {}).get(self.key), load_settings().lake_uri)

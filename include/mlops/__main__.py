@@ -1,7 +1,7 @@
-"""Command line: ``python -m mlops <command>``; see ``mlops.cli``."""
+"""Command line: ``python -m mlops <command>``; see ``mlops.dev.cli``."""
 
 from __future__ import annotations
 
-from mlops.cli import main
+from mlops.dev.cli import main
 
 raise SystemExit(main())

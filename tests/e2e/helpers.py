@@ -8,10 +8,10 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
-from mlops.config import get_use_case
-from mlops.ingest import source_uri
-from mlops.settings import load_settings
-from mlops.simulator import Drift, make_batch_bytes
+from mlops.core.config import get_use_case
+from mlops.core.settings import load_settings
+from mlops.data.ingest import source_uri
+from mlops.dev.simulator import Drift, make_batch_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.feature_store import ParquetFeatureStore
-from mlops.features import ENTITY, EVENT_TIME
-from mlops.lake import get_lake, sha256
-from mlops.simulator import BAD_BATCH_KINDS
+from mlops.core.lake import get_lake, sha256
+from mlops.data.feature_store import ParquetFeatureStore
+from mlops.data.features import ENTITY, EVENT_TIME
+from mlops.dev.simulator import BAD_BATCH_KINDS
 from tests.e2e.helpers import land, load_dags, run_dag
 
 pytestmark = pytest.mark.slow

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mlops import registry
-from mlops.config import get_use_case
-from mlops.data_pipeline import extract_and_archive, materialize_features, validate_batch
-from mlops.feature_store import ParquetFeatureStore
-from mlops.lake import get_lake
-from mlops.settings import load_settings
-from mlops.simulator import DEFAULT_DRIFT, Drift
+from mlops.core.config import get_use_case
+from mlops.core.lake import get_lake
+from mlops.core.settings import load_settings
+from mlops.data.feature_store import ParquetFeatureStore
+from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
+from mlops.dev.simulator import DEFAULT_DRIFT, Drift
+from mlops.model import registry
 from tests.e2e.helpers import land, load_dags, run_dag
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
 
@@ -131,7 +131,7 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
 
 def test_slack_down_for_a_run_delivers_on_the_next(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:
     """The drift DAG's send_alerts task keeps what Slack refused and sends it on the next run."""
-    from mlops.alerts import drift_alert, enqueue
+    from mlops.core.alerts import drift_alert, enqueue
 
     monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", slack_standin.webhook_url)
     dags = load_dags()

@@ -11,11 +11,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from mlops.config import get_use_case, parse_use_case
-from mlops.feature_store import PostgresFeatureStore
-from mlops.features import ENTITY, EVENT_TIME, build_features, extract_labels
-from mlops.ingest import fetch_batch
-from mlops.simulator import simulate_batch
+from mlops.core.config import get_use_case, parse_use_case
+from mlops.data.feature_store import PostgresFeatureStore
+from mlops.data.features import ENTITY, EVENT_TIME, build_features, extract_labels
+from mlops.data.ingest import fetch_batch
+from mlops.dev.simulator import simulate_batch
 
 pytestmark = pytest.mark.integration
 DAY = dt.date(2026, 4, 1)

@@ -96,7 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Api
 
 
 def _land(days: list[dt.date], rows: int = 600) -> None:
-    from mlops.simulator import DEFAULT_DRIFT, Drift
+    from mlops.dev.simulator import DEFAULT_DRIFT, Drift
     from tests.e2e.helpers import land
 
     drift = Drift(start=DRIFT_FROM, **DEFAULT_DRIFT["churn"])
@@ -105,7 +105,7 @@ def _land(days: list[dt.date], rows: int = 600) -> None:
 
 
 def _features_in_postgres() -> tuple[int, int]:
-    from mlops.feature_store import PostgresFeatureStore
+    from mlops.data.feature_store import PostgresFeatureStore
 
     conn = PostgresFeatureStore("mlops_feature_store")._connect()
     with conn.cursor() as cur:
@@ -141,8 +141,8 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
     from mlflow import MlflowClient
 
-    from mlops.lake import get_lake
-    from mlops.registry import promotion_history
+    from mlops.core.lake import get_lake
+    from mlops.model.registry import promotion_history
 
     s, api, slack = stack
     lake = get_lake()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlops.alerts import (
+from mlops.core.alerts import (
     SlackTarget,
     deliver_pending,
     drift_alert,
@@ -18,7 +18,7 @@ from mlops.alerts import (
     slack_target,
     task_failure_callback,
 )
-from mlops.lake import Lake
+from mlops.core.lake import Lake
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
 from tests.support.slack_standin import Message, SlackStandin
 
@@ -238,13 +238,13 @@ def test_no_slack_configured_logs_the_alert(lake: Lake, caplog: pytest.LogCaptur
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)
 
-    with caplog.at_level(logging.WARNING, logger="mlops.alerts"):
+    with caplog.at_level(logging.WARNING, logger="mlops.core.alerts"):
         result = deliver_pending(lake, SCOPE, None, use_config=False)
 
     assert result == {"delivered": [alert["id"]], "pending": [], "slack_configured": False}
     assert outbox(lake) == []
     assert lake.read_json(f"alerts/{SCOPE}/sent/{alert['id']}.json")["delivered_to"] == "log"
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlops.alerts"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlops.core.alerts"]
     assert any("Slack is not configured" in r.getMessage() for r in warnings)
     assert any(REPORT_URI in r.getMessage() for r in warnings)  # the alert itself is in the log
 

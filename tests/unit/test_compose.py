@@ -326,7 +326,7 @@ def test_production_settings_are_set(services: dict[str, Any]) -> None:
 def test_the_platform_loads_the_production_settings(
     rendered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     env = rendered["services"]["airflow-worker"]["environment"]
     for key in [k for k in os.environ if k.startswith("MLOPS_") or k == "MLFLOW_TRACKING_URI"]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.config import ConfigError, load_use_case_file, load_use_cases
+from mlops.core.config import ConfigError, load_use_case_file, load_use_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import get_use_case
-from mlops.features import (
+from mlops.core.config import get_use_case
+from mlops.data.features import (
     ENTITY,
     EVENT_TIME,
     LABEL,
@@ -16,7 +16,7 @@ from mlops.features import (
     extract_labels,
     point_in_time_join,
 )
-from mlops.simulator import simulate_batch
+from mlops.dev.simulator import simulate_batch
 
 
 def test_build_features_is_deterministic_and_typed() -> None:

@@ -4,10 +4,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from mlops.config import load_use_cases
-from mlops.ingest import archive_batch, read_archived
-from mlops.lake import Lake, sha256
-from mlops.validation import derive_suite
+from mlops.core.config import load_use_cases
+from mlops.core.lake import Lake, sha256
+from mlops.data.ingest import archive_batch, read_archived
+from mlops.data.validation import derive_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 1, 3)

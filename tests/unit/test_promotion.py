@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlops.config import PromotionSpec, ThresholdSpec
-from mlops.promotion import Comparison, bootstrap_difference, check_thresholds, decide
+from mlops.core.config import PromotionSpec, ThresholdSpec
+from mlops.model.promotion import Comparison, bootstrap_difference, check_thresholds, decide
 
 SPEC = PromotionSpec(
     metric="roc_auc",

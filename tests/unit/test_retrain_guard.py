@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from mlops.drift import retrain_guard
+from mlops.monitoring.drift import retrain_guard
 
 NOW = dt.datetime(2026, 2, 1, 12, tzinfo=dt.UTC)
 

@@ -14,16 +14,16 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlops import registry
-from mlops.features import ENTITY, EVENT_TIME
-from mlops.training import predict_scores
+from mlops.data.features import ENTITY, EVENT_TIME
+from mlops.model import registry
+from mlops.model.training import predict_scores
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.config import UseCase
-    from mlops.feature_store import FeatureStore
-    from mlops.lake import Lake
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
+    from mlops.data.feature_store import FeatureStore
 
 log = logging.getLogger(__name__)
 

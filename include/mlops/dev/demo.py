@@ -35,10 +35,10 @@ def _quiet_logs() -> None:
 
 
 def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fresh: bool = True) -> int:
-    from mlops.embedded import apply_embedded_defaults
+    from mlops.dev.embedded import apply_embedded_defaults
 
     apply_embedded_defaults()
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     settings = load_settings()
     if fresh:
@@ -53,11 +53,11 @@ def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fre
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import ObjectStoragePath
 
-    from mlops.config import get_use_case
-    from mlops.ingest import source_uri
-    from mlops.lake import get_lake
-    from mlops.registry import promotion_history
-    from mlops.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
+    from mlops.core.config import get_use_case
+    from mlops.core.lake import get_lake
+    from mlops.data.ingest import source_uri
+    from mlops.dev.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
+    from mlops.model.registry import promotion_history
 
     use_case = get_use_case(use_case_name)
     lake = get_lake()

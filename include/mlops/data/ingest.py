@@ -12,11 +12,11 @@ import datetime as dt
 import io
 from typing import TYPE_CHECKING, Any
 
-from mlops.lake import sha256
+from mlops.core.lake import sha256
 
 if TYPE_CHECKING:
-    from mlops.config import UseCase
-    from mlops.lake import Lake
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
 
 
 class BatchMissing(FileNotFoundError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from mlops.settings import project_root
+from mlops.core.settings import project_root
 
 
 def apply_embedded_defaults() -> dict[str, str]:

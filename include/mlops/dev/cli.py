@@ -9,9 +9,9 @@ import sys
 
 
 def _cmd_suites(args: argparse.Namespace) -> int:
-    from mlops.config import load_use_cases
-    from mlops.settings import load_settings
-    from mlops.validation import derive_suite, suite_path
+    from mlops.core.config import load_use_cases
+    from mlops.core.settings import load_settings
+    from mlops.data.validation import derive_suite, suite_path
 
     settings = load_settings()
     good, bad = load_use_cases(settings.config_dir)
@@ -34,10 +34,10 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from airflow.sdk import ObjectStoragePath
 
-    from mlops.config import get_use_case
-    from mlops.ingest import source_uri
-    from mlops.settings import load_settings
-    from mlops.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
+    from mlops.core.config import get_use_case
+    from mlops.core.settings import load_settings
+    from mlops.data.ingest import source_uri
+    from mlops.dev.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
 
     settings = load_settings()
     use_case = get_use_case(args.use_case, settings.config_dir)
@@ -56,7 +56,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mlops.demo import run_demo
+    from mlops.dev.demo import run_demo
 
     return run_demo(days=args.days, rows=args.rows)
 
@@ -65,10 +65,10 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    from mlops.embedded import apply_embedded_defaults
+    from mlops.dev.embedded import apply_embedded_defaults
 
     apply_embedded_defaults()
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     settings = load_settings()
     if args.which == "airflow":

@@ -111,6 +111,6 @@ def sha256(data: bytes) -> str:
 
 
 def get_lake() -> Lake:
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     return Lake(load_settings().lake_uri)

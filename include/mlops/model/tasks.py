@@ -10,10 +10,10 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from mlops import registry
-from mlops.feature_store import parquet_writer
-from mlops.promotion import bootstrap_difference, decide
-from mlops.training import (
+from mlops.data.feature_store import parquet_writer
+from mlops.model import registry
+from mlops.model.promotion import bootstrap_difference, decide
+from mlops.model.training import (
     SPLITS,
     X_y,
     build_training_set,
@@ -27,9 +27,9 @@ from mlops.training import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.config import UseCase
-    from mlops.feature_store import FeatureStore
-    from mlops.lake import Lake
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
+    from mlops.data.feature_store import FeatureStore
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def create_lake_app() -> Any:
 
     @app.get("/lake/view")
     def view(path: str = Query(..., description="path inside the lake, e.g. reports/churn/2026-01-26/drift_report.html")) -> Response:
-        from mlops.lake import get_lake
+        from mlops.core.lake import get_lake
 
         try:
             rel = safe_lake_path(path)

@@ -312,7 +312,7 @@ def load_use_cases(config_dir: Path) -> tuple[dict[str, UseCase], dict[str, Conf
 def get_use_case(name: str, config_dir: Path | None = None) -> UseCase:
     """Load one use case by name (used inside tasks)."""
     if config_dir is None:
-        from mlops.settings import load_settings
+        from mlops.core.settings import load_settings
 
         config_dir = load_settings().config_dir
     path = config_dir / "use_cases" / f"{name}.yaml"

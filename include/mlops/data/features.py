@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from mlops.config import FeatureSpec, UseCase
+    from mlops.core.config import FeatureSpec, UseCase
 
 ENTITY = "entity_id"
 EVENT_TIME = "event_time"

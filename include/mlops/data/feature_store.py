@@ -18,12 +18,12 @@ import json
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from mlops.features import ENTITY, EVENT_TIME
+from mlops.data.features import ENTITY, EVENT_TIME
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.lake import Lake
+    from mlops.core.lake import Lake
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -277,8 +277,8 @@ class PostgresFeatureStore:
 
 
 def get_feature_store() -> FeatureStore:
-    from mlops.lake import get_lake
-    from mlops.settings import load_settings
+    from mlops.core.lake import get_lake
+    from mlops.core.settings import load_settings
 
     settings = load_settings()
     if settings.feature_store == "postgres":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from mlops.config import PromotionSpec
+    from mlops.core.config import PromotionSpec
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-from mlops.config import UseCase
-from mlops.feature_store import FeatureStore
-from mlops.features import build_features, extract_labels
-from mlops.ingest import archive_batch, fetch_batch, raw_prefix, read_archived
-from mlops.lake import Lake
-from mlops.validation import BatchUnreadable, load_suite, read_batch, unreadable_outcome, validate_frame
+from mlops.core.config import UseCase
+from mlops.core.lake import Lake
+from mlops.data.feature_store import FeatureStore
+from mlops.data.features import build_features, extract_labels
+from mlops.data.ingest import archive_batch, fetch_batch, raw_prefix, read_archived
+from mlops.data.validation import BatchUnreadable, load_suite, read_batch, unreadable_outcome, validate_frame
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlops.lake import Lake
+    from mlops.core.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def slack_target() -> SlackTarget | None:
     url = os.environ.get("MLOPS_SLACK_WEBHOOK_URL")
     if url:
         return SlackTarget(webhook_url=url)
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     conn_id = load_settings().slack_conn_id
     try:
@@ -248,7 +248,7 @@ def failure_alert(*, dag_id: str, run_id: str, task_id: str, error: str, log_url
 
 def task_failure_callback(context: Any) -> None:
     """on_failure_callback for every task: one alert per failed DAG run (not per retry or task)."""
-    from mlops.lake import get_lake
+    from mlops.core.lake import get_lake
 
     ti = context["ti"]
     dag_id, run_id = ti.dag_id, ti.run_id

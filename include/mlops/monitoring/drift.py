@@ -19,14 +19,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops.features import ENTITY, EVENT_TIME, LABEL
+from mlops.data.features import ENTITY, EVENT_TIME, LABEL
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.config import UseCase
-    from mlops.feature_store import FeatureStore
-    from mlops.lake import Lake
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
+    from mlops.data.feature_store import FeatureStore
 
 log = logging.getLogger(__name__)
 PREDICTION = "prediction_value"
@@ -131,7 +131,7 @@ def retrain_guard(
 
 def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now: dt.datetime | None = None) -> str:
     """Put the drift alert in the outbox, once per champion per cooldown (no alert storms)."""
-    from mlops.alerts import drift_alert, enqueue, recent_alert
+    from mlops.core.alerts import drift_alert, enqueue, recent_alert
 
     now = now or dt.datetime.now(dt.UTC)
     earlier = recent_alert(lake, use_case.name, "drift", "model_version", result["model_version"], use_case.drift.cooldown_hours, now)
@@ -163,7 +163,7 @@ def guard_state_rel(use_case: str) -> str:
 
 
 def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
-    from mlops import registry
+    from mlops.model import registry
 
     version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
     if version is None:
@@ -180,9 +180,9 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
     """Compare the last window's scored features with the champion's training data; write the report."""
     import pandas as pd
 
-    from mlops import registry
-    from mlops.scoring import read_predictions
-    from mlops.training import compute_metrics, predict_scores
+    from mlops.model import registry
+    from mlops.model.scoring import read_predictions
+    from mlops.model.training import compute_metrics, predict_scores
 
     spec = use_case.drift
     client = registry.configure_mlflow()
@@ -276,7 +276,7 @@ def _html(snapshot: Any) -> str:
 def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[str, Any], html: str) -> str:
     import mlflow
 
-    from mlops import registry
+    from mlops.model import registry
 
     experiment_id = registry.ensure_experiment(client, use_case)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{result['day']}") as run:

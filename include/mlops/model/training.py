@@ -1,6 +1,6 @@
 """Training: point-in-time training sets, splits, the scikit-learn pipeline and its metrics.
 
-Pure functions over DataFrames; MLflow and the registry live in ``mlops.registry``.
+Pure functions over DataFrames; MLflow and the registry live in ``mlops.model.registry``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import datetime as dt
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mlops.features import ENTITY, EVENT_TIME, LABEL, point_in_time_join
+from mlops.data.features import ENTITY, EVENT_TIME, LABEL, point_in_time_join
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from mlops.config import UseCase
-    from mlops.feature_store import FeatureStore
+    from mlops.core.config import UseCase
+    from mlops.data.feature_store import FeatureStore
 
 SPLITS = ("train", "validation", "holdout")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.config import UseCase
+    from mlops.core.config import UseCase
 
 TYPE_LISTS: dict[str, list[str]] = {
     "int": ["int64", "int32", "int16", "int8", "Int64", "Int32"],

@@ -15,8 +15,8 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlops.config import UseCase
-    from mlops.lake import Lake
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def configure_mlflow() -> Any:
     import mlflow
     from mlflow import MlflowClient
 
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     settings = load_settings()
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
@@ -41,7 +41,7 @@ def configure_mlflow() -> Any:
 
 
 def ensure_experiment(client: Any, use_case: UseCase) -> str:
-    from mlops.settings import load_settings
+    from mlops.core.settings import load_settings
 
     exp = client.get_experiment_by_name(use_case.experiment_name)
     if exp is not None:
@@ -61,7 +61,7 @@ def git_commit() -> str:
     env = os.environ.get("MLOPS_GIT_COMMIT")
     if env:
         return env
-    from mlops.settings import project_root
+    from mlops.core.settings import project_root
 
     try:
         out = subprocess.run(

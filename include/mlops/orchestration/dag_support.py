@@ -10,8 +10,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from mlops.config import ConfigError, UseCase, load_use_cases
-from mlops.settings import load_settings
+from mlops.core.config import ConfigError, UseCase, load_use_cases
+from mlops.core.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def use_cases_for_dags() -> tuple[dict[str, UseCase], dict[str, ConfigError]]:
 
 
 def default_args(use_case: UseCase | None, *, retries: int = 2) -> dict[str, Any]:
-    from mlops.alerts import task_failure_callback
+    from mlops.core.alerts import task_failure_callback
 
     return {
         "owner": use_case.owner if use_case else "ml-platform",
