@@ -142,7 +142,7 @@ def warm_up(lake: Any) -> None:
 
 def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    from mlops.data.ingest import raw_prefix
+    from mlops.core import layout
     from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 
     settings, use_case, lake, store = _context()
@@ -150,7 +150,7 @@ def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
     day = dt.date.fromisoformat(day_iso)
     if stage == "extract_and_archive":
         # A repeat must do the work again: with the same bytes already archived it is a no-op.
-        lake.delete(raw_prefix(use_case.name, day))
+        lake.delete(layout.raw_dir(use_case.name, day))
     out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0}
     if stage == "validate_batch":
         t1 = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.assets import features_asset
 
@@ -77,7 +78,7 @@ def build(use_case):
             waiter = None
 
         @task(task_id="extract_batch", retries=3)
-        def extract_batch(**context) -> dict:
+        def extract_batch(**context) -> results.RawManifest:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.core.settings import load_settings
@@ -91,7 +92,7 @@ def build(use_case):
                 raise AirflowFailException(str(exc)) from None
 
         @task(task_id="validate_batch", retries=0)
-        def validate_batch(manifest: dict, **context) -> dict:
+        def validate_batch(manifest: results.RawManifest, **context) -> results.ValidationSummary:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.core.settings import load_settings
@@ -105,7 +106,7 @@ def build(use_case):
                 raise AirflowFailException(str(exc)) from None
 
         @task(task_id="materialize_features", outlets=[asset])
-        def materialize_features(validation: dict, **context) -> dict:
+        def materialize_features(validation: results.ValidationSummary, **context) -> results.FeaturePartition:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store

@@ -1,6 +1,6 @@
 """Daily drift monitoring per use case: Evidently report -> Slack alert -> guarded retrain.
 
-One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.monitoring.drift` and `mlops.core.alerts`.
+One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.monitoring` (drift, retrain) and `mlops.core.alerts`.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, TriggerRule, task
 
+from mlops.core import results
 from mlops.orchestration import dag_support
 
 DOC = """
@@ -49,23 +50,17 @@ def build(use_case):
     ) as dag:
 
         @task(task_id="check_drift", retries=1)
-        def check_drift(**context) -> dict:
+        def check_drift(**context) -> results.DriftCheckResult:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store
-            from mlops.monitoring.drift import check_drift as run_check
-            from mlops.monitoring.drift import queue_drift_alert
+            from mlops.monitoring.drift import check_drift_and_alert
 
-            lake = get_lake()
-            use_case_now = get_use_case(name)
             day = dag_support.resolve_interval(context)
-            result = run_check(use_case_now, day, lake, get_feature_store(), airflow_run_id=context["run_id"])
-            alert = queue_drift_alert(lake, use_case_now, result) if result["drifted"] else "no drift"
-            keys = ("day", "model_version", "drift_share", "dataset_drift", "drifted", "reasons", "top_features", "report_uri", "summary_uri", "mlflow_run_id")
-            return {k: result[k] for k in keys} | {"alert": alert}
+            return check_drift_and_alert(get_use_case(name), day, get_lake(), get_feature_store(), airflow_run_id=context["run_id"])
 
         @task(task_id="send_alerts", retries=0, trigger_rule=TriggerRule.ALL_DONE)
-        def send_alerts() -> dict:
+        def send_alerts() -> results.AlertDelivery:
             # Runs even if the check failed: alerts kept from earlier runs still go out.
             from mlops.core.alerts import deliver_failure_alerts, deliver_pending
             from mlops.core.lake import get_lake
@@ -75,43 +70,23 @@ def build(use_case):
             return deliver_pending(lake, name)
 
         @task.short_circuit(task_id="decide_retrain", retries=0)
-        def decide_retrain(result: dict, **context) -> dict | bool:
+        def decide_retrain(result: results.DriftCheckResult, **context) -> results.RetrainTrigger | bool:
             import datetime as dt
-            import logging
 
+            from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
-            from mlops.monitoring.drift import guard_state_rel, retrain_guard
+            from mlops.monitoring.retrain import decide_and_record
 
-            lake = get_lake()
-            state_rel = guard_state_rel(name)
-            state = lake.read_json(state_rel) if lake.exists(state_rel) else None
-            if state and state.get("drift_run_id") == context["run_id"]:
-                logging.getLogger(__name__).info("this run already decided to retrain: %s", state)
-                return state
-            active = context["ti"].get_dr_count(dag_id=f"{name}_training", states=["running", "queued"])
-            now = dt.datetime.now(dt.UTC)
-            decision = retrain_guard(
-                drifted=result["drifted"],
+            active = context["ti"].get_dr_count(dag_id=use_case.dag_id("training"), states=["running", "queued"])
+            trigger = decide_and_record(
+                get_lake(),
+                get_use_case(name),
+                result,
+                drift_run_id=context["run_id"],
                 active_training_runs=active,
-                now=now,
-                last_trigger=state,
-                cooldown_hours=use_case.drift.cooldown_hours,
-                champion_version=result["model_version"],
+                now=dt.datetime.now(dt.UTC),
             )
-            logging.getLogger(__name__).info("retrain guard: trigger=%s - %s", decision.trigger, decision.reason)
-            record = {"trigger": decision.trigger, "guard_reason": decision.reason, "at": now.isoformat(), "day": result["day"]}
-            lake.write_json(f"reports/{name}/{result['day']}/retrain_decision.json", record)
-            if not decision.trigger:
-                return False
-            state = {
-                "at": now.isoformat(),
-                "reference_version": result["model_version"],
-                "drift_run_id": context["run_id"],
-                "reason": "; ".join(result["reasons"]),
-                "day": result["day"],
-            }
-            lake.write_json(state_rel, state)
-            return state
+            return trigger or False
 
         result = check_drift()
         result >> send_alerts()

@@ -1,12 +1,13 @@
 """Rollback per use case: make the previous champion the champion again (one alias switch).
 
-One DAG per use case, id `<name>_rollback`, manual only. Logic in `mlops.model.tasks.rollback`.
+One DAG per use case, id `<name>_rollback`, manual only. Logic in `mlops.model.registry.rollback`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
+from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.assets import champion_asset
 
@@ -31,10 +32,10 @@ def build(use_case):
     ) as dag:
 
         @task(task_id="rollback_champion", outlets=[champion_asset(name)])
-        def rollback_champion(**context) -> dict:
+        def rollback_champion(**context) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
-            from mlops.model.tasks import rollback
+            from mlops.model.registry import rollback
 
             return rollback(get_use_case(name), get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 

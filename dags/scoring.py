@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
 
+from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.assets import features_asset, predictions_asset
 
@@ -51,19 +52,10 @@ def build(use_case):
 
         @task(task_id="partitions_to_score", retries=0)
         def partitions_to_score(**context) -> list[str]:
-            days = set(context["params"].get("intervals") or [])
-            if context["params"].get("interval"):
-                days.add(context["params"]["interval"])
-            for events in (context.get("triggering_asset_events") or {}).values():
-                for event in events:
-                    if event.extra and event.extra.get("interval"):
-                        days.add(event.extra["interval"])
-            if not days:
-                days.add(dag_support.resolve_interval(context).isoformat())
-            return sorted(days)
+            return dag_support.days_to_score(context)
 
         @task(task_id="score_partition", retries=2, outlets=[predictions_asset(name)], map_index_template="{{ interval }}")
-        def score_partition(interval: str, **context) -> dict:
+        def score_partition(interval: str, **context) -> results.ScoringManifest:
             import datetime as dt
 
             from airflow.sdk.exceptions import AirflowFailException

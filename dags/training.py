@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
 
+from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.assets import champion_asset, features_asset
 
@@ -33,12 +34,14 @@ not a failure: read the reason in the promotion history or the model version's t
 def build(use_case):
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
+    from mlops.core.config import cron_for
+
     name = use_case.name
     triggers = []
     schedule = None
     if use_case.training.on_new_features and use_case.training.schedule:
         schedule = AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(use_case.training.schedule.replace("@weekly", "0 0 * * 0").replace("@daily", "0 0 * * *"), timezone="UTC"),
+            timetable=CronTriggerTimetable(cron_for(use_case.training.schedule), timezone="UTC"),
             assets=[features_asset(name)],
         )
         triggers.append(f"schedule `{use_case.training.schedule}` or a new feature partition")
@@ -88,7 +91,7 @@ def build(use_case):
     ) as dag:
 
         @task(task_id="prepare_training_set", retries=2)
-        def prepare_training_set(**context) -> dict:
+        def prepare_training_set(**context) -> results.TrainingSetManifest:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store
@@ -98,7 +101,7 @@ def build(use_case):
             return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"])
 
         @task(task_id="train_model", retries=1)
-        def train_model(manifest: dict, **context) -> dict:
+        def train_model(manifest: results.TrainingSetManifest, **context) -> results.TrainedModel:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.tasks import train_and_register
@@ -115,7 +118,7 @@ def build(use_case):
             )
 
         @task(task_id="evaluate_and_promote", retries=1, outlets=[champion_asset(name)])
-        def evaluate_and_promote(trained: dict, manifest: dict, **context) -> dict:
+        def evaluate_and_promote(trained: results.TrainedModel, manifest: results.TrainingSetManifest, **context) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.tasks import evaluate_and_promote as gate
@@ -130,7 +133,7 @@ def build(use_case):
                 airflow_run_id=context["run_id"],
             )
             context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
-            return entry | {"mlflow_run_url": trained["mlflow_run_url"]}
+            return entry
 
         manifest = prepare_training_set()
         evaluate_and_promote(train_model(manifest), manifest)

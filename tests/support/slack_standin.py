@@ -26,6 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from mlops.core import layout
+from mlops.core.lake import Lake
+from mlops.core.layout import AlertBox
+
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
 API_PREFIX = "/api/"
 
@@ -279,3 +283,19 @@ class SlackStandin:
     def _count_request(self, path: str) -> None:
         with self._lock:
             self._requests.append(path)
+
+
+def block_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    """Every text of a Block Kit message: header, section text and fields, context elements."""
+    texts: list[str] = []
+    for block in blocks:
+        if "text" in block:
+            texts.append(block["text"]["text"])
+        texts.extend(item["text"] for item in block.get("fields", []))
+        texts.extend(item["text"] for item in block.get("elements", []))
+    return texts
+
+
+def alert_names(lake: Lake, scope: str, box: AlertBox) -> list[str]:
+    """The alert files in one box of a scope of the lake's alert outbox."""
+    return lake.list(layout.alert_box(scope, box))

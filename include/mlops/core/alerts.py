@@ -19,9 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from mlops.core import layout
+from mlops.core.results import AlertDelivery
 
 if TYPE_CHECKING:
     from mlops.core.lake import Lake
@@ -42,12 +44,12 @@ class SlackTarget:
 
 
 def slack_target() -> SlackTarget | None:
-    url = os.environ.get("MLOPS_SLACK_WEBHOOK_URL")
-    if url:
-        return SlackTarget(webhook_url=url)
     from mlops.core.settings import load_settings
 
-    conn_id = load_settings().slack_conn_id
+    settings = load_settings()
+    if settings.slack_webhook_url:
+        return SlackTarget(webhook_url=settings.slack_webhook_url)
+    conn_id = settings.slack_conn_id
     try:
         from airflow.sdk import BaseHook
 
@@ -115,9 +117,10 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]]) 
 def recent_alert(lake: Lake, scope: str, kind: str, key: str, value: Any, within_hours: float, now: dt.datetime) -> dict[str, Any] | None:
     """The latest alert of ``kind`` whose ``fields[key] == value`` queued within the window, if any."""
     latest = None
-    for box in ("outbox", "sent"):
-        for name in lake.list(f"alerts/{scope}/{box}"):
-            record = lake.read_json(f"alerts/{scope}/{box}/{name}")
+    boxes: tuple[layout.AlertBox, ...] = ("outbox", "sent")
+    for box in boxes:
+        for name in lake.list(layout.alert_box(scope, box)):
+            record = lake.read_json(layout.alert_record(scope, box, name))
             if record.get("kind") != kind or (record.get("fields") or {}).get(key) != value:
                 continue
             queued = dt.datetime.fromisoformat(record["queued_at"])
@@ -134,26 +137,28 @@ def alert_id(kind: str, *parts: str) -> str:
 def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
     """Put an alert in the outbox unless it is already there or already sent. Returns True if new."""
     aid = alert["id"]
-    if lake.exists(f"alerts/{scope}/sent/{aid}.json") or lake.exists(f"alerts/{scope}/outbox/{aid}.json"):
+    if lake.exists(layout.alert_record(scope, "sent", aid)) or lake.exists(layout.alert_record(scope, "outbox", aid)):
         return False
     record = dict(alert, queued_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    lake.write_json(f"alerts/{scope}/outbox/{aid}.json", record)
+    lake.write_json(layout.alert_record(scope, "outbox", aid), record)
     return True
 
 
-def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True) -> dict[str, Any]:
+def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True) -> AlertDelivery:
     """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run."""
     if target is None and use_config:
         target = slack_target()
     delivered, pending = [], []
-    for name in lake.list(f"alerts/{scope}/outbox"):
+    for name in lake.list(layout.alert_box(scope, "outbox")):
         if not name.endswith(".json"):
             continue
-        record = lake.read_json(f"alerts/{scope}/outbox/{name}")
+        record = lake.read_json(layout.alert_record(scope, "outbox", name))
         if target is None:
+            from mlops.core.settings import load_settings
+
             log.warning(
                 "Slack is not configured (set MLOPS_SLACK_WEBHOOK_URL or the %r connection); alert logged only:\n%s",
-                os.environ.get("MLOPS_SLACK_CONN_ID", "mlops_slack"),
+                load_settings().slack_conn_id,
                 record["text"],
             )
             record["delivered_to"] = "log"
@@ -164,16 +169,16 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
                 log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
                 record["attempts"] = record.get("attempts", 0) + 1
                 record["last_error"] = str(exc)
-                lake.write_json(f"alerts/{scope}/outbox/{name}", record)
+                lake.write_json(layout.alert_record(scope, "outbox", name), record)
                 pending.append(record["id"])
                 continue
             record["delivered_to"] = f"slack ({target.describe()})"
             log.info("alert %s delivered to Slack", record["id"])
         record["delivered_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        lake.write_json(f"alerts/{scope}/sent/{name}", record)
-        lake.delete(f"alerts/{scope}/outbox/{name}")
+        lake.write_json(layout.alert_record(scope, "sent", name), record)
+        lake.delete(layout.alert_record(scope, "outbox", name))
         delivered.append(record["id"])
-    return {"delivered": delivered, "pending": pending, "slack_configured": target is not None}
+    return AlertDelivery(delivered=delivered, pending=pending, slack_configured=target is not None)
 
 
 # Messages -------------------------------------------------------------------------------------
@@ -246,32 +251,9 @@ def failure_alert(*, dag_id: str, run_id: str, task_id: str, error: str, log_url
     return {"id": alert_id("failure", dag_id, run_id), "kind": "task_failure", "text": text, "blocks": blocks}
 
 
-def task_failure_callback(context: Any) -> None:
-    """on_failure_callback for every task: one alert per failed DAG run (not per retry or task)."""
-    from mlops.core.lake import get_lake
-
-    ti = context["ti"]
-    dag_id, run_id = ti.dag_id, ti.run_id
-    error = context.get("exception")
-    alert = failure_alert(
-        dag_id=dag_id,
-        run_id=run_id,
-        task_id=ti.task_id,
-        error=f"{type(error).__name__}: {error}" if error else "unknown error",
-        log_url=getattr(ti, "log_url", None),
-    )
-    scope = f"_failures/{dag_id}"
-    try:
-        lake = get_lake()
-        enqueue(lake, scope, alert)  # a no-op if this run already queued or sent its alert
-        deliver_pending(lake, scope)  # also retries earlier failure alerts Slack did not take
-    except Exception:  # a broken alert path must not mask the task's own failure
-        log.exception("could not record or send the failure alert for %s %s", dag_id, run_id)
-
-
-def deliver_failure_alerts(lake: Lake, target: SlackTarget | None = None) -> dict[str, Any]:
+def deliver_failure_alerts(lake: Lake, target: SlackTarget | None = None) -> dict[str, AlertDelivery]:
     """Retry every task-failure alert Slack has not taken yet, whatever DAG it came from."""
     results = {}
-    for dag_id in lake.list("alerts/_failures"):
-        results[dag_id] = deliver_pending(lake, f"_failures/{dag_id}", target)
+    for dag_id in lake.list(layout.failure_scopes_root()):
+        results[dag_id] = deliver_pending(lake, layout.failure_scope(dag_id), target)
     return results

@@ -7,14 +7,57 @@ scoring, drift rules and schedules. Everything is validated on load; a bad file 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+# Feature names become column names in the feature store (PostgreSQL identifiers: at most 63 bytes).
+FEATURE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+COLUMN_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Columns the platform itself writes next to the features (feature store, PostgreSQL store,
+# scoring output, drift monitoring); a feature with one of these names would clash with them.
+RESERVED_FEATURE_NAMES = frozenset(
+    {
+        "entity_id",
+        "event_time",
+        "label",
+        "label_available_at",
+        "interval",
+        "prediction_value",
+        "score",
+        "prediction",
+        "model_version",
+        "model_run_id",
+    }
+)
+ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Schedule presets Airflow accepts as a DAG's ``schedule``; anything else must be a 5-field cron.
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+    "@annually",
+)
+NOT_CRON_PRESETS = frozenset({"@once", "@continuous"})
 ColumnType = Literal["int", "float", "str", "category", "datetime", "bool"]
 ESTIMATOR_MODULES = frozenset(
     {"sklearn.ensemble", "sklearn.linear_model", "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.naive_bayes"}
@@ -27,6 +70,94 @@ class ConfigError(ValueError):
     def __init__(self, path: Path | str, key: str, problem: str) -> None:
         self.path, self.key, self.problem = str(path), key, problem
         super().__init__(f"{path}: {key}: {problem}")
+
+
+def _cron_problem(expression: str) -> str | None:
+    """Why ``expression`` is not a 5-field cron expression Airflow can schedule, or None if it is.
+
+    Parsed with croniter, the library Airflow's cron timetables use (Airflow's own check is
+    ``croniter(expression)``), without importing Airflow: configs are loaded at DAG parse time.
+    """
+    from croniter import CroniterBadDateError, croniter
+
+    fields = expression.split()
+    if len(fields) != 5:
+        return (
+            f"a cron expression has 5 fields (minute hour day-of-month month day-of-week), "
+            f"this one has {len(fields)}"
+        )
+    try:
+        cron = croniter(expression, dt.datetime(2000, 1, 1))
+    except (ValueError, TypeError, KeyError) as exc:  # croniter's errors are ValueErrors
+        return str(exc) or type(exc).__name__
+    try:
+        cron.get_next(dt.datetime)
+    except CroniterBadDateError:
+        return "it never fires (no such day, e.g. 30 February)"
+    return None
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is None or value in SCHEDULE_PRESETS:
+        return value
+    problem = _cron_problem(value)
+    if problem:
+        raise ValueError(
+            f"{value!r} is not a valid schedule: {problem}; use null (no schedule), one of "
+            f"{', '.join(SCHEDULE_PRESETS)}, or a 5-field cron expression such as '0 6 * * *'"
+        )
+    return value
+
+
+Schedule = Annotated[str | None, AfterValidator(_check_schedule)]
+
+
+def _check_iso_date(value: Any) -> Any:
+    example = "write it as YYYY-MM-DD, e.g. '2026-01-01'"
+    if isinstance(value, dt.datetime):
+        raise ValueError(f"{value.isoformat()!r} has a time of day; a date is expected, {example}")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and ISO_DATE_RE.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid date ({exc}); {example}") from None
+    raise ValueError(f"{value!r} is not a date; {example}")
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_check_iso_date)]
+
+
+def cron_for(schedule: str) -> str:
+    """The cron expression for a schedule preset (``@daily`` -> ``0 0 * * *``); a cron string as is.
+
+    Uses Airflow's own preset table, so a ``CronTriggerTimetable(cron_for(s))`` fires exactly when
+    ``schedule=s`` would. ``@once`` and ``@continuous`` are not time-based and raise ValueError.
+    """
+    if schedule in NOT_CRON_PRESETS:
+        raise ValueError(
+            f"schedule {schedule!r} has no cron expression: it is not time-based; "
+            f"use a cron preset such as '@daily' or a 5-field cron expression"
+        )
+    if not schedule.startswith("@"):
+        return schedule
+    try:  # the table airflow.sdk's cron timetables apply; present wherever DAGs are parsed
+        from airflow.sdk.definitions.timetables._cron import CRON_PRESETS as presets
+    except ImportError:  # pragma: no cover - older layouts keep it in core only
+        from airflow.utils.dates import cron_presets as presets
+    # Airflow's table has no @annually (croniter reads it as @yearly).
+    preset = "@yearly" if schedule == "@annually" else schedule
+    if preset not in presets:
+        raise ValueError(f"unknown schedule preset {schedule!r}; use one of {', '.join(sorted(presets))}")
+    return presets[preset]
+
+
+def _suggest_identifier(name: str) -> str:
+    suggestion = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "feature"
+    if suggestion[0].isdigit():
+        suggestion = f"f_{suggestion}"
+    return suggestion[:63]
 
 
 class _Strict(BaseModel):
@@ -82,6 +213,18 @@ class SchemaSpec(_Strict):
     label_delay_days: int = Field(default=0, ge=0, le=365)
     columns: dict[str, ColumnSpec]
 
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        for name in value:
+            if not COLUMN_NAME_RE.match(name):
+                raise ValueError(
+                    f"column name {name!r} must be 1-63 letters, digits or underscores, starting with a "
+                    f"letter or underscore (no spaces, dashes or quotes); rename the column at the "
+                    f"source or, for a SQL source, alias it in the query"
+                )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> SchemaSpec:
         for key in ("entity", "event_time", "target"):
@@ -108,6 +251,22 @@ class FeatureSpec(_Strict):
     # clip bounds
     lower: float | None = None
     upper: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not FEATURE_NAME_RE.match(value):
+            raise ValueError(
+                f"feature name {value!r} must be 1-63 lowercase letters, digits or underscores, starting "
+                f"with a letter or underscore (it becomes a column name); e.g. {_suggest_identifier(value)!r}"
+            )
+        if value in RESERVED_FEATURE_NAMES:
+            raise ValueError(
+                f"feature name {value!r} is reserved: the platform writes its own column of that name "
+                f"(reserved: {', '.join(sorted(RESERVED_FEATURE_NAMES))}); rename the feature, "
+                f"e.g. {value + '_feature'!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> FeatureSpec:
@@ -142,8 +301,18 @@ class SplitSpec(_Strict):
 
 class TrainingSpec(_Strict):
     window_days: int = Field(default=28, ge=1)
-    schedule: str | None = None
+    schedule: Schedule = None
     on_new_features: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingSpec:
+        # With on_new_features the schedule becomes a CronTriggerTimetable, which needs a cron.
+        if self.on_new_features and self.schedule in NOT_CRON_PRESETS:
+            raise ValueError(
+                f"schedule {self.schedule!r} cannot be combined with on_new_features: true; "
+                f"use a cron preset such as '@weekly', a cron expression, or null"
+            )
+        return self
 
 
 class ThresholdSpec(_Strict):
@@ -167,7 +336,7 @@ class ScoringSpec(_Strict):
 
 
 class DriftSpec(_Strict):
-    schedule: str | None = "@daily"
+    schedule: Schedule = "@daily"
     window_days: int = Field(default=1, ge=1, le=90)
     sample_size: int = Field(default=20_000, ge=500)
     seed: int = 7
@@ -185,9 +354,21 @@ class DriftSpec(_Strict):
 
 
 class SchedulesSpec(_Strict):
-    data: str | None = "@daily"
-    start_date: str = "2026-01-01"
+    data: Schedule = "@daily"
+    # A date (YYYY-MM-DD); the DAGs start at midnight UTC on that day.
+    start_date: IsoDate = Field(default=dt.date(2026, 1, 1), strict=True)
     catchup: bool = False
+
+    @field_validator("data")
+    @classmethod
+    def _data_not_continuous(cls, value: str | None) -> str | None:
+        # The data DAG runs several intervals at once; Airflow allows @continuous only with one.
+        if value == "@continuous":
+            raise ValueError(
+                "'@continuous' is not allowed for the data DAG (it runs several intervals at once); "
+                "use '@daily' or a cron expression"
+            )
+        return value
 
 
 class UseCase(_Strict):
@@ -220,10 +401,17 @@ class UseCase(_Strict):
     def _cross_check(self) -> UseCase:
         cols = self.schema_.columns
         names = set()
+        own_columns = {key: getattr(self.schema_, key) for key in ("entity", "event_time", "target")}
         for i, feat in enumerate(self.features):
             if feat.name in names:
                 raise ValueError(f"features[{i}]: duplicate feature name {feat.name!r}")
             names.add(feat.name)
+            for key, col in own_columns.items():
+                if feat.name == col:
+                    raise ValueError(
+                        f"features[{i}].name: {feat.name!r} is the schema.{key} column and cannot also be "
+                        f"a feature name; rename the feature, e.g. {feat.name + '_feature'!r}"
+                    )
             for col in feat.inputs:
                 if col not in cols:
                     raise ValueError(f"features[{i}] ({feat.name}): input column {col!r} is not in schema.columns")
@@ -282,6 +470,7 @@ def parse_use_case(raw: Any, path: Path | str) -> UseCase:
             match = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*)[ :]", msg)
             if match:
                 key = match.group(1)
+                msg = msg.removeprefix(f"{key}: ")  # the key is already in front of the message
         raise ConfigError(path, key, msg) from None
     stem = Path(path).stem
     if use_case.name != stem:
@@ -289,9 +478,21 @@ def parse_use_case(raw: Any, path: Path | str) -> UseCase:
     return use_case
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, except dates stay strings: ``parse_use_case`` validates them, so a bad
+    unquoted date (``2026-13-01``) is reported with its key instead of failing inside YAML."""
+
+
+def _timestamp_as_text(loader: _ConfigLoader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def load_use_case_file(path: Path) -> UseCase:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(path, "(yaml)", str(exc).replace("\n", " ")) from None
     return parse_use_case(raw, path)

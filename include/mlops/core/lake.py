@@ -8,6 +8,7 @@ half-written file and a retried task simply overwrites.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import uuid
@@ -66,6 +67,11 @@ class Lake:
             if not name.startswith("."):
                 names.append(name)
         return sorted(names)
+
+    def children(self, rel: str, suffix: str = "") -> builtins.list[str]:
+        """Paths (relative to the root) of the entries directly under ``rel`` ending in ``suffix``."""
+        base = rel.strip("/")
+        return [f"{base}/{name}" for name in self.list(base) if name.endswith(suffix)]
 
     # Writes ------------------------------------------------------------------------------
     def write_with(self, rel: str, writer: Callable[[IO[bytes]], object]) -> str:

@@ -2,13 +2,32 @@
 
 Every setting comes from the environment, so the same code runs on the embedded default
 (everything under one project-local folder) and on the production stack (S3, PostgreSQL,
-an MLflow server). Nothing here is read at import time of a DAG file beyond plain env lookups.
+an MLflow server). This module is the only place that reads (or fills in) environment
+variables; everything else asks :func:`load_settings` (``tests/unit/core/test_settings.py``).
+
+=================================  =========================================================
+variable                           meaning (default)
+=================================  =========================================================
+``MLOPS_HOME``                     project-local state folder (``<checkout>/var``)
+``MLOPS_LAKE_URI``                 lake root, ``file://...`` or ``s3://<conn_id>@<bucket>/...``
+``MLOPS_LANDING_URI``              where upstream batches land (``$MLOPS_HOME/landing``)
+``MLOPS_CONFIG_DIR``               use-case configs and suites (``<checkout>/config``)
+``MLOPS_FEATURE_STORE``            ``parquet`` (in the lake) or ``postgres``
+``MLOPS_FEATURE_STORE_CONN_ID``    Airflow connection of the PostgreSQL feature store
+``MLFLOW_TRACKING_URI``            MLflow tracking and registry (SQLite under ``MLOPS_HOME``)
+``MLOPS_MLFLOW_ARTIFACTS_URI``     artifact root for new experiments
+``MLOPS_MLFLOW_UI_URL``            base URL of the MLflow UI, for links
+``MLOPS_SLACK_WEBHOOK_URL``        incoming-webhook URL (a secret)
+``MLOPS_SLACK_CONN_ID``            Airflow connection for Slack (``mlops_slack``)
+``MLOPS_GIT_COMMIT``               code version recorded on models (else ``git rev-parse``)
+``MLOPS_WORKER_NAME``              this worker's name in task results (else the host name)
+=================================  =========================================================
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,6 +51,10 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifacts_uri: str | None
     slack_conn_id: str
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    slack_webhook_url: str | None = field(default=None, repr=False)  # a secret: never in repr or logs
+    git_commit: str | None = None
+    worker_name: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -41,7 +64,7 @@ class Settings:
 def load_settings() -> Settings:
     """Read the platform settings from the environment (``MLOPS_*`` and ``MLFLOW_TRACKING_URI``)."""
     root = project_root()
-    home = Path(os.environ.get("MLOPS_HOME", root / "var")).resolve()
+    home = home_default()
     lake = os.environ.get("MLOPS_LAKE_URI") or f"file://{home / 'lake'}"
     landing = os.environ.get("MLOPS_LANDING_URI") or f"file://{home / 'landing'}"
     feature_store = os.environ.get("MLOPS_FEATURE_STORE", "parquet")
@@ -63,4 +86,24 @@ def load_settings() -> Settings:
         mlflow_tracking_uri=tracking,
         mlflow_artifacts_uri=artifacts,
         slack_conn_id=os.environ.get("MLOPS_SLACK_CONN_ID", "mlops_slack"),
+        mlflow_ui_url=os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/"),
+        slack_webhook_url=os.environ.get("MLOPS_SLACK_WEBHOOK_URL") or None,
+        git_commit=os.environ.get("MLOPS_GIT_COMMIT") or None,
+        worker_name=os.environ.get("MLOPS_WORKER_NAME") or None,
     )
+
+
+def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:
+    """Set each variable the environment does not set yet; return the values now in force.
+
+    Used by the embedded setting before Airflow is imported, so the production stack's own
+    variables always win.
+    """
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in defaults}
+
+
+def home_default() -> Path:
+    """``MLOPS_HOME`` as set, else ``<checkout>/var``."""
+    return Path(os.environ.get("MLOPS_HOME", project_root() / "var")).resolve()

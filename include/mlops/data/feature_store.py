@@ -18,6 +18,8 @@ import json
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from mlops.core import layout
+from mlops.core.results import FeaturePartition
 from mlops.data.features import ENTITY, EVENT_TIME
 
 if TYPE_CHECKING:
@@ -37,16 +39,26 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def partition_manifest(use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame) -> FeaturePartition:
+    return FeaturePartition(
+        use_case=use_case,
+        interval=interval.isoformat(),
+        rows=len(features),
+        label_rows=len(labels),
+        content_hash=frame_hash(features),
+    )
+
+
 class FeatureStore(Protocol):
     def write_partition(
         self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
-    ) -> dict[str, Any]: ...
+    ) -> FeaturePartition: ...
 
     def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
 
     def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
 
-    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]: ...
+    def partitions(self, use_case: str) -> dict[dt.date, FeaturePartition]: ...
 
     def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
 
@@ -71,31 +83,23 @@ class ParquetFeatureStore:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
 
-    def _rel(self, kind: str, use_case: str, interval: dt.date) -> str:
-        return f"{kind}/{use_case}/{interval.isoformat()}.parquet"
-
     def write_partition(
         self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
-    ) -> dict[str, Any]:
-        manifest = {
-            "use_case": use_case,
-            "interval": interval.isoformat(),
-            "rows": len(features),
-            "label_rows": len(labels),
-            "content_hash": frame_hash(features),
-        }
-        for kind, frame in (("features", features), ("labels", labels)):
-            self.lake.write_with(self._rel(kind, use_case, interval), parquet_writer(frame))
+    ) -> FeaturePartition:
+        manifest = partition_manifest(use_case, interval, features, labels)
+        parts: tuple[tuple[layout.FeatureKind, pd.DataFrame], ...] = (("features", features), ("labels", labels))
+        for kind, frame in parts:
+            self.lake.write_with(layout.store_partition(kind, use_case, interval), parquet_writer(frame))
         # The manifest goes last: a partition is listed only once its files are in place.
-        self.lake.write_json(f"features/{use_case}/_manifests/{interval.isoformat()}.json", manifest)
+        self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
         return manifest
 
-    def _read(self, kind: str, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    def _read(self, kind: layout.FeatureKind, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         import pandas as pd
 
         frames = []
         for day in _days(start, end):
-            rel = self._rel(kind, use_case, day)
+            rel = layout.store_partition(kind, use_case, day)
             if self.lake.exists(rel):
                 with self.lake.open_read(rel) as fh:
                     frames.append(pd.read_parquet(fh))
@@ -113,18 +117,19 @@ class ParquetFeatureStore:
         """The partition in chunks of at most ``chunk_rows`` rows (memory stays flat)."""
         import pyarrow.parquet as pq
 
-        rel = self._rel("features", use_case, interval)
+        rel = layout.store_partition("features", use_case, interval)
         if not self.lake.exists(rel):
             raise FileNotFoundError(f"use case {use_case!r}: no feature partition for {interval} at {self.lake.uri(rel)}")
         with self.lake.open_read(rel) as fh:
             for batch in pq.ParquetFile(fh).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
 
-    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
+    def partitions(self, use_case: str) -> dict[dt.date, FeaturePartition]:
         out = {}
-        for name in self.lake.list(f"features/{use_case}/_manifests"):
+        for name in self.lake.list(layout.feature_manifests_dir(use_case)):
             if name.endswith(".json"):
-                out[dt.date.fromisoformat(name[:-5])] = self.lake.read_json(f"features/{use_case}/_manifests/{name}")
+                day = dt.date.fromisoformat(name.removesuffix(".json"))
+                out[day] = self.lake.read_json(layout.feature_manifest(use_case, day))
         return out
 
 
@@ -174,14 +179,8 @@ class PostgresFeatureStore:
 
     def write_partition(
         self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
-    ) -> dict[str, Any]:
-        manifest = {
-            "use_case": use_case,
-            "interval": interval.isoformat(),
-            "rows": len(features),
-            "label_rows": len(labels),
-            "content_hash": frame_hash(features),
-        }
+    ) -> FeaturePartition:
+        manifest = partition_manifest(use_case, interval, features, labels)
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
@@ -225,8 +224,7 @@ class PostgresFeatureStore:
             if col in (ENTITY,):
                 frame[col] = frame[col].astype("int64")
             elif frame[col].dtype == object and col not in (EVENT_TIME,):
-                converted = pd.to_numeric(frame[col], errors="ignore")
-                frame[col] = converted
+                frame[col] = _numeric_if_possible(frame[col])
         for col in (EVENT_TIME, "label_available_at"):
             if col in frame:
                 frame[col] = pd.to_datetime(frame[col]).astype("datetime64[us]")
@@ -263,7 +261,7 @@ class PostgresFeatureStore:
         finally:
             conn.close()
 
-    def partitions(self, use_case: str) -> dict[dt.date, dict[str, Any]]:
+    def partitions(self, use_case: str) -> dict[dt.date, FeaturePartition]:
         conn = self._connect()
         try:
             with conn.cursor() as cur:
@@ -274,6 +272,16 @@ class PostgresFeatureStore:
                 return {row[0]: row[1] for row in cur.fetchall()}
         finally:
             conn.close()
+
+
+def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    """A column read back as text (e.g. NUMERIC from PostgreSQL) as numbers, if all of it parses."""
+    import pandas as pd
+
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
 
 
 def get_feature_store() -> FeatureStore:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mlops.core import layout
 from mlops.core.lake import sha256
+from mlops.core.results import RawManifest
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -70,47 +72,44 @@ def _fetch_sql(use_case: UseCase, interval: dt.date) -> tuple[bytes, str, str]:
     return buf.getvalue(), "parquet", f"sql://{src.conn_id}"
 
 
-def raw_prefix(use_case: str, interval: dt.date) -> str:
-    return f"raw/{use_case}/{interval.isoformat()}"
-
-
 def archive_batch(
     lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str
-) -> dict[str, Any]:
+) -> RawManifest:
     """Store the batch unmodified with its content hash; return the manifest."""
-    prefix = raw_prefix(use_case, interval)
     digest = sha256(data)
-    manifest_rel = f"{prefix}/_manifest.json"
+    manifest_rel = layout.raw_manifest(use_case, interval)
     if lake.exists(manifest_rel):
-        previous = lake.read_json(manifest_rel)
+        previous: RawManifest = lake.read_json(manifest_rel)
         if previous["sha256"] == digest:
             return previous  # same bytes already archived: nothing to do
-        old_rel = f"{prefix}/batch.{previous['format']}"
+        old_rel = layout.raw_batch(use_case, interval, previous["format"])
         if lake.exists(old_rel):
-            lake.copy(old_rel, f"{prefix}/_superseded/{previous['sha256']}.{previous['format']}")
+            lake.copy(old_rel, layout.raw_superseded(use_case, interval, previous["sha256"], previous["format"]))
         if previous["format"] != fmt:
             lake.delete(old_rel)
-    lake.write_bytes(f"{prefix}/batch.{fmt}", data)
-    manifest = {
-        "use_case": use_case,
-        "interval": interval.isoformat(),
-        "sha256": digest,
-        "bytes": len(data),
-        "format": fmt,
-        "source": source,
-        "received_at": received_at,
-        "uri": lake.uri(f"{prefix}/batch.{fmt}"),
-    }
+    batch_rel = layout.raw_batch(use_case, interval, fmt)
+    lake.write_bytes(batch_rel, data)
+    manifest = RawManifest(
+        use_case=use_case,
+        interval=interval.isoformat(),
+        sha256=digest,
+        bytes=len(data),
+        format=fmt,
+        source=source,
+        received_at=received_at,
+        uri=lake.uri(batch_rel),
+    )
     lake.write_json(manifest_rel, manifest)
     return manifest
 
 
-def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, dict[str, Any]]:
-    prefix = raw_prefix(use_case, interval)
-    if not lake.exists(f"{prefix}/_manifest.json"):
-        raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(prefix)}")
-    manifest = lake.read_json(f"{prefix}/_manifest.json")
-    data = lake.read_bytes(f"{prefix}/batch.{manifest['format']}")
+def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, RawManifest]:
+    manifest_rel = layout.raw_manifest(use_case, interval)
+    if not lake.exists(manifest_rel):
+        raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(layout.raw_dir(use_case, interval))}")
+    manifest: RawManifest = lake.read_json(manifest_rel)
+    batch_rel = layout.raw_batch(use_case, interval, manifest["format"])
+    data = lake.read_bytes(batch_rel)
     if sha256(data) != manifest["sha256"]:
-        raise ValueError(f"archived batch {lake.uri(prefix)} does not match its manifest hash")
+        raise ValueError(f"archived batch {lake.uri(batch_rel)} does not match its manifest hash")
     return data, manifest

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from pathlib import Path
 
+from mlops.core import layout
 from mlops.core.config import UseCase
 from mlops.core.lake import Lake
+from mlops.core.results import FeaturePartition, RawManifest, ValidationSummary
 from mlops.data.feature_store import FeatureStore
 from mlops.data.features import build_features, extract_labels
-from mlops.data.ingest import archive_batch, fetch_batch, raw_prefix, read_archived
+from mlops.data.ingest import archive_batch, fetch_batch, read_archived
 from mlops.data.validation import BatchUnreadable, load_suite, read_batch, unreadable_outcome, validate_frame
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ class BatchRejected(RuntimeError):
     """The validation gate failed the batch; it is quarantined and no features are written."""
 
 
-def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str) -> dict[str, Any]:
+def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str) -> RawManifest:
     data, fmt, source = fetch_batch(use_case, interval, landing_uri)
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest = archive_batch(lake, use_case.name, interval, data, fmt, source, received)
@@ -33,15 +35,7 @@ def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landin
     return manifest
 
 
-def quarantine_prefix(use_case: str, interval: dt.date) -> str:
-    return f"quarantine/{use_case}/{interval.isoformat()}"
-
-
-def validation_prefix(use_case: str, interval: dt.date) -> str:
-    return f"validation/{use_case}/{interval.isoformat()}"
-
-
-def validate_batch(use_case: UseCase, interval: dt.date, lake: Lake, config_dir: Any) -> dict[str, Any]:
+def validate_batch(use_case: UseCase, interval: dt.date, lake: Lake, config_dir: Path) -> ValidationSummary:
     """Validate the archived batch; quarantine it and raise BatchRejected if an error expectation fails."""
     data, manifest = read_archived(lake, use_case.name, interval)
     suite = load_suite(config_dir, use_case)
@@ -52,39 +46,39 @@ def validate_batch(use_case: UseCase, interval: dt.date, lake: Lake, config_dir:
     else:
         outcome = validate_frame(frame, suite)
 
-    summary = outcome.summary() | {"use_case": use_case.name, "interval": interval.isoformat(), "sha256": manifest["sha256"]}
-    vprefix = validation_prefix(use_case.name, interval)
+    name = use_case.name
+    summary = outcome.summary(use_case=name, interval=interval.isoformat(), sha256=manifest["sha256"])
     if outcome.result is not None:
-        lake.write_json(f"{vprefix}/validation_result.json", outcome.result)
+        lake.write_json(layout.validation_result(name, interval), outcome.result)
     if outcome.data_docs_html:
-        summary["data_docs_uri"] = lake.write_bytes(f"{vprefix}/data_docs.html", outcome.data_docs_html.encode())
-    lake.write_json(f"{vprefix}/summary.json", summary)
+        summary["data_docs_uri"] = lake.write_bytes(layout.validation_docs(name, interval), outcome.data_docs_html.encode())
+    lake.write_json(layout.validation_summary(name, interval), summary)
 
     for warning in outcome.warnings:
         log.warning("use case %r, batch %s: %s", use_case.name, interval, warning.describe())
-    qprefix = quarantine_prefix(use_case.name, interval)
+    quarantine = layout.quarantine_dir(name, interval)
     if outcome.passed:
-        lake.delete(qprefix)  # an earlier rejected delivery of this interval stays in raw/_superseded
-        log.info("batch %s of %r passed %d expectations", interval, use_case.name, outcome.evaluated)
+        lake.delete(quarantine)  # an earlier rejected delivery of this interval stays in raw/_superseded
+        log.info("batch %s of %r passed %d expectations", interval, name, outcome.evaluated)
         return summary
 
-    lake.copy(f"{raw_prefix(use_case.name, interval)}/batch.{manifest['format']}", f"{qprefix}/batch.{manifest['format']}")
+    fmt = manifest["format"]
+    lake.copy(layout.raw_batch(name, interval, fmt), layout.quarantine_batch(name, interval, fmt))
     if outcome.result is not None:
-        lake.write_json(f"{qprefix}/validation_result.json", outcome.result)
+        lake.write_json(layout.quarantine_result(name, interval), outcome.result)
     if outcome.data_docs_html:
-        lake.write_bytes(f"{qprefix}/data_docs.html", outcome.data_docs_html.encode())
-    summary["quarantine_uri"] = lake.uri(qprefix)
-    lake.write_json(f"{qprefix}/reason.json", summary)  # written last: marks the quarantine complete
+        lake.write_bytes(layout.quarantine_docs(name, interval), outcome.data_docs_html.encode())
+    summary["quarantine_uri"] = lake.uri(quarantine)
+    lake.write_json(layout.quarantine_reason(name, interval), summary)  # written last: marks it complete
     lines = "\n".join(f"  - {f.describe()}" for f in outcome.errors)
     raise BatchRejected(
-        f"use case {use_case.name!r}: batch {interval} failed validation and was quarantined at "
-        f"{lake.uri(qprefix)}:\n{lines}"
+        f"use case {name!r}: batch {interval} failed validation and was quarantined at {lake.uri(quarantine)}:\n{lines}"
     )
 
 
-def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> dict[str, Any]:
+def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> FeaturePartition:
     data, manifest = read_archived(lake, use_case.name, interval)
-    summary = lake.read_json(f"{validation_prefix(use_case.name, interval)}/summary.json")
+    summary: ValidationSummary = lake.read_json(layout.validation_summary(use_case.name, interval))
     if not summary["passed"] or summary["sha256"] != manifest["sha256"]:
         raise BatchRejected(
             f"use case {use_case.name!r}: batch {interval} has not passed validation "

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.core.results import ValidationSummary
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -139,15 +141,19 @@ class ValidationOutcome:
     def warnings(self) -> list[Failure]:
         return [f for f in self.failures if f.severity == "warning"]
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "rows": self.rows,
-            "expectations_evaluated": self.evaluated,
-            "reason": self.reason,
-            "errors": [asdict(f) | {"text": f.describe()} for f in self.errors],
-            "warnings": [asdict(f) | {"text": f.describe()} for f in self.warnings],
-        }
+    def summary(self, *, use_case: str, interval: str, sha256: str) -> ValidationSummary:
+        """The gate's verdict on one archived batch (identified by its content hash)."""
+        return ValidationSummary(
+            passed=self.passed,
+            rows=self.rows,
+            expectations_evaluated=self.evaluated,
+            reason=self.reason,
+            errors=[asdict(f) | {"text": f.describe()} for f in self.errors],
+            warnings=[asdict(f) | {"text": f.describe()} for f in self.warnings],
+            use_case=use_case,
+            interval=interval,
+            sha256=sha256,
+        )
 
 
 def unreadable_outcome(reason: str) -> ValidationOutcome:

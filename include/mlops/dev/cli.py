@@ -62,7 +62,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import os
     import subprocess
 
     from mlops.dev.embedded import apply_embedded_defaults
@@ -77,7 +76,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     else:
         print(f"MLflow UI on http://localhost:{args.port} (registry: Models tab)")
         cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--port", str(args.port)]
-    return subprocess.call(cmd, env=os.environ.copy())
+    return subprocess.call(cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

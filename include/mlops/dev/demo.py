@@ -17,7 +17,12 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mlops.core import layout
+
+if TYPE_CHECKING:
+    from mlops.core.results import PromotionRecord
 
 START = dt.date(2026, 1, 1)
 BAD_DAY_INDEX = 8  # day 9 of the simulation
@@ -37,16 +42,16 @@ def _quiet_logs() -> None:
 def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fresh: bool = True) -> int:
     from mlops.dev.embedded import apply_embedded_defaults
 
-    apply_embedded_defaults()
+    airflow_env = apply_embedded_defaults()
     from mlops.core.settings import load_settings
 
     settings = load_settings()
     if fresh:
         for sub in ("lake", "landing", "mlflow", "airflow"):
             shutil.rmtree(settings.home / sub, ignore_errors=True)
-    os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
+    os.makedirs(airflow_env["AIRFLOW_HOME"], exist_ok=True)
     t0 = time.perf_counter()
-    _say(f"[setup] Airflow metadata DB (SQLite) at {os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}")
+    _say(f"[setup] Airflow metadata DB (SQLite) at {airflow_env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     _quiet_logs()
 
@@ -72,7 +77,7 @@ def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fre
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
-    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = DagBag(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dags = {kind: bag.dags[use_case.dag_id(kind)] for kind in ("data", "training", "scoring", "drift")}
@@ -136,12 +141,12 @@ def _execute_triggered_training(training_dag: Any, dag_id: str) -> dict[str, Any
     return {"queued_run_id": run_id, "conf": conf, "state": dr.state}
 
 
-def _summary(settings: Any, lake: Any, use_case: Any, outcomes: dict[str, str], history: list[dict[str, Any]], bad_day: dt.date, quiet_day: dt.date, check_day: dt.date, next_day: dt.date, retrain: dict[str, Any] | None, elapsed: float) -> None:
+def _summary(settings: Any, lake: Any, use_case: Any, outcomes: dict[str, str], history: list[PromotionRecord], bad_day: dt.date, quiet_day: dt.date, check_day: dt.date, next_day: dt.date, retrain: dict[str, Any] | None, elapsed: float) -> None:
     name = use_case.name
-    raw_days = lake.list(f"raw/{name}")
+    raw_days = lake.list(layout.raw_root(name))
     rows_in = 0
     for day in raw_days:
-        rel = f"validation/{name}/{day}/summary.json"
+        rel = layout.validation_summary(name, day)
         if lake.exists(rel):
             rows_in += lake.read_json(rel)["rows"]
     _say("")
@@ -151,34 +156,33 @@ def _summary(settings: Any, lake: Any, use_case: Any, outcomes: dict[str, str], 
     passed = sum(1 for s in outcomes.values() if s == "success")
     _say(f"Rows in: {rows_in:,} across {len(raw_days)} archived batches (raw/{name}/<day>/, each with its SHA-256)")
     _say(f"Validation: {passed} batches passed, {len(outcomes) - passed} quarantined")
-    for q in lake.list(f"quarantine/{name}"):
-        reason = lake.read_json(f"quarantine/{name}/{q}/reason.json")
+    for q in lake.list(layout.quarantine_root(name)):
+        reason = lake.read_json(layout.quarantine_reason(name, q))
         _say(f"  quarantined {q}: {reason['errors'][0]['text']}")
         _say(f"    -> {reason['quarantine_uri']} (batch, GX result, Data Docs)")
     _say("Promotion history:")
     for h in history:
-        metric = h.get("metric")
+        metric = h.get("metric") or ""
         value = (h.get("challenger_metrics") or {}).get(metric)
         shown = f"{metric}={value:.4f}" if value is not None else ""
         _say(f"  v{h['version']}: {h['outcome'].upper()} {shown} - {h['reason']}")
-    preds = lake.list(f"predictions/{name}")
-    total = sum(lake.read_json(f"predictions/{name}/{d}/_manifest.json")["rows"] for d in preds)
-    _say(f"Predictions: {total:,} rows in {len(preds)} partitions under {lake.uri(f'predictions/{name}')}/")
+    preds = lake.list(layout.predictions_root(name))
+    total = sum(lake.read_json(layout.predictions_manifest(name, d))["rows"] for d in preds)
+    _say(f"Predictions: {total:,} rows in {len(preds)} partitions under {lake.uri(layout.predictions_root(name))}/")
     for day in (quiet_day, check_day, next_day):
-        rel = f"reports/{name}/{day.isoformat()}/drift_summary.json"
+        rel = layout.drift_summary(name, day)
         if lake.exists(rel):
             s = lake.read_json(rel)
             verdict = "DRIFT" if s["drifted"] else "no drift"
             tops = ", ".join(f"{f} ({v:.2f})" for f, v in s["top_features"][:3])
             _say(f"Drift {day}: {verdict}, drift share {s['drift_share']:.0%}{'; top: ' + tops if tops else ''}")
-            dec = f"reports/{name}/{day.isoformat()}/retrain_decision.json"
+            dec = layout.retrain_decision(name, day)
             if lake.exists(dec):
                 d = lake.read_json(dec)
                 _say(f"  retrain guard: {'TRIGGER' if d['trigger'] else 'no trigger'} - {d['guard_reason']}")
             _say(f"  report: {s['report_uri']}")
-    sent = lake.list(f"alerts/{name}/sent")
-    for a in sent:
-        rec = lake.read_json(f"alerts/{name}/sent/{a}")
+    for rel in lake.children(layout.alert_box(name, "sent"), ".json"):
+        rec = lake.read_json(rel)
         _say(f"Alert ({rec['delivered_to']}): {rec['text']}")
     if retrain:
         _say(f"Retrain triggered by drift ran: {retrain['state']} (reason: {retrain['conf'].get('reason', '')[:120]})")

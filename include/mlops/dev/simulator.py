@@ -147,9 +147,8 @@ def _delivery(day: dt.date, rows: int, drift: Drift | None) -> pd.DataFrame:
 
 def _apply_drift(frame: pd.DataFrame, drift: Drift) -> None:
     for col, factor in drift.scale.items():
-        frame[col] = (frame[col] * factor).astype(frame[col].dtype, errors="ignore")
-        if frame[col].dtype.kind == "i":
-            frame[col] = frame[col].round().astype("int64")
+        # Integer columns stay integers (truncated), as upstream systems deliver them.
+        frame[col] = (frame[col] * factor).astype(frame[col].dtype)
     for col, delta in drift.shift.items():
         frame[col] = frame[col] + delta
 
@@ -192,8 +191,10 @@ def corrupt(frame: pd.DataFrame, kind: str, *, entity: str, categorical: str, nu
         bad.loc[bad.index[: max(1, n // 20)], categorical] = "mystery"
         return bad
     if kind == "duplicate_keys":
+        import pandas as pd
+
         dup = bad.iloc[: max(1, n // 10)]
-        return bad._append(dup, ignore_index=True)
+        return pd.concat([bad, dup], ignore_index=True)
     raise ValueError(f"unknown bad batch kind {kind!r}; known: {BAD_BATCH_KINDS}")
 
 

@@ -14,6 +14,9 @@ import os
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from mlops.core import layout
+from mlops.core.results import PromotionRecord
+
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
     from mlops.core.lake import Lake
@@ -58,10 +61,11 @@ def ensure_experiment(client: Any, use_case: UseCase) -> str:
 
 
 def git_commit() -> str:
-    env = os.environ.get("MLOPS_GIT_COMMIT")
-    if env:
-        return env
-    from mlops.core.settings import project_root
+    from mlops.core.settings import load_settings, project_root
+
+    configured = load_settings().git_commit
+    if configured:
+        return configured
 
     try:
         out = subprocess.run(
@@ -121,20 +125,39 @@ def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool) -
     }
 
 
-def history_prefix(use_case: str) -> str:
-    return f"registry/{use_case}/promotions"
+def record_decision(lake: Lake, use_case: str, entry: PromotionRecord) -> str:
+    return lake.write_json(layout.promotion_record(use_case, entry["decided_at"], entry["version"]), entry)
 
 
-def record_decision(lake: Lake, use_case: str, entry: dict[str, Any]) -> str:
-    stamp = entry["decided_at"].replace(":", "").replace("-", "")
-    return lake.write_json(f"{history_prefix(use_case)}/{stamp}_v{entry['version']}.json", entry)
-
-
-def promotion_history(lake: Lake, use_case: str) -> list[dict[str, Any]]:
+def promotion_history(lake: Lake, use_case: str) -> list[PromotionRecord]:
     """Every promotion decision for a use case, oldest first."""
-    prefix = history_prefix(use_case)
-    return [lake.read_json(f"{prefix}/{n}") for n in lake.list(prefix) if n.endswith(".json")]
+    return [lake.read_json(rel) for rel in lake.children(layout.promotions_dir(use_case), ".json")]
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def rollback(use_case: UseCase, lake: Lake, *, dag_id: str, airflow_run_id: str) -> PromotionRecord:
+    """Make ``previous_champion`` the champion again (one step), and record it."""
+    client = configure_mlflow()
+    name = use_case.registered_model_name
+    current = alias_version(client, name, CHAMPION)
+    previous = alias_version(client, name, PREVIOUS)
+    if current is None or previous is None:
+        raise ValueError(f"model {name!r} has no {'champion' if current is None else 'previous_champion'} to roll back")
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.set_registered_model_alias(name, PREVIOUS, current.version)
+    entry = PromotionRecord(
+        use_case=use_case.name,
+        decided_at=now_iso(),
+        version=str(previous.version),
+        champion_before=str(current.version),
+        outcome="rollback",
+        promoted=True,
+        reason=f"manual rollback from v{current.version} to v{previous.version}",
+        airflow_dag_id=dag_id,
+        airflow_run_id=airflow_run_id,
+    )
+    record_decision(lake, use_case.name, entry)
+    return entry

@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlops.core import layout
+from mlops.core.results import ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.model import registry
 from mlops.model.training import predict_scores
@@ -30,10 +32,6 @@ log = logging.getLogger(__name__)
 
 class NoChampion(LookupError):
     pass
-
-
-def predictions_prefix(use_case: str, interval: dt.date) -> str:
-    return f"predictions/{use_case}/{interval.isoformat()}"
 
 
 class FeatureStats:
@@ -94,13 +92,12 @@ def champion(use_case: UseCase) -> tuple[Any, Any]:
     return version, registry.load_model(use_case.registered_model_name, version.version)
 
 
-def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None) -> dict[str, Any]:
+def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None) -> ScoringManifest:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     version, model = champion(use_case)
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
-    prefix = predictions_prefix(use_case.name, interval)
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
     out_col = "score" if use_case.task == "classification" else "prediction"
     schema = pa.schema(
@@ -135,22 +132,22 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
                 )
                 writer.write_table(table)
 
-    uri = lake.write_with(f"{prefix}/predictions.parquet", write)
+    uri = lake.write_with(layout.predictions_file(use_case.name, interval), write)
     seconds = time.perf_counter() - started
-    manifest = {
-        "use_case": use_case.name,
-        "interval": interval.isoformat(),
-        "uri": uri,
-        "rows": rows,
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(rows / seconds, 1) if seconds else None,
-        "model_name": use_case.registered_model_name,
-        "model_version": str(version.version),
-        "model_run_id": version.run_id,
-        "output_column": out_col,
-        "feature_stats": stats.summary(),
-    }
-    lake.write_json(f"{prefix}/_manifest.json", manifest)
+    manifest = ScoringManifest(
+        use_case=use_case.name,
+        interval=interval.isoformat(),
+        uri=uri,
+        rows=rows,
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows / seconds, 1) if seconds else None,
+        model_name=use_case.registered_model_name,
+        model_version=str(version.version),
+        model_run_id=version.run_id,
+        output_column=out_col,
+        feature_stats=stats.summary(),
+    )
+    lake.write_json(layout.predictions_manifest(use_case.name, interval), manifest)
     log.info("scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds)
     return manifest
 
@@ -160,7 +157,7 @@ def read_predictions(lake: Lake, use_case: str, days: list[dt.date]) -> pd.DataF
 
     frames = []
     for day in days:
-        rel = f"{predictions_prefix(use_case, day)}/predictions.parquet"
+        rel = layout.predictions_file(use_case, day)
         if lake.exists(rel):
             with lake.open_read(rel) as fh:
                 frames.append(pd.read_parquet(fh))

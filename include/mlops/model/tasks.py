@@ -7,9 +7,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
+from mlops.core import layout
+from mlops.core.results import PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.data.feature_store import parquet_writer
 from mlops.model import registry
 from mlops.model.promotion import bootstrap_difference, decide
@@ -38,32 +39,32 @@ def _safe(run_id: str) -> str:
     return hashlib.sha256(run_id.encode()).hexdigest()[:12]
 
 
-def prepare_training_set(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str) -> dict[str, Any]:
+def prepare_training_set(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str) -> TrainingSetManifest:
     """Build the point-in-time training set, split it and write the splits to the lake."""
     frame, lineage = build_training_set(store, use_case, interval)
     parts = split(frame, use_case)
-    prefix = f"training_sets/{use_case.name}/{interval.isoformat()}/{_safe(airflow_run_id)}"
+    run_key = _safe(airflow_run_id)
     uris = {}
     for name in SPLITS:
-        uris[name] = lake.write_with(f"{prefix}/{name}.parquet", parquet_writer(parts[name]))
+        uris[name] = lake.write_with(layout.training_split(use_case.name, interval, run_key, name), parquet_writer(parts[name]))
     lineage_hash = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
-    manifest = {
-        "use_case": use_case.name,
-        "interval": interval.isoformat(),
-        "prefix": prefix,
-        "rows": {k: len(v) for k, v in parts.items()},
-        "lineage": lineage,
-        "training_set_hash": lineage_hash,
-        "uris": uris,
-    }
-    lake.write_json(f"{prefix}/_manifest.json", manifest)
+    manifest = TrainingSetManifest(
+        use_case=use_case.name,
+        interval=interval.isoformat(),
+        run_key=run_key,
+        rows={k: len(v) for k, v in parts.items()},
+        lineage=lineage,
+        training_set_hash=lineage_hash,
+        uris=uris,
+    )
+    lake.write_json(layout.training_set_manifest(use_case.name, interval, run_key), manifest)
     return manifest
 
 
-def _read_split(lake: Lake, manifest: dict[str, Any], name: str) -> pd.DataFrame:
+def _read_split(lake: Lake, manifest: TrainingSetManifest, name: str) -> pd.DataFrame:
     import pandas as pd
 
-    with lake.open_read(f"{manifest['prefix']}/{name}.parquet") as fh:
+    with lake.open_read(layout.training_split(manifest["use_case"], manifest["interval"], manifest["run_key"], name)) as fh:
         return pd.read_parquet(fh)
 
 
@@ -116,20 +117,21 @@ def _trusted_types(pipe: Any) -> list[str]:
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    base = os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    from mlops.core.settings import load_settings
+
+    return f"{load_settings().mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def train_and_register(
     use_case: UseCase,
-    manifest: dict[str, Any],
+    manifest: TrainingSetManifest,
     lake: Lake,
     *,
     hyperparameters: dict[str, Any] | None,
     dag_id: str,
     airflow_run_id: str,
     reason: str | None,
-) -> dict[str, Any]:
+) -> TrainedModel:
     """Fit the configured pipeline, log everything to MLflow and register a new model version."""
     import mlflow
     from mlflow.models import infer_signature
@@ -140,13 +142,13 @@ def train_and_register(
     if existing is not None:
         log.info("version %s was already registered by this run; reusing it", existing.version)
         run = client.get_run(existing.run_id)
-        return {
-            "version": str(existing.version),
-            "run_id": existing.run_id,
-            "experiment_id": run.info.experiment_id,
-            "metrics": {k: v for k, v in run.data.metrics.items()},
-            "mlflow_run_url": mlflow_run_url(run.info.experiment_id, existing.run_id),
-        }
+        return TrainedModel(
+            version=str(existing.version),
+            run_id=existing.run_id,
+            experiment_id=run.info.experiment_id,
+            metrics=dict(run.data.metrics),
+            mlflow_run_url=mlflow_run_url(run.info.experiment_id, existing.run_id),
+        )
 
     experiment_id = registry.ensure_experiment(client, use_case)
     frames = {name: _read_split(lake, manifest, name) for name in SPLITS}
@@ -159,7 +161,7 @@ def train_and_register(
         "airflow_dag_id": dag_id,
         "airflow_run_id": airflow_run_id,
         "training_set_hash": manifest["training_set_hash"],
-        "training_set_uri": lake.uri(manifest["prefix"]),
+        "training_set_uri": lake.uri(layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])),
         "data_window": f"{lineage['window_start']}..{lineage['window_end']}",
         "trigger_reason": reason or "",
     }
@@ -199,25 +201,25 @@ def train_and_register(
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
         client.set_model_version_tag(model_name, version, "feature_partitions", json.dumps(lineage["feature_partitions"]))
-        return {
-            "version": version,
-            "run_id": run.info.run_id,
-            "experiment_id": experiment_id,
-            "metrics": metrics,
-            "mlflow_run_url": mlflow_run_url(experiment_id, run.info.run_id),
-        }
+        return TrainedModel(
+            version=version,
+            run_id=run.info.run_id,
+            experiment_id=experiment_id,
+            metrics=metrics,
+            mlflow_run_url=mlflow_run_url(experiment_id, run.info.run_id),
+        )
 
 
 def evaluate_and_promote(
     use_case: UseCase,
-    trained: dict[str, Any],
-    manifest: dict[str, Any],
+    trained: TrainedModel,
+    manifest: TrainingSetManifest,
     lake: Lake,
     *,
     mode: str | None,
     dag_id: str,
     airflow_run_id: str,
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """Score challenger and champion on this run's holdout, decide, move aliases, record the decision."""
     import mlflow
 
@@ -264,25 +266,26 @@ def evaluate_and_promote(
         aliases = registry.apply_aliases(client, use_case, version, decision.promote)
     client.set_model_version_tag(name, version, "promotion_outcome", decision.outcome)
     client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
-    entry = {
-        "use_case": use_case.name,
-        "decided_at": registry.now_iso(),
-        "version": version,
-        "champion_before": str(champion.version) if champion is not None else None,
-        "outcome": decision.outcome,
-        "promoted": decision.promote and decision.apply,
-        "reason": reason,
-        "metric": use_case.promotion.metric,
-        "challenger_metrics": challenger_metrics,
-        "comparison": decision.as_dict()["comparison"],
-        "threshold_failures": decision.threshold_failures,
-        "mode": mode or use_case.promotion.mode,
-        "aliases_after": aliases,
-        "airflow_dag_id": dag_id,
-        "airflow_run_id": airflow_run_id,
-        "mlflow_run_id": trained["run_id"],
-        "holdout_rows": len(holdout),
-    }
+    entry = PromotionRecord(
+        use_case=use_case.name,
+        decided_at=registry.now_iso(),
+        version=version,
+        champion_before=str(champion.version) if champion is not None else None,
+        outcome=decision.outcome,
+        promoted=decision.promote and decision.apply,
+        reason=reason,
+        metric=use_case.promotion.metric,
+        challenger_metrics=challenger_metrics,
+        comparison=decision.as_dict()["comparison"],
+        threshold_failures=decision.threshold_failures,
+        mode=mode or use_case.promotion.mode,
+        aliases_after=aliases,
+        airflow_dag_id=dag_id,
+        airflow_run_id=airflow_run_id,
+        mlflow_run_id=trained["run_id"],
+        holdout_rows=len(holdout),
+        mlflow_run_url=trained["mlflow_run_url"],
+    )
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.set_tags({"promotion_outcome": decision.outcome, "promotion_reason": reason[:5000]})
         if comparison is not None:
@@ -290,30 +293,3 @@ def evaluate_and_promote(
     registry.record_decision(lake, use_case.name, entry)
     log.info("promotion decision for %s v%s: %s - %s", name, version, decision.outcome, reason)
     return entry
-
-
-def rollback(use_case: UseCase, lake: Lake, *, dag_id: str, airflow_run_id: str) -> dict[str, Any]:
-    """Make ``previous_champion`` the champion again (one step), and record it."""
-    client = registry.configure_mlflow()
-    name = use_case.registered_model_name
-    current = registry.alias_version(client, name, registry.CHAMPION)
-    previous = registry.alias_version(client, name, registry.PREVIOUS)
-    if current is None or previous is None:
-        raise ValueError(f"model {name!r} has no {'champion' if current is None else 'previous_champion'} to roll back")
-    client.set_registered_model_alias(name, registry.CHAMPION, previous.version)
-    client.set_registered_model_alias(name, registry.PREVIOUS, current.version)
-    entry = {
-        "use_case": use_case.name,
-        "decided_at": registry.now_iso(),
-        "version": str(previous.version),
-        "champion_before": str(current.version),
-        "outcome": "rollback",
-        "promoted": True,
-        "reason": f"manual rollback from v{current.version} to v{previous.version}",
-        "airflow_dag_id": dag_id,
-        "airflow_run_id": airflow_run_id,
-    }
-    registry.record_decision(lake, use_case.name, entry)
-    return entry
-
-

@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlops.core import layout
+from mlops.core.results import DriftCheckResult
 from mlops.data.features import ENTITY, EVENT_TIME, LABEL
 
 if TYPE_CHECKING:
@@ -96,39 +97,6 @@ def run_drift_report(
     return summary, snapshot
 
 
-@dataclass(frozen=True)
-class GuardDecision:
-    trigger: bool
-    reason: str
-
-
-def retrain_guard(
-    *,
-    drifted: bool,
-    active_training_runs: int,
-    now: dt.datetime,
-    last_trigger: dict[str, Any] | None,
-    cooldown_hours: float,
-    champion_version: str | None,
-) -> GuardDecision:
-    """Whether drift may start a retrain: no storms (cooldown), no loops (one per reference), no pile-ups."""
-    if not drifted:
-        return GuardDecision(False, "no drift: nothing to retrain")
-    if active_training_runs > 0:
-        return GuardDecision(False, f"a training run is already running or queued ({active_training_runs})")
-    if last_trigger:
-        at = dt.datetime.fromisoformat(last_trigger["at"])
-        until = at + dt.timedelta(hours=cooldown_hours)
-        if now < until:
-            return GuardDecision(False, f"cooldown: the last drift-triggered retrain was at {at.isoformat()}, next allowed after {until.isoformat()}")
-        if champion_version is not None and str(last_trigger.get("reference_version")) == str(champion_version):
-            return GuardDecision(
-                False,
-                f"reference (champion v{champion_version}) already triggered a retrain at {at.isoformat()} and no new champion exists since",
-            )
-    return GuardDecision(True, f"drift on reference champion v{champion_version}: retraining")
-
-
 def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now: dt.datetime | None = None) -> str:
     """Put the drift alert in the outbox, once per champion per cooldown (no alert storms)."""
     from mlops.core.alerts import drift_alert, enqueue, recent_alert
@@ -152,10 +120,6 @@ def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now
         report_uri=result["report_uri"],
     )
     return "queued" if enqueue(lake, use_case.name, alert) else "already queued"
-
-
-def guard_state_rel(use_case: str) -> str:
-    return f"state/{use_case}/retrain_guard.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,9 +202,8 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
             f"(drop {performance['drop']:.4f} > {spec.max_performance_drop})"
         )
     top = sorted(((k, v["score"]) for k, v in summary["features"].items() if v["drifted"]), key=lambda kv: -kv[1])[:5]
-    prefix = f"reports/{use_case.name}/{day.isoformat()}"
     html = _html(snapshot)
-    html_uri = lake.write_bytes(f"{prefix}/drift_report.html", html.encode())
+    html_uri = lake.write_bytes(layout.drift_report(use_case.name, day), html.encode())
     result = {
         "use_case": use_case.name,
         "day": day.isoformat(),
@@ -258,7 +221,7 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
         "report_uri": html_uri,
         "airflow_run_id": airflow_run_id,
     }
-    result["summary_uri"] = lake.write_json(f"{prefix}/drift_summary.json", result)
+    result["summary_uri"] = lake.write_json(layout.drift_summary(use_case.name, day), result)
     result["mlflow_run_id"] = _log_to_mlflow(client, use_case, version, result, html)
     return result
 
@@ -303,3 +266,24 @@ def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[st
         run_id = run.info.run_id
     client.set_model_version_tag(use_case.registered_model_name, result["model_version"], "last_drift_check", f"{result['day']}: {'drift' if result['drifted'] else 'ok'}")
     return run_id
+
+
+def check_drift_and_alert(
+    use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str
+) -> DriftCheckResult:
+    """The ``check_drift`` task: run the check, queue the alert on drift, return the verdict."""
+    result = check_drift(use_case, day, lake, store, airflow_run_id=airflow_run_id)
+    alert = queue_drift_alert(lake, use_case, result) if result["drifted"] else "no drift"
+    return DriftCheckResult(
+        day=result["day"],
+        model_version=result["model_version"],
+        drift_share=result["drift_share"],
+        dataset_drift=result["dataset_drift"],
+        drifted=result["drifted"],
+        reasons=result["reasons"],
+        top_features=result["top_features"],
+        report_uri=result["report_uri"],
+        summary_uri=result["summary_uri"],
+        mlflow_run_id=result["mlflow_run_id"],
+        alert=alert,
+    )

@@ -27,7 +27,7 @@ def use_cases_for_dags() -> tuple[dict[str, UseCase], dict[str, ConfigError]]:
 
 
 def default_args(use_case: UseCase | None, *, retries: int = 2) -> dict[str, Any]:
-    from mlops.core.alerts import task_failure_callback
+    from mlops.orchestration.callbacks import task_failure_callback
 
     return {
         "owner": use_case.owner if use_case else "ml-platform",
@@ -40,7 +40,8 @@ def default_args(use_case: UseCase | None, *, retries: int = 2) -> dict[str, Any
 
 
 def start_date(use_case: UseCase) -> dt.datetime:
-    return dt.datetime.fromisoformat(use_case.schedules.start_date).replace(tzinfo=dt.UTC)
+    """Midnight UTC on the use case's ``schedules.start_date`` (a date, validated on load)."""
+    return dt.datetime.combine(use_case.schedules.start_date, dt.time(), tzinfo=dt.UTC)
 
 
 def interval_param(description: str) -> Any:
@@ -84,6 +85,22 @@ def resolve_interval(context: Any) -> dt.date:
     return start.date()
 
 
+def days_to_score(context: Any) -> list[str]:
+    """The days a scoring run covers: the ``interval``/``intervals`` params, else the days named
+    in the triggering feature Asset events, else the run's own interval."""
+    params = context["params"]
+    days = set(params.get("intervals") or [])
+    if params.get("interval"):
+        days.add(params["interval"])
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            if event.extra and event.extra.get("interval"):
+                days.add(event.extra["interval"])
+    if not days:
+        days.add(resolve_interval(context).isoformat())
+    return sorted(days)
+
+
 def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:
     """Put one ``<use case>_<kind>`` DAG per use case into a DAG file's globals.
 
@@ -92,12 +109,17 @@ def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:
     """
     good, bad = use_cases_for_dags()
     for use_case in good.values():
-        namespace[use_case.dag_id(kind)] = build(use_case)
+        dag_id = use_case.dag_id(kind)
+        try:
+            namespace[dag_id] = build(use_case)
+        except Exception as exc:  # any failure stays inside this use case's DAG, never the whole file
+            log.exception("use case %r: building DAG %s failed", use_case.name, dag_id)
+            namespace[dag_id] = broken_config_dag(dag_id, exc)
     for name, error in bad.items():
         namespace[f"{name}_{kind}"] = broken_config_dag(f"{name}_{kind}", error)
 
 
-def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
+def broken_config_dag(dag_id: str, error: Exception) -> Any:
     """A stand-in DAG for a use case whose config is invalid: it shows and raises the error."""
     from airflow.sdk import DAG, task
 
@@ -108,7 +130,10 @@ def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
         catchup=False,
         is_paused_upon_creation=True,
         tags=[TAG, "config-error"],
-        doc_md=f"**This use case's configuration is invalid.** Fix it and the real DAG returns.\n\n```\n{error}\n```",
+        doc_md=(
+            "**This use case's configuration is invalid, or its DAG could not be built.** "
+            f"Fix it and the real DAG returns.\n\n```\n{type(error).__name__}: {error}\n```"
+        ),
         default_args={"owner": "ml-platform", "retries": 0},
     ) as dag:
 
@@ -122,7 +147,6 @@ def broken_config_dag(dag_id: str, error: ConfigError) -> Any:
 
 def worker_name() -> str:
     """Which worker ran a task: ``MLOPS_WORKER_NAME`` (set per Celery worker), else the host name."""
-    import os
     import socket
 
-    return os.environ.get("MLOPS_WORKER_NAME") or socket.gethostname()
+    return load_settings().worker_name or socket.gethostname()

@@ -1,7 +1,7 @@
 """What the Airflow UI's task buttons open: GX Data Docs, the MLflow run, the Evidently report.
 
-Tasks return short JSON summaries (XCom) holding lake URIs or URLs under known keys; the links
-read those from XCom in the API server. Lake files are served by the plugin's small FastAPI app
+Tasks return typed results (``mlops.core.results``) holding lake URIs or URLs; each button reads
+the field that :data:`~mlops.core.results.RESULT_LINKS` names from the task's XCom in the API server. Lake files are served by the plugin's small FastAPI app
 at ``/mlops/lake/view?path=<path in lake>``, so the same button works for a local lake and S3.
 """
 
@@ -11,11 +11,9 @@ import json
 import mimetypes
 from typing import Any
 
-LINK_KEYS = {
-    "GX Data Docs": "data_docs_uri",
-    "MLflow run": "mlflow_run_url",
-    "Evidently report": "report_uri",
-}
+from mlops.core.results import RESULT_LINKS
+
+LINK_KEYS = {link.name: link.key for link in RESULT_LINKS}
 LAKE_VIEW_PREFIX = "/mlops/lake/view?path="
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,11 +15,10 @@ from mlops.core.alerts import (
     drift_alert,
     enqueue,
     slack_target,
-    task_failure_callback,
 )
 from mlops.core.lake import Lake
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
-from tests.support.slack_standin import Message, SlackStandin
+from tests.support.slack_standin import Message, SlackStandin, alert_names, block_texts
 
 SCOPE = "churn"
 REPORT_URI = "file:///lake/reports/churn/2026-01-05/drift.html"
@@ -65,23 +63,12 @@ TRANSPORTS = [
 ]
 
 
-def block_texts(blocks: list[dict[str, Any]]) -> list[str]:
-    """Every text of a Block Kit message: header, section text and fields, context elements."""
-    texts: list[str] = []
-    for block in blocks:
-        if "text" in block:
-            texts.append(block["text"]["text"])
-        texts.extend(item["text"] for item in block.get("fields", []))
-        texts.extend(item["text"] for item in block.get("elements", []))
-    return texts
-
-
 def outbox(lake: Lake, scope: str = SCOPE) -> list[str]:
-    return lake.list(f"alerts/{scope}/outbox")
+    return alert_names(lake, scope, "outbox")
 
 
 def sent(lake: Lake, scope: str = SCOPE) -> list[str]:
-    return lake.list(f"alerts/{scope}/sent")
+    return alert_names(lake, scope, "sent")
 
 
 def assert_drift_message(message: Message) -> None:
@@ -316,45 +303,3 @@ def test_slack_target_connection_id_from_env(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_slack_target_not_configured() -> None:
     assert slack_target() is None
-
-
-# Task failure callback -----------------------------------------------------------------------
-
-
-def failure_context(task_id: str, error: Exception) -> dict[str, Any]:
-    ti = SimpleNamespace(
-        dag_id="churn_training", run_id="scheduled__2026-01-05", task_id=task_id, log_url=None
-    )
-    return {"ti": ti, "exception": error}
-
-
-def test_task_failure_callback_alerts_once_per_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack_standin: SlackStandin
-) -> None:
-    monkeypatch.setenv("MLOPS_LAKE_URI", f"file://{tmp_path}/lake")
-    monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", slack_standin.webhook_url)
-
-    task_failure_callback(failure_context("train", RuntimeError("boom")))
-    task_failure_callback(failure_context("evaluate", RuntimeError("boom again")))
-
-    [message] = slack_standin.messages
-    assert message.text is not None
-    assert "churn_training" in message.text
-    assert "scheduled__2026-01-05" in message.text
-    assert "task train" in message.text
-    assert "RuntimeError: boom" in message.text
-    assert message.blocks is not None
-    assert any("RuntimeError: boom" in text for text in block_texts(message.blocks))
-    lake = Lake(f"file://{tmp_path}/lake")
-    assert outbox(lake, "_failures/churn_training") == []
-    assert len(sent(lake, "_failures/churn_training")) == 1
-
-
-def test_task_failure_callback_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLOPS_LAKE_URI", f"file://{tmp_path}/lake")
-    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_SLACK", json.dumps({"conn_type": "slack", "password": "xoxb-1"}))
-
-    task_failure_callback(failure_context("train", RuntimeError("boom")))  # misconfigured Slack: logged
-
-    lake = Lake(f"file://{tmp_path}/lake")
-    assert len(outbox(lake, "_failures/churn_training")) == 1

@@ -7,7 +7,7 @@ import yaml
 
 from mlops.core.config import ConfigError, load_use_case_file, load_use_cases
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _churn() -> dict:

@@ -1,0 +1,198 @@
+"""The lake layout: every path in the lake is built here, and nowhere else.
+
+All paths are relative to the lake root (``MLOPS_LAKE_URI``) and keyed by use case and day, so
+a task that re-runs writes the same paths again. ``docs/architecture.md`` has the table of which
+task writes and which reads each one.
+
+==================================================  =========================================
+path                                                what it holds
+==================================================  =========================================
+``raw/<uc>/<day>/batch.<ext>``                      the upstream batch, bytes as received
+``raw/<uc>/<day>/_manifest.json``                   its SHA-256, size, source, arrival time
+``raw/<uc>/<day>/_superseded/<sha256>.<ext>``       an earlier delivery the upstream replaced
+``validation/<uc>/<day>/``                          GX result, Data Docs, the gate's summary
+``quarantine/<uc>/<day>/``                          a rejected batch with its result and reason
+``features/<uc>/<day>.parquet``                     feature rows (Parquet feature store)
+``labels/<uc>/<day>.parquet``                       label rows with their arrival time
+``features/<uc>/_manifests/<day>.json``             a committed partition (rows, content hash)
+``training_sets/<uc>/<day>/<run key>/``             train / validation / holdout + lineage
+``predictions/<uc>/<day>/``                         scores of the day and their manifest
+``reports/<uc>/<day>/``                             drift report, summary, retrain decision
+``registry/<uc>/promotions/<stamp>_v<n>.json``      one record per promotion decision
+``alerts/<scope>/{outbox,sent}/<id>.json``          alerts waiting for Slack, and delivered
+``state/<uc>/retrain_guard.json``                   the last drift-triggered retrain
+==================================================  =========================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+MANIFEST = "_manifest.json"
+AlertBox = Literal["outbox", "sent"]
+FAILURE_SCOPE_ROOT = "_failures"
+
+
+def _day(day: dt.date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()
+
+
+# Raw archive (extract_batch) --------------------------------------------------------------------
+def raw_root(use_case: str) -> str:
+    return f"raw/{use_case}"
+
+
+def raw_dir(use_case: str, day: dt.date | str) -> str:
+    return f"{raw_root(use_case)}/{_day(day)}"
+
+
+def raw_batch(use_case: str, day: dt.date | str, fmt: str) -> str:
+    return f"{raw_dir(use_case, day)}/batch.{fmt}"
+
+
+def raw_manifest(use_case: str, day: dt.date | str) -> str:
+    return f"{raw_dir(use_case, day)}/{MANIFEST}"
+
+
+def raw_superseded(use_case: str, day: dt.date | str, sha256: str, fmt: str) -> str:
+    return f"{raw_dir(use_case, day)}/_superseded/{sha256}.{fmt}"
+
+
+# Validation gate (validate_batch) ---------------------------------------------------------------
+def validation_dir(use_case: str, day: dt.date | str) -> str:
+    return f"validation/{use_case}/{_day(day)}"
+
+
+def validation_summary(use_case: str, day: dt.date | str) -> str:
+    return f"{validation_dir(use_case, day)}/summary.json"
+
+
+def validation_result(use_case: str, day: dt.date | str) -> str:
+    return f"{validation_dir(use_case, day)}/validation_result.json"
+
+
+def validation_docs(use_case: str, day: dt.date | str) -> str:
+    return f"{validation_dir(use_case, day)}/data_docs.html"
+
+
+def quarantine_root(use_case: str) -> str:
+    return f"quarantine/{use_case}"
+
+
+def quarantine_dir(use_case: str, day: dt.date | str) -> str:
+    return f"{quarantine_root(use_case)}/{_day(day)}"
+
+
+def quarantine_batch(use_case: str, day: dt.date | str, fmt: str) -> str:
+    return f"{quarantine_dir(use_case, day)}/batch.{fmt}"
+
+
+def quarantine_result(use_case: str, day: dt.date | str) -> str:
+    return f"{quarantine_dir(use_case, day)}/validation_result.json"
+
+
+def quarantine_docs(use_case: str, day: dt.date | str) -> str:
+    return f"{quarantine_dir(use_case, day)}/data_docs.html"
+
+
+def quarantine_reason(use_case: str, day: dt.date | str) -> str:
+    """Written last: its presence marks a complete quarantine."""
+    return f"{quarantine_dir(use_case, day)}/reason.json"
+
+
+# Feature store, Parquet backend (materialize_features) -----------------------------------------
+FeatureKind = Literal["features", "labels"]
+
+
+def store_partition(kind: FeatureKind, use_case: str, day: dt.date | str) -> str:
+    return f"{kind}/{use_case}/{_day(day)}.parquet"
+
+
+def feature_manifests_dir(use_case: str) -> str:
+    return f"features/{use_case}/_manifests"
+
+
+def feature_manifest(use_case: str, day: dt.date | str) -> str:
+    """Written last: a partition is committed once its manifest exists."""
+    return f"{feature_manifests_dir(use_case)}/{_day(day)}.json"
+
+
+# Training sets (prepare_training_set) -----------------------------------------------------------
+def training_set_dir(use_case: str, day: dt.date | str, run_key: str) -> str:
+    return f"training_sets/{use_case}/{_day(day)}/{run_key}"
+
+
+def training_split(use_case: str, day: dt.date | str, run_key: str, split: str) -> str:
+    return f"{training_set_dir(use_case, day, run_key)}/{split}.parquet"
+
+
+def training_set_manifest(use_case: str, day: dt.date | str, run_key: str) -> str:
+    return f"{training_set_dir(use_case, day, run_key)}/{MANIFEST}"
+
+
+# Predictions (score_partition) ------------------------------------------------------------------
+def predictions_root(use_case: str) -> str:
+    return f"predictions/{use_case}"
+
+
+def predictions_dir(use_case: str, day: dt.date | str) -> str:
+    return f"{predictions_root(use_case)}/{_day(day)}"
+
+
+def predictions_file(use_case: str, day: dt.date | str) -> str:
+    return f"{predictions_dir(use_case, day)}/predictions.parquet"
+
+
+def predictions_manifest(use_case: str, day: dt.date | str) -> str:
+    return f"{predictions_dir(use_case, day)}/{MANIFEST}"
+
+
+# Monitoring (check_drift, decide_retrain) -------------------------------------------------------
+def reports_dir(use_case: str, day: dt.date | str) -> str:
+    return f"reports/{use_case}/{_day(day)}"
+
+
+def drift_report(use_case: str, day: dt.date | str) -> str:
+    return f"{reports_dir(use_case, day)}/drift_report.html"
+
+
+def drift_summary(use_case: str, day: dt.date | str) -> str:
+    return f"{reports_dir(use_case, day)}/drift_summary.json"
+
+
+def retrain_decision(use_case: str, day: dt.date | str) -> str:
+    return f"{reports_dir(use_case, day)}/retrain_decision.json"
+
+
+def retrain_guard_state(use_case: str) -> str:
+    return f"state/{use_case}/retrain_guard.json"
+
+
+# Registry (evaluate_and_promote, rollback_champion) ---------------------------------------------
+def promotions_dir(use_case: str) -> str:
+    return f"registry/{use_case}/promotions"
+
+
+def promotion_record(use_case: str, decided_at: str, version: str) -> str:
+    stamp = decided_at.replace(":", "").replace("-", "")
+    return f"{promotions_dir(use_case)}/{stamp}_v{version}.json"
+
+
+# Alerts (send_alerts, every task's failure callback) --------------------------------------------
+def failure_scope(dag_id: str) -> str:
+    """The alert scope of task-failure alerts of one DAG."""
+    return f"{FAILURE_SCOPE_ROOT}/{dag_id}"
+
+
+def failure_scopes_root() -> str:
+    return f"alerts/{FAILURE_SCOPE_ROOT}"
+
+
+def alert_box(scope: str, box: AlertBox) -> str:
+    return f"alerts/{scope}/{box}"
+
+
+def alert_record(scope: str, box: AlertBox, alert_id: str) -> str:
+    name = alert_id if alert_id.endswith(".json") else f"{alert_id}.json"
+    return f"{alert_box(scope, box)}/{name}"

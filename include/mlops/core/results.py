@@ -1,0 +1,163 @@
+"""Task results: what each task returns (its XCom) and what the next task or a UI button reads.
+
+One typed record per task, defined here and nowhere else. The functions that produce them are
+annotated with these types, the DAG tasks return them unchanged, and the plugin's buttons name
+the field they open through :data:`RESULT_LINKS`, so renaming a field breaks a test instead of
+silently hiding a button (``tests/dags/test_result_links.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
+
+
+class RawManifest(TypedDict):
+    """``extract_batch``: the archived batch (also ``raw/<uc>/<day>/_manifest.json``)."""
+
+    use_case: str
+    interval: str
+    sha256: str
+    bytes: int
+    format: str
+    source: str
+    received_at: str
+    uri: str
+
+
+class ValidationSummary(TypedDict):
+    """``validate_batch``: the gate's verdict (also ``validation/<uc>/<day>/summary.json``)."""
+
+    passed: bool
+    rows: int
+    expectations_evaluated: int
+    reason: str | None
+    errors: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+    use_case: str
+    interval: str
+    sha256: str
+    data_docs_uri: NotRequired[str]
+    quarantine_uri: NotRequired[str]
+
+
+class FeaturePartition(TypedDict):
+    """``materialize_features``: a committed feature partition (its manifest)."""
+
+    use_case: str
+    interval: str
+    rows: int
+    label_rows: int
+    content_hash: str
+
+
+class TrainingSetManifest(TypedDict):
+    """``prepare_training_set``: the point-in-time training set and its lineage."""
+
+    use_case: str
+    interval: str
+    run_key: str
+    rows: dict[str, int]
+    lineage: dict[str, Any]
+    training_set_hash: str
+    uris: dict[str, str]
+
+
+class TrainedModel(TypedDict):
+    """``train_model``: the registered model version and its MLflow run."""
+
+    version: str
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    mlflow_run_url: str
+
+
+class PromotionRecord(TypedDict):
+    """``evaluate_and_promote`` and ``rollback_champion``: one entry of the promotion ledger."""
+
+    use_case: str
+    decided_at: str
+    version: str
+    champion_before: str | None
+    outcome: str
+    promoted: bool
+    reason: str
+    airflow_dag_id: str
+    airflow_run_id: str
+    metric: NotRequired[str]
+    challenger_metrics: NotRequired[dict[str, float]]
+    comparison: NotRequired[dict[str, Any] | None]
+    threshold_failures: NotRequired[list[str]]
+    mode: NotRequired[str]
+    aliases_after: NotRequired[dict[str, Any]]
+    mlflow_run_id: NotRequired[str]
+    holdout_rows: NotRequired[int]
+    mlflow_run_url: NotRequired[str]
+
+
+class ScoringManifest(TypedDict):
+    """``score_partition``: one scored day (also ``predictions/<uc>/<day>/_manifest.json``)."""
+
+    use_case: str
+    interval: str
+    uri: str
+    rows: int
+    seconds: float
+    rows_per_second: float | None
+    model_name: str
+    model_version: str
+    model_run_id: str
+    output_column: str
+    feature_stats: NotRequired[dict[str, Any]]
+    worker: NotRequired[str]
+
+
+class DriftCheckResult(TypedDict):
+    """``check_drift``: the verdict of one drift check (the full summary is in the lake)."""
+
+    day: str
+    model_version: str
+    drift_share: float
+    dataset_drift: bool
+    drifted: bool
+    reasons: list[str]
+    top_features: list[tuple[str, float]]
+    report_uri: str
+    summary_uri: str
+    mlflow_run_id: str
+    alert: str
+
+
+class AlertDelivery(TypedDict):
+    """``send_alerts``: which alerts went out and which wait for the next run."""
+
+    delivered: list[str]
+    pending: list[str]
+    slack_configured: bool
+
+
+class RetrainTrigger(TypedDict):
+    """``decide_retrain`` (when it triggers): what the training run is started with."""
+
+    at: str
+    reference_version: str
+    drift_run_id: str
+    reason: str
+    day: str
+
+
+@dataclass(frozen=True)
+class ResultLink:
+    """A task button in the Airflow UI: it opens the lake URI or URL in ``key`` of a task result."""
+
+    name: str
+    key: str
+    producers: dict[str, type]  # task id -> the result type that task returns
+
+
+RESULT_LINKS: tuple[ResultLink, ...] = (
+    ResultLink("GX Data Docs", "data_docs_uri", {"validate_batch": ValidationSummary}),
+    ResultLink("MLflow run", "mlflow_run_url", {"train_model": TrainedModel, "evaluate_and_promote": PromotionRecord}),
+    ResultLink("Evidently report", "report_uri", {"check_drift": DriftCheckResult}),
+)

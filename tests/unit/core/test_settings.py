@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlops.core.settings import apply_env_defaults, load_settings
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_LAKE_URI", "s3://aws_lake@bucket/lake/")
+    monkeypatch.setenv("MLOPS_FEATURE_STORE", "postgres")
+    monkeypatch.setenv("MLOPS_MLFLOW_UI_URL", "https://mlflow.example/")
+    monkeypatch.setenv("MLOPS_GIT_COMMIT", "abc123")
+    monkeypatch.setenv("MLOPS_WORKER_NAME", "worker-2")
+    monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", "http://127.0.0.1:1/hook-secret")
+    settings = load_settings()
+    assert settings.lake_uri == "s3://aws_lake@bucket/lake"
+    assert settings.feature_store == "postgres"
+    assert settings.mlflow_ui_url == "https://mlflow.example"
+    assert (settings.git_commit, settings.worker_name) == ("abc123", "worker-2")
+    assert settings.slack_webhook_url == "http://127.0.0.1:1/hook-secret"
+    assert "hook-secret" not in repr(settings)
+
+
+def test_embedded_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MLOPS_LAKE_URI", "MLOPS_GIT_COMMIT", "MLOPS_WORKER_NAME", "MLOPS_SLACK_WEBHOOK_URL", "MLOPS_MLFLOW_UI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.lake_uri == f"file://{settings.home / 'lake'}"
+    assert settings.embedded
+    assert settings.git_commit is None and settings.worker_name is None and settings.slack_webhook_url is None
+
+
+def test_unknown_feature_store_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_FEATURE_STORE", "redis")
+    with pytest.raises(ValueError, match="MLOPS_FEATURE_STORE='redis'.*'parquet' or 'postgres'"):
+        load_settings()
+
+
+def test_env_defaults_never_override_what_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_TEST_SET", "production")
+    monkeypatch.delenv("MLOPS_TEST_UNSET", raising=False)
+    values = apply_env_defaults({"MLOPS_TEST_SET": "embedded", "MLOPS_TEST_UNSET": "embedded"})
+    assert values == {"MLOPS_TEST_SET": "production", "MLOPS_TEST_UNSET": "embedded"}
+    assert os.environ["MLOPS_TEST_UNSET"] == "embedded"
+    monkeypatch.delenv("MLOPS_TEST_UNSET")
