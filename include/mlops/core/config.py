@@ -153,6 +153,15 @@ def cron_for(schedule: str) -> str:
     return presets[preset]
 
 
+def _require_identifier(pattern: re.Pattern[str], name: str, what: str, letters: str, fix: str) -> None:
+    """Raise naming ``what`` and the fix unless ``name`` is a safe SQL/Parquet identifier."""
+    if not pattern.match(name):
+        raise ValueError(
+            f"{what} {name!r} must be 1-63 {letters}, digits or underscores, starting with a letter or "
+            f"underscore (no spaces, dashes or quotes); {fix}"
+        )
+
+
 def _suggest_identifier(name: str) -> str:
     suggestion = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "feature"
     if suggestion[0].isdigit():
@@ -217,12 +226,9 @@ class SchemaSpec(_Strict):
     @classmethod
     def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
         for name in value:
-            if not COLUMN_NAME_RE.match(name):
-                raise ValueError(
-                    f"column name {name!r} must be 1-63 letters, digits or underscores, starting with a "
-                    f"letter or underscore (no spaces, dashes or quotes); rename the column at the "
-                    f"source or, for a SQL source, alias it in the query"
-                )
+            _require_identifier(
+                COLUMN_NAME_RE, name, "column name", "letters", "rename the column at the source or, for a SQL source, alias it in the query"
+            )
         return value
 
     @model_validator(mode="after")
@@ -255,11 +261,9 @@ class FeatureSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not FEATURE_NAME_RE.match(value):
-            raise ValueError(
-                f"feature name {value!r} must be 1-63 lowercase letters, digits or underscores, starting "
-                f"with a letter or underscore (it becomes a column name); e.g. {_suggest_identifier(value)!r}"
-            )
+        _require_identifier(
+            FEATURE_NAME_RE, value, "feature name", "lowercase letters", f"it becomes a column name; e.g. {_suggest_identifier(value)!r}"
+        )
         if value in RESERVED_FEATURE_NAMES:
             raise ValueError(
                 f"feature name {value!r} is reserved: the platform writes its own column of that name "

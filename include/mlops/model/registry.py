@@ -8,10 +8,13 @@ and tagged on the model version.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import subprocess
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
@@ -100,10 +103,25 @@ def find_version_for_run(client: Any, model_name: str, airflow_run: str, trainin
     return None
 
 
+@contextlib.contextmanager
+def quiet_skops_type_scan() -> Iterator[None]:
+    """Silence the warnings skops' type scan raises by touching every attribute of loaded modules.
+
+    skops walks module attributes to resolve types, which trips Airflow's lazy-import shims and
+    writes about a thousand DeprecatedImportWarnings into each task log; nothing of ours is
+    deprecated. Only warnings attributed to skops' own scanner are dropped.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.io\._utils")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"skops\.io\._utils")
+        yield
+
+
 def load_model(model_name: str, version: str) -> Any:
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    with quiet_skops_type_scan():
+        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
 
 
 def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool) -> dict[str, str | None]:

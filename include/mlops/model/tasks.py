@@ -187,16 +187,17 @@ def train_and_register(
         mlflow.log_metrics({f"perm_importance.{k}": v for k, v in importance.items()})
         example = X_train.head(5)
         signature = infer_signature(example, predict_scores(pipe, example, use_case.task))
-        info = mlflow.sklearn.log_model(
-            sk_model=pipe,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=model_name,
-            # skops, not pickle. The pipeline is built here from an allow-listed sklearn estimator,
-            # so the sklearn/numpy types skops asks about are ours; anything else is refused.
-            skops_trusted_types=_trusted_types(pipe),
-        )
+        with registry.quiet_skops_type_scan():
+            info = mlflow.sklearn.log_model(
+                sk_model=pipe,
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=model_name,
+                # skops, not pickle. The pipeline is built here from an allow-listed sklearn estimator,
+                # so the sklearn/numpy types skops asks about are ours; anything else is refused.
+                skops_trusted_types=_trusted_types(pipe),
+            )
         version = str(info.registered_model_version)
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)

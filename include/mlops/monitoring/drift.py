@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlops.core import layout
 from mlops.core.results import DriftCheckResult
@@ -273,17 +273,6 @@ def check_drift_and_alert(
 ) -> DriftCheckResult:
     """The ``check_drift`` task: run the check, queue the alert on drift, return the verdict."""
     result = check_drift(use_case, day, lake, store, airflow_run_id=airflow_run_id)
-    alert = queue_drift_alert(lake, use_case, result) if result["drifted"] else "no drift"
-    return DriftCheckResult(
-        day=result["day"],
-        model_version=result["model_version"],
-        drift_share=result["drift_share"],
-        dataset_drift=result["dataset_drift"],
-        drifted=result["drifted"],
-        reasons=result["reasons"],
-        top_features=result["top_features"],
-        report_uri=result["report_uri"],
-        summary_uri=result["summary_uri"],
-        mlflow_run_id=result["mlflow_run_id"],
-        alert=alert,
-    )
+    verdict = {key: result[key] for key in DriftCheckResult.__required_keys__ if key != "alert"}
+    verdict["alert"] = queue_drift_alert(lake, use_case, result) if result["drifted"] else "no drift"
+    return cast(DriftCheckResult, verdict)
