@@ -34,7 +34,7 @@ def test_embedded_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_unknown_feature_store_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_FEATURE_STORE", "redis")
-    with pytest.raises(ValueError, match="MLOPS_FEATURE_STORE='redis'.*'parquet' or 'postgres'"):
+    with pytest.raises(ValueError, match=r"MLOPS_FEATURE_STORE='redis'.*'parquet' or 'postgres'"):
         load_settings()
 
 
