@@ -21,6 +21,11 @@ upstream batch ({source}), archives it unmodified at `raw/{name}/<day>/` with it
 validates it with the Great Expectations suite `config/expectations/{name}.json`, and writes the
 day's feature and label rows to the feature store.
 
+**Which day.** A scheduled run processes the day that has just closed: the run for day D has
+the data interval D 00:00 to D+1 00:00 UTC and starts at D+1 00:00. Catchup and
+`airflow backfill` create one run per day. A manual or REST run names its day with the
+`interval` param; without it, it processes the last complete day.
+
 **Triggers.** Schedule `{schedule}`; the UI trigger form; `POST /api/v2/dags/{name}_data/dagRuns`
 with `{{"conf": {{"interval": "YYYY-MM-DD"}}}}`.
 
@@ -39,7 +44,7 @@ def build(use_case):
     with DAG(
         dag_id=use_case.dag_id("data"),
         description=f"Extract, validate and materialize features for {use_case.name}",
-        schedule=use_case.schedules.data,
+        schedule=dag_support.day_timetable(use_case.schedules.data),
         start_date=dag_support.start_date(use_case),
         catchup=use_case.schedules.catchup,
         max_active_runs=4,

@@ -22,6 +22,9 @@ drift metrics. On drift it posts one Slack alert and triggers `{name}_training` 
 unless a training run is active, the {cooldown} h cooldown has not passed, or this champion
 already triggered one.
 
+**Which day.** A scheduled run checks the window ending with the day that has just closed
+(the run at D+1 00:00 UTC checks D); a manual run names the day with `interval`.
+
 **Triggers.** Schedule `{schedule}`; the UI form; the REST API.
 
 **When it fails.** "no champion yet" or "nothing was scored": train and score first. Alerts
@@ -34,7 +37,7 @@ def build(use_case):
     with DAG(
         dag_id=use_case.dag_id("drift"),
         description=f"Daily drift check of the {name} model's inputs and outputs",
-        schedule=use_case.drift.schedule,
+        schedule=dag_support.day_timetable(use_case.drift.schedule),
         start_date=dag_support.start_date(use_case),
         catchup=False,
         max_active_runs=1,

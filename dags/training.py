@@ -32,16 +32,14 @@ not a failure: read the reason in the promotion history or the model version's t
 
 
 def build(use_case):
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-    from mlops.core.config import cron_for
+    from airflow.sdk import AssetOrTimeSchedule
 
     name = use_case.name
     triggers = []
     schedule = None
     if use_case.training.on_new_features and use_case.training.schedule:
         schedule = AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(cron_for(use_case.training.schedule), timezone="UTC"),
+            timetable=dag_support.day_timetable(use_case.training.schedule),
             assets=[features_asset(name)],
         )
         triggers.append(f"schedule `{use_case.training.schedule}` or a new feature partition")
@@ -49,8 +47,8 @@ def build(use_case):
         schedule = [features_asset(name)]
         triggers.append("every new feature partition")
     elif use_case.training.schedule:
-        schedule = use_case.training.schedule
-        triggers.append(f"schedule `{schedule}`")
+        schedule = dag_support.day_timetable(use_case.training.schedule)
+        triggers.append(f"schedule `{use_case.training.schedule}`")
     else:
         triggers.append("no schedule (on demand)")
 

@@ -84,3 +84,20 @@ def test_sql_source_extracts_one_interval_as_parquet(database: str) -> None:
     assert fmt == "parquet" and source == "sql://it_pg"
     frame = pd.read_parquet(io.BytesIO(data))
     assert len(frame) == 50 and (pd.to_datetime(frame["event_time"]).dt.date == DAY).all()
+
+
+def test_postgres_feature_store_keeps_string_keys(database: str) -> None:
+    raw = get_use_case("churn").model_dump(by_alias=True)
+    raw["schema"]["columns"]["customer_id"] = {"type": "str"}
+    uc = parse_use_case(raw, "churn.yaml")
+    batch = simulate_batch("churn", DAY, 50)
+    batch["customer_id"] = [f"{i:06d}" if i % 2 else f"C-{i}" for i in range(50)]
+    store = PostgresFeatureStore("it_pg")
+    store.write_partition("churn", DAY, build_features(batch, uc), extract_labels(batch, uc))
+    feats = store.read_features("churn", DAY, DAY)
+    assert sorted(feats[ENTITY]) == sorted(batch["customer_id"])
+    assert {type(k) for k in feats[ENTITY]} == {str}
+    chunk = next(iter(store.iter_features("churn", DAY, 100)))
+    assert sorted(chunk[ENTITY]) == sorted(batch["customer_id"])
+    labels = store.read_labels("churn", DAY, DAY)
+    assert set(labels[ENTITY]) == set(batch["customer_id"])

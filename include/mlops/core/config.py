@@ -239,12 +239,20 @@ class SchemaSpec(_Strict):
                 raise ValueError(f"{key} column {col!r} is not declared in 'columns'")
         if self.columns[self.event_time].type != "datetime":
             raise ValueError(f"event_time column {self.event_time!r} must have type 'datetime'")
+        if self.columns[self.entity].type not in ("int", "str"):
+            raise ValueError(
+                f"entity column {self.entity!r} has type {self.columns[self.entity].type!r}; an entity key is "
+                "'int' (numeric ids) or 'str' (UUIDs, codes: kept exactly as delivered, leading zeros too)"
+            )
         return self
 
 
 class ExpectationsSpec(_Strict):
     min_rows: int = Field(default=1, ge=1)
     max_rows: int | None = None
+    # Rows whose event time lies outside the batch's day by more than this (or after the run
+    # started) fail the gate's event-time check and the batch is quarantined.
+    event_time_tolerance_hours: float = Field(default=0, ge=0, le=24 * 366)
 
 
 FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week"]
@@ -437,6 +445,11 @@ class UseCase(_Strict):
 
     def dag_id(self, kind: str) -> str:
         return f"{self.name}_{kind}"
+
+    @property
+    def entity_type(self) -> Literal["int", "str"]:
+        """The declared type of the entity key: it is kept through features, labels and predictions."""
+        return "int" if self.schema_.columns[self.schema_.entity].type == "int" else "str"
 
     @property
     def feature_names(self) -> list[str]:

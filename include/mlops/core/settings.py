@@ -21,6 +21,7 @@ variable                           meaning (default)
 ``MLOPS_SLACK_CONN_ID``            Airflow connection for Slack (``mlops_slack``)
 ``MLOPS_GIT_COMMIT``               code version recorded on models (else ``git rev-parse``)
 ``MLOPS_WORKER_NAME``              this worker's name in task results (else the host name)
+``MLOPS_SERVICE_PORT``             port of the embedded service's Airflow API server and UI (8080)
 =================================  =========================================================
 """
 
@@ -55,6 +56,7 @@ class Settings:
     slack_webhook_url: str | None = field(default=None, repr=False)  # a secret: never in repr or logs
     git_commit: str | None = None
     worker_name: str | None = None
+    service_port: int = 8080
 
     @property
     def embedded(self) -> bool:
@@ -90,7 +92,14 @@ def load_settings() -> Settings:
         slack_webhook_url=os.environ.get("MLOPS_SLACK_WEBHOOK_URL") or None,
         git_commit=os.environ.get("MLOPS_GIT_COMMIT") or None,
         worker_name=os.environ.get("MLOPS_WORKER_NAME") or None,
+        service_port=_port(os.environ.get("MLOPS_SERVICE_PORT", "8080")),
     )
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"MLOPS_SERVICE_PORT={value!r} is not a TCP port (1-65535)")
+    return int(value)
 
 
 def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:
@@ -102,6 +111,13 @@ def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in defaults}
+
+
+def child_environment(*, bin_first: Path) -> dict[str, str]:
+    """The environment for a child process (an Airflow component), with ``bin_first`` first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_first}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def home_default() -> Path:

@@ -221,9 +221,9 @@ class PostgresFeatureStore:
         finally:
             conn.close()
         for col in frame.columns:
-            if col in (ENTITY,):
-                frame[col] = frame[col].astype("int64")
-            elif frame[col].dtype == object and col not in (EVENT_TIME,):
+            # Keys keep the type PostgreSQL gives them (BIGINT or TEXT, as written); text values
+            # of other columns are numbers where all of them parse.
+            if frame[col].dtype == object and col not in (ENTITY, EVENT_TIME):
                 frame[col] = _numeric_if_possible(frame[col])
         for col in (EVENT_TIME, "label_available_at"):
             if col in frame:
@@ -255,7 +255,6 @@ class PostgresFeatureStore:
                     if not rows:
                         break
                     frame = pd.DataFrame(rows, columns=names).drop(columns=["interval"])
-                    frame[ENTITY] = frame[ENTITY].astype("int64")
                     frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME]).astype("datetime64[us]")
                     yield frame
         finally:

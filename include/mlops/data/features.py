@@ -7,7 +7,7 @@ builds a training set where each label only sees features known at its time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -46,6 +46,13 @@ def _transform(frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
     raise ValueError(f"feature {spec.name!r}: unknown transform {spec.transform!r}")
 
 
+def entity_keys(values: pd.Series, key_type: str) -> Any:
+    """Entity keys of the declared type: int64, or text exactly as delivered (never re-parsed)."""
+    if key_type == "int":
+        return values.astype("int64").to_numpy()
+    return values.astype("string").astype(object).to_numpy()
+
+
 def build_features(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     """The feature rows for a batch: entity_id, event_time, then one column per feature."""
     import pandas as pd
@@ -56,7 +63,7 @@ def build_features(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
         raise ValueError(f"use case {use_case.name!r}: batch lacks feature input columns {sorted(set(missing))}")
     out = pd.DataFrame(
         {
-            ENTITY: batch[schema.entity].astype("int64").to_numpy(),
+            ENTITY: entity_keys(batch[schema.entity], use_case.entity_type),
             EVENT_TIME: pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]").to_numpy(),
         }
     )
@@ -73,7 +80,7 @@ def extract_labels(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     event_time = pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]")
     return pd.DataFrame(
         {
-            ENTITY: batch[schema.entity].astype("int64").to_numpy(),
+            ENTITY: entity_keys(batch[schema.entity], use_case.entity_type),
             EVENT_TIME: event_time.to_numpy(),
             LABEL: pd.to_numeric(batch[schema.target]).astype("float64").to_numpy(),
             LABEL_AVAILABLE_AT: (event_time + pd.Timedelta(days=schema.label_delay_days)).to_numpy(),

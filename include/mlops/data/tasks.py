@@ -18,7 +18,14 @@ from mlops.core.results import FeaturePartition, RawManifest, ValidationSummary
 from mlops.data.feature_store import FeatureStore
 from mlops.data.features import build_features, extract_labels
 from mlops.data.ingest import archive_batch, fetch_batch, read_archived
-from mlops.data.validation import BatchUnreadable, load_suite, read_batch, unreadable_outcome, validate_frame
+from mlops.data.validation import (
+    BatchUnreadable,
+    event_time_window,
+    load_suite,
+    read_batch,
+    unreadable_outcome,
+    validate_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +42,22 @@ def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landin
     return manifest
 
 
-def validate_batch(use_case: UseCase, interval: dt.date, lake: Lake, config_dir: Path) -> ValidationSummary:
-    """Validate the archived batch; quarantine it and raise BatchRejected if an error expectation fails."""
+def validate_batch(
+    use_case: UseCase, interval: dt.date, lake: Lake, config_dir: Path, *, as_of: dt.datetime | None = None
+) -> ValidationSummary:
+    """Validate the archived batch; quarantine it and raise BatchRejected if an error expectation fails.
+
+    ``as_of`` is when the run started (default: now): no event may be later than that.
+    """
     data, manifest = read_archived(lake, use_case.name, interval)
     suite = load_suite(config_dir, use_case)
+    window = event_time_window(interval, use_case.expectations.event_time_tolerance_hours, as_of or dt.datetime.now(dt.UTC))
     try:
         frame = read_batch(data, use_case, manifest["format"])
     except BatchUnreadable as exc:
         outcome = unreadable_outcome(str(exc))
     else:
-        outcome = validate_frame(frame, suite)
+        outcome = validate_frame(frame, suite, parameters=window)
 
     name = use_case.name
     summary = outcome.summary(use_case=name, interval=interval.isoformat(), sha256=manifest["sha256"])

@@ -9,6 +9,7 @@ Great Expectations is imported inside the functions: it costs seconds to import.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import tempfile
@@ -31,6 +32,12 @@ TYPE_LISTS: dict[str, list[str]] = {
     "datetime": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "datetime64"],
     "bool": ["bool", "boolean"],
 }
+
+
+# The event-time check: its bounds are parameters of the stored suite, set per batch.
+EVENT_TIME_CHECK = "event_time_in_interval"
+EVENT_TIME_MIN = "event_time_min"
+EVENT_TIME_MAX = "event_time_max"
 
 
 class BatchUnreadable(ValueError):
@@ -56,6 +63,18 @@ def derive_suite(use_case: UseCase) -> dict[str, Any]:
     )
     add("expect_table_columns_to_match_set", column_set=list(schema.columns), exact_match=True)
     add("expect_compound_columns_to_be_unique", column_list=[schema.entity, schema.event_time])
+    exps.append(
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {
+                "column": schema.event_time,
+                "min_value": {"$PARAMETER": EVENT_TIME_MIN},
+                "max_value": {"$PARAMETER": EVENT_TIME_MAX},
+                "strict_max": True,
+            },
+            "meta": {"severity": "error", "check": EVENT_TIME_CHECK},
+        }
+    )
     for name, col in schema.columns.items():
         add("expect_column_to_exist", column=name)
         add("expect_column_values_to_be_in_type_list", column=name, type_list=TYPE_LISTS[col.type])
@@ -87,7 +106,9 @@ def read_batch(data: bytes, use_case: UseCase, fmt: str) -> pd.DataFrame:
         if fmt == "parquet":
             frame = pd.read_parquet(io.BytesIO(data))
         else:
-            frame = pd.read_csv(io.BytesIO(data), low_memory=False)
+            # Text columns stay text ("00123" is a key, not the number 123).
+            text = {name: "string" for name, col in use_case.schema_.columns.items() if col.type == "str"}
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False, dtype=text)
     except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
@@ -110,9 +131,18 @@ class Failure:
     unexpected_percent: float | None
     observed: Any = None
     exception: str | None = None
+    check: str | None = None  # the platform's name for the check, where it has one
 
     def describe(self) -> str:
         where = f" on column {self.column!r}" if self.column else ""
+        if self.check == EVENT_TIME_CHECK and isinstance(self.observed, dict) and not self.exception:
+            pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
+            seen, allowed = self.observed["seen"], self.observed["allowed"]
+            return (
+                f"[{self.severity}] {EVENT_TIME_CHECK}{where}: {self.unexpected_count} rows{pct} have an event time "
+                f"outside the batch's day: seen {seen[0]} .. {seen[1]}, allowed {allowed[0]} .. before {allowed[1]} "
+                f"(expectation {self.expectation})"
+            )
         if self.exception:
             detail = f"could not be evaluated: {self.exception}"
         elif self.unexpected_count is not None:
@@ -161,8 +191,27 @@ def unreadable_outcome(reason: str) -> ValidationOutcome:
     return ValidationOutcome(passed=False, rows=0, evaluated=0, failures=[failure], reason=reason)
 
 
-def validate_frame(frame: pd.DataFrame, suite: dict[str, Any], *, with_docs: bool = True) -> ValidationOutcome:
-    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML."""
+def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime) -> dict[str, Any]:
+    """The suite parameters of the event-time check for a batch of ``day``.
+
+    Rows may lie ``tolerance_hours`` before or after the day, and never after ``as_of`` (when
+    the run started): an event from the future is a broken clock or a broken upstream.
+    """
+    import pandas as pd
+
+    slack = dt.timedelta(hours=tolerance_hours)
+    start = dt.datetime.combine(day, dt.time()) - slack
+    end = min(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + slack, as_of.astimezone(dt.UTC).replace(tzinfo=None))
+    return {EVENT_TIME_MIN: pd.Timestamp(start), EVENT_TIME_MAX: pd.Timestamp(end)}
+
+
+def validate_frame(
+    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
+) -> ValidationOutcome:
+    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
+
+    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
+    """
     import logging
 
     import great_expectations as gx
@@ -181,7 +230,7 @@ def validate_frame(frame: pd.DataFrame, suite: dict[str, Any], *, with_docs: boo
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format="SUMMARY")
         )
-        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters or {})
         result = next(iter(run.run_results.values())).to_json_dict()
         html = None
         if with_docs:
@@ -206,8 +255,15 @@ def validate_frame(frame: pd.DataFrame, suite: dict[str, Any], *, with_docs: boo
                 unexpected_percent=res.get("unexpected_percent"),
                 observed=res.get("observed_value"),
                 exception=exc.get("exception_message") if exc.get("raised_exception") else None,
+                check=(cfg.get("meta") or {}).get("check"),
             )
         )
+        if failures[-1].check == EVENT_TIME_CHECK and failures[-1].exception is None:
+            column = frame[cfg["kwargs"]["column"]]
+            failures[-1].observed = {
+                "seen": [str(column.min()), str(column.max())],
+                "allowed": [str((parameters or {}).get(EVENT_TIME_MIN)), str((parameters or {}).get(EVENT_TIME_MAX))],
+            }
     passed = not any(f.severity == "error" for f in failures)
     reason = None if passed else "; ".join(f.describe() for f in failures if f.severity == "error")
     return ValidationOutcome(

@@ -71,12 +71,29 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.which == "airflow":
-        print("Airflow UI on http://localhost:8080 ; the login is printed by `airflow standalone` below")
-        cmd = [sys.executable, "-m", "airflow", "standalone"]
-    else:
-        print(f"MLflow UI on http://localhost:{args.port} (registry: Models tab)")
-        cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--port", str(args.port)]
+        return _cmd_service(argparse.Namespace(action="start"))
+    print(f"MLflow UI on http://localhost:{args.port} (registry: Models tab)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--port", str(args.port)]
     return subprocess.call(cmd)
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    from mlops.dev.embedded import apply_embedded_defaults
+
+    apply_embedded_defaults()
+    from mlops.dev.service import USER, service_for_settings
+
+    service = service_for_settings()
+    if args.action == "start":
+        service.start()
+        print(f"Airflow is up at {service.url} - log in as {USER!r} with the password in {service.run_dir / 'passwords.json'}")
+        print("Stop it with: make stop   (or: python -m mlops service stop)")
+    elif args.action == "stop":
+        stopped = service.stop()
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    else:
+        print(json.dumps(service.status(), indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=28)
     p.add_argument("--rows", type=int, default=3000)
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("service", help="start, stop or show the embedded Airflow service (scheduler, API server, ...)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=_cmd_service)
     p = sub.add_parser("ui", help="open the Airflow or MLflow UI on what the embedded default produced")
     p.add_argument("which", choices=["airflow", "mlflow"])
     p.add_argument("--port", type=int, default=5000)

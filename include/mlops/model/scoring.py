@@ -100,9 +100,10 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
     out_col = "score" if use_case.task == "classification" else "prediction"
+    key_type = pa.int64() if use_case.entity_type == "int" else pa.string()
     schema = pa.schema(
         [
-            (ENTITY, pa.int64()),
+            (ENTITY, key_type),
             (EVENT_TIME, pa.timestamp("us")),
             (out_col, pa.float64()),
             ("model_version", pa.string()),
@@ -122,7 +123,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
                 rows += n
                 table = pa.table(
                     {
-                        ENTITY: pa.array(chunk[ENTITY].to_numpy(), pa.int64()),
+                        ENTITY: pa.array(chunk[ENTITY].to_numpy(), key_type),
                         EVENT_TIME: pa.array(chunk[EVENT_TIME].to_numpy().astype("datetime64[us]"), pa.timestamp("us")),
                         out_col: pa.array(scores, pa.float64()),
                         "model_version": pa.array([str(version.version)] * n, pa.string()),

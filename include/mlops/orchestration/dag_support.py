@@ -69,20 +69,56 @@ def request_id_param() -> Any:
     )
 
 
+def day_timetable(schedule: str | None) -> Any:
+    """The timetable of a pipeline that works on closed days.
+
+    A preset or cron schedule becomes a data-interval timetable: the run for day D covers
+    D 00:00 to D+1 00:00 UTC, starts once D has closed (at D+1 00:00), and its
+    ``data_interval_start`` is D. Catchup and ``airflow backfill`` therefore create one run per
+    day, each processing its own day. (Airflow 3's default for a cron string is a trigger
+    timetable whose interval is empty at the trigger time, which would name the day that has
+    just begun.) ``None`` and ``@once`` are passed through.
+    """
+    if schedule is None or schedule == "@once":
+        return schedule
+    from airflow.sdk import CronDataIntervalTimetable
+
+    from mlops.core.config import cron_for
+
+    return CronDataIntervalTimetable(cron_for(schedule), timezone="UTC")
+
+
 def resolve_interval(context: Any) -> dt.date:
-    """The day a run works on: the ``interval`` param, else the run's data interval start."""
+    """The day a run works on.
+
+    In order: the ``interval`` param (manual and REST triggers); the latest day named by the
+    triggering feature Asset events; the run's data interval start (scheduled runs, catchup and
+    backfill: see :func:`day_timetable`).
+    """
     value = context["params"].get("interval")
     if value:
         try:
             return dt.date.fromisoformat(str(value))
         except ValueError:
             raise ValueError(f"param 'interval'={value!r} is not a date (YYYY-MM-DD)") from None
+    event_days = _asset_event_days(context)
+    if event_days:
+        return dt.date.fromisoformat(max(event_days))
     start = context.get("data_interval_start") or context.get("logical_date")
     if start is None:
         raise ValueError(
             "this run has no data interval (triggered without a logical date): pass conf {'interval': 'YYYY-MM-DD'}"
         )
     return start.date()
+
+
+def _asset_event_days(context: Any) -> set[str]:
+    days = set()
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            if event.extra and event.extra.get("interval"):
+                days.add(str(event.extra["interval"]))
+    return days
 
 
 def days_to_score(context: Any) -> list[str]:
@@ -92,10 +128,7 @@ def days_to_score(context: Any) -> list[str]:
     days = set(params.get("intervals") or [])
     if params.get("interval"):
         days.add(params["interval"])
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            if event.extra and event.extra.get("interval"):
-                days.add(event.extra["interval"])
+    days |= _asset_event_days(context)
     if not days:
         days.add(resolve_interval(context).isoformat())
     return sorted(days)
