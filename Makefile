@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 
-.PHONY: setup demo test lint suites ui-airflow ui-mlflow bench clean
+.PHONY: setup demo stop test lint suites ui-airflow ui-mlflow bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 demo: setup
 	$(PY) -m mlops demo
+
+# Stop the embedded service that `make demo` or `make ui-airflow` started.
+stop: setup
+	$(PY) -m mlops service stop
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -42,5 +46,5 @@ ui-airflow: setup
 ui-mlflow: setup
 	$(PY) -m mlops ui mlflow
 
-clean:
+clean: stop
 	rm -rf var

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -214,36 +215,48 @@ class SourceSpec(_Strict):
         return self
 
 
+def _check_columns(columns: dict[str, ColumnSpec], **roles: str | None) -> None:
+    """Each named role (entity, event_time, ...) is a declared column; keys and times have their types."""
+    for key, col in roles.items():
+        if col is not None and col not in columns:
+            raise ValueError(f"{key} column {col!r} is not declared in 'columns'")
+    event_time, entity = roles.get("event_time"), roles.get("entity")
+    if event_time is not None and columns[event_time].type != "datetime":
+        raise ValueError(f"event_time column {event_time!r} must have type 'datetime'")
+    if entity is not None and columns[entity].type not in ("int", "str"):
+        raise ValueError(
+            f"entity column {entity!r} has type {columns[entity].type!r}; an entity key is "
+            "'int' (numeric ids) or 'str' (UUIDs, codes: kept exactly as delivered, leading zeros too)"
+        )
+
+
+def _column_names(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+    for name in value:
+        _require_identifier(
+            COLUMN_NAME_RE, name, "column name", "letters", "rename the column at the source or, for a SQL source, alias it in the query"
+        )
+    return value
+
+
 class SchemaSpec(_Strict):
+    """The scoring feed: the rows the model sees, keyed by entity and event time.
+
+    ``target`` names a label column shipped in the same rows (labels known ``label_delay_days``
+    after the event); leave it out when labels come from their own feed (``labels:``).
+    """
+
     entity: str
     event_time: str
-    target: str
-    # Labels become known this many days after the event (point-in-time training uses only known ones).
+    target: str | None = None
+    # Labels in the batch become known this many days after the event (point-in-time training uses only known ones).
     label_delay_days: int = Field(default=0, ge=0, le=365)
     columns: dict[str, ColumnSpec]
 
-    @field_validator("columns")
-    @classmethod
-    def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
-        for name in value:
-            _require_identifier(
-                COLUMN_NAME_RE, name, "column name", "letters", "rename the column at the source or, for a SQL source, alias it in the query"
-            )
-        return value
+    _names = field_validator("columns")(classmethod(lambda cls, value: _column_names(value)))
 
     @model_validator(mode="after")
     def _check(self) -> SchemaSpec:
-        for key in ("entity", "event_time", "target"):
-            col = getattr(self, key)
-            if col not in self.columns:
-                raise ValueError(f"{key} column {col!r} is not declared in 'columns'")
-        if self.columns[self.event_time].type != "datetime":
-            raise ValueError(f"event_time column {self.event_time!r} must have type 'datetime'")
-        if self.columns[self.entity].type not in ("int", "str"):
-            raise ValueError(
-                f"entity column {self.entity!r} has type {self.columns[self.entity].type!r}; an entity key is "
-                "'int' (numeric ids) or 'str' (UUIDs, codes: kept exactly as delivered, leading zeros too)"
-            )
+        _check_columns(self.columns, entity=self.entity, event_time=self.event_time, target=self.target)
         return self
 
 
@@ -253,6 +266,32 @@ class ExpectationsSpec(_Strict):
     # Rows whose event time lies outside the batch's day by more than this (or after the run
     # started) fail the gate's event-time check and the batch is quarantined.
     event_time_tolerance_hours: float = Field(default=0, ge=0, le=24 * 366)
+
+
+class LabelFeedSpec(_Strict):
+    """Labels delivered by their own upstream system, days after the events they refer to.
+
+    The file (or query result) for day D holds the labels delivered on D: the entity, the time of
+    the event the label refers to, and the label. They count as known from the end of D.
+    """
+
+    source: SourceSpec
+    entity: str
+    event_time: str
+    label: str
+    columns: dict[str, ColumnSpec]
+    expectations: ExpectationsSpec = Field(default_factory=ExpectationsSpec)
+    # A label may refer to an event at most this many days before its delivery.
+    max_delay_days: int = Field(default=90, ge=1, le=730)
+
+    _names = field_validator("columns")(classmethod(lambda cls, value: _column_names(value)))
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelFeedSpec:
+        _check_columns(self.columns, entity=self.entity, event_time=self.event_time, label=self.label)
+        if self.columns[self.label].type not in ("int", "float", "bool"):
+            raise ValueError(f"label column {self.label!r} must be numeric ('int', 'float' or 'bool')")
+        return self
 
 
 FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week"]
@@ -362,6 +401,10 @@ class DriftSpec(_Strict):
     alert_on_prediction_drift: bool = True
     # Alert when the champion's metric on newly labelled rows drops this much below its holdout value.
     max_performance_drop: float | None = 0.05
+    # Live performance is measured on the predictions of this many days up to the checked day
+    # whose labels have arrived, per day and overall, once at least min_labelled_rows are known.
+    performance_days: int = Field(default=14, ge=1, le=365)
+    min_labelled_rows: int = Field(default=50, ge=10)
     cooldown_hours: float = Field(default=24, ge=0)
 
 
@@ -370,6 +413,9 @@ class SchedulesSpec(_Strict):
     # A date (YYYY-MM-DD); the DAGs start at midnight UTC on that day.
     start_date: IsoDate = Field(default=dt.date(2026, 1, 1), strict=True)
     catchup: bool = False
+    # Why this use case's DAGs start paused (e.g. its upstream feed is not connected yet); shown
+    # in each DAG's documentation. Unset: the DAGs follow Airflow's paused-at-creation setting.
+    paused_reason: str | None = Field(default=None, max_length=500)
 
     @field_validator("data")
     @classmethod
@@ -383,6 +429,32 @@ class SchedulesSpec(_Strict):
         return value
 
 
+FeedKind = Literal["batch", "labels"]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One upstream feed of a use case as the data tasks see it: the scoring batches, or the labels.
+
+    ``stream`` names it in the lake and in ``config/expectations/``: the use case's name for its
+    batches, ``<use case>.labels`` for its label feed (a dot never occurs in a use-case name).
+    """
+
+    use_case: str
+    kind: FeedKind
+    source: SourceSpec
+    columns: dict[str, ColumnSpec]
+    entity: str
+    event_time: str
+    expectations: ExpectationsSpec
+    # How far before its day an event may lie: the lateness tolerance of a batch, or a label's delay.
+    days_before: int = 0
+
+    @property
+    def stream(self) -> str:
+        return self.use_case if self.kind == "batch" else f"{self.use_case}.labels"
+
+
 class UseCase(_Strict):
     name: str
     description: str
@@ -390,6 +462,7 @@ class UseCase(_Strict):
     task: Literal["classification", "regression"]
     source: SourceSpec
     schema_: SchemaSpec = Field(alias="schema")
+    labels: LabelFeedSpec | None = None
     expectations: ExpectationsSpec = Field(default_factory=ExpectationsSpec)
     features: list[FeatureSpec]
     model: ModelSpec
@@ -413,7 +486,21 @@ class UseCase(_Strict):
     def _cross_check(self) -> UseCase:
         cols = self.schema_.columns
         names = set()
-        own_columns = {key: getattr(self.schema_, key) for key in ("entity", "event_time", "target")}
+        own_columns = {key: getattr(self.schema_, key) for key in ("entity", "event_time", "target") if getattr(self.schema_, key)}
+        if (self.schema_.target is None) == (self.labels is None):
+            raise ValueError(
+                "schema.target: declare where labels come from: either schema.target (a label column in the "
+                "batch) or a 'labels:' feed of their own, not both and not neither"
+            )
+        if self.labels is not None:
+            label_key = self.labels.columns[self.labels.entity].type
+            if label_key != self.schema_.columns[self.schema_.entity].type:
+                raise ValueError(
+                    f"labels.entity: column {self.labels.entity!r} has type {label_key!r} but the batch's entity "
+                    f"{self.schema_.entity!r} is {self.schema_.columns[self.schema_.entity].type!r}; keys must match"
+                )
+            if self.source.kind == "files" and self.labels.source.kind == "files" and self.labels.source.uri == self.source.uri:
+                raise ValueError("labels.source.uri: the label feed must land apart from the batches")
         for i, feat in enumerate(self.features):
             if feat.name in names:
                 raise ValueError(f"features[{i}]: duplicate feature name {feat.name!r}")
@@ -435,6 +522,20 @@ class UseCase(_Strict):
         return self
 
     # Names used across the platform -------------------------------------------------------
+    def feed(self, kind: FeedKind = "batch") -> Feed:
+        """The batch feed, or the label feed (a ConfigError-free KeyError if the use case has none)."""
+        if kind == "batch":
+            schema = self.schema_
+            return Feed(self.name, "batch", self.source, schema.columns, schema.entity, schema.event_time, self.expectations)
+        if self.labels is None:
+            raise KeyError(f"use case {self.name!r} has no label feed: its labels are the column {self.schema_.target!r} of each batch")
+        spec = self.labels
+        return Feed(self.name, "labels", spec.source, spec.columns, spec.entity, spec.event_time, spec.expectations, spec.max_delay_days)
+
+    @property
+    def feeds(self) -> list[Feed]:
+        return [self.feed("batch")] + ([self.feed("labels")] if self.labels is not None else [])
+
     @property
     def registered_model_name(self) -> str:
         return f"{self.name}_model"

@@ -10,11 +10,13 @@ path                                                what it holds
 ``raw/<uc>/<day>/batch.<ext>``                      the upstream batch, bytes as received
 ``raw/<uc>/<day>/_manifest.json``                   its SHA-256, size, source, arrival time
 ``raw/<uc>/<day>/_superseded/<sha256>.<ext>``       an earlier delivery the upstream replaced
+``raw/<uc>.labels/<day>/...``                       the label feed's deliveries, the same way
 ``validation/<uc>/<day>/``                          GX result, Data Docs, the gate's summary
 ``quarantine/<uc>/<day>/``                          a rejected batch with its result and reason
 ``features/<uc>/<day>.parquet``                     feature rows (Parquet feature store)
 ``labels/<uc>/<day>.parquet``                       label rows with their arrival time
 ``features/<uc>/_manifests/<day>.json``             a committed partition (rows, content hash)
+``labels/<uc>/_manifests/<day>.json``               a committed label delivery (label feed)
 ``training_sets/<uc>/<day>/<run key>/``             train / validation / holdout + lineage
 ``predictions/<uc>/<day>/``                         scores of the day and their manifest
 ``reports/<uc>/<day>/``                             drift report, summary, retrain decision
@@ -116,6 +118,11 @@ def feature_manifests_dir(use_case: str) -> str:
 def feature_manifest(use_case: str, day: dt.date | str) -> str:
     """Written last: a partition is committed once its manifest exists."""
     return f"{feature_manifests_dir(use_case)}/{_day(day)}.json"
+
+
+def label_manifest(use_case: str, day: dt.date | str) -> str:
+    """Written last: the labels delivered on ``day`` are committed once it exists."""
+    return f"labels/{use_case}/_manifests/{_day(day)}.json"
 
 
 # Training sets (prepare_training_set) -----------------------------------------------------------

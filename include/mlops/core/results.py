@@ -51,6 +51,15 @@ class FeaturePartition(TypedDict):
     content_hash: str
 
 
+class LabelPartition(TypedDict):
+    """``store_labels``: the labels one day's delivery added to the label table."""
+
+    use_case: str
+    interval: str
+    rows: int
+    content_hash: str
+
+
 class TrainingSetManifest(TypedDict):
     """``prepare_training_set``: the point-in-time training set and its lineage."""
 

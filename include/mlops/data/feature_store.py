@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from mlops.core import layout
-from mlops.core.results import FeaturePartition
+from mlops.core.results import FeaturePartition, LabelPartition
 from mlops.data.features import ENTITY, EVENT_TIME
 
 if TYPE_CHECKING:
@@ -39,20 +39,26 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def partition_manifest(use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame) -> FeaturePartition:
+def partition_manifest(use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None) -> FeaturePartition:
     return FeaturePartition(
         use_case=use_case,
         interval=interval.isoformat(),
         rows=len(features),
-        label_rows=len(labels),
+        label_rows=0 if labels is None else len(labels),
         content_hash=frame_hash(features),
     )
 
 
+def label_manifest(use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+    return LabelPartition(use_case=use_case, interval=interval.isoformat(), rows=len(labels), content_hash=frame_hash(labels))
+
+
 class FeatureStore(Protocol):
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
     ) -> FeaturePartition: ...
+
+    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition: ...
 
     def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
 
@@ -84,14 +90,22 @@ class ParquetFeatureStore:
         self.lake = lake
 
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
     ) -> FeaturePartition:
+        """Features of a day, and its labels when they come in the batch (``None``: a label feed's)."""
         manifest = partition_manifest(use_case, interval, features, labels)
-        parts: tuple[tuple[layout.FeatureKind, pd.DataFrame], ...] = (("features", features), ("labels", labels))
-        for kind, frame in parts:
-            self.lake.write_with(layout.store_partition(kind, use_case, interval), parquet_writer(frame))
+        self.lake.write_with(layout.store_partition("features", use_case, interval), parquet_writer(features))
+        if labels is not None:
+            self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
         # The manifest goes last: a partition is listed only once its files are in place.
         self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
+        return manifest
+
+    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+        """The labels delivered on a day (a label feed), replacing that day's delivery."""
+        manifest = label_manifest(use_case, interval, labels)
+        self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
+        self.lake.write_json(layout.label_manifest(use_case, interval), manifest)
         return manifest
 
     def _read(self, kind: layout.FeatureKind, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -169,7 +183,7 @@ class PostgresFeatureStore:
         cols = [f'"{c}" {self._sql_type(frame[c].dtype)}' for c in frame.columns]
         cur.execute(
             f"CREATE TABLE IF NOT EXISTS {self._ident(use_case, kind)} ("
-            f"interval DATE NOT NULL, {', '.join(cols)}, PRIMARY KEY ({ENTITY}, {EVENT_TIME}))"
+            f"interval DATE NOT NULL, {', '.join(cols)}, PRIMARY KEY (interval, {ENTITY}, {EVENT_TIME}))"
         )
         cur.execute(
             "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
@@ -177,22 +191,36 @@ class PostgresFeatureStore:
             " PRIMARY KEY (use_case, interval))"
         )
 
+    def _replace(self, cur: Any, use_case: str, kind: str, interval: dt.date, frame: pd.DataFrame) -> None:
+        """Replace one day of a table (inside the caller's transaction)."""
+        self._ensure(cur, use_case, kind, frame)
+        table = self._ident(use_case, kind)
+        cur.execute(f"DELETE FROM {table} WHERE interval = %s", (interval,))
+        buf = io.StringIO()
+        frame.assign(interval=interval.isoformat()).to_csv(buf, index=False, header=False, na_rep="\\N")
+        buf.seek(0)
+        cols = ", ".join(f'"{c}"' for c in [*frame.columns, "interval"])
+        cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+
+    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                self._replace(cur, use_case, "labels", interval, labels)
+        finally:
+            conn.close()
+        return label_manifest(use_case, interval, labels)
+
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
     ) -> FeaturePartition:
         manifest = partition_manifest(use_case, interval, features, labels)
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
-                for kind, frame in (("features", features), ("labels", labels)):
-                    self._ensure(cur, use_case, kind, frame)
-                    table = self._ident(use_case, kind)
-                    cur.execute(f"DELETE FROM {table} WHERE interval = %s", (interval,))
-                    buf = io.StringIO()
-                    frame.assign(interval=interval.isoformat()).to_csv(buf, index=False, header=False, na_rep="\\N")
-                    buf.seek(0)
-                    cols = ", ".join(f'"{c}"' for c in [*frame.columns, "interval"])
-                    cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+                self._replace(cur, use_case, "features", interval, features)
+                if labels is not None:
+                    self._replace(cur, use_case, "labels", interval, labels)
                 cur.execute(
                     "INSERT INTO feature_partitions (use_case, interval, manifest) VALUES (%s, %s, %s)"
                     " ON CONFLICT (use_case, interval) DO UPDATE SET manifest = EXCLUDED.manifest, written_at = now()",

@@ -73,10 +73,15 @@ def build_features(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
 
 
 def extract_labels(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
-    """entity_id, event_time, label and the time the label becomes known (event + label delay)."""
+    """entity_id, event_time, label and the time the label becomes known (event + label delay).
+
+    For a use case whose labels come in the batch (``schema.target``).
+    """
     import pandas as pd
 
     schema = use_case.schema_
+    if schema.target is None:
+        raise ValueError(f"use case {use_case.name!r} has no label column in its batches: labels come from its label feed")
     event_time = pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]")
     return pd.DataFrame(
         {
@@ -84,6 +89,26 @@ def extract_labels(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
             EVENT_TIME: event_time.to_numpy(),
             LABEL: pd.to_numeric(batch[schema.target]).astype("float64").to_numpy(),
             LABEL_AVAILABLE_AT: (event_time + pd.Timedelta(days=schema.label_delay_days)).to_numpy(),
+        }
+    )
+
+
+def delivered_labels(labels: pd.DataFrame, use_case: UseCase, delivered_on: dt.date) -> pd.DataFrame:
+    """The label table rows of one delivery of the label feed: known from the end of its day."""
+    import datetime as dt
+
+    import pandas as pd
+
+    spec = use_case.labels
+    if spec is None:
+        raise ValueError(f"use case {use_case.name!r} has no label feed")
+    known_at = pd.Timestamp(dt.datetime.combine(delivered_on + dt.timedelta(days=1), dt.time()))
+    return pd.DataFrame(
+        {
+            ENTITY: entity_keys(labels[spec.entity], use_case.entity_type),
+            EVENT_TIME: pd.to_datetime(labels[spec.event_time]).astype("datetime64[us]").to_numpy(),
+            LABEL: pd.to_numeric(labels[spec.label]).astype("float64").to_numpy(),
+            LABEL_AVAILABLE_AT: pd.Series(known_at, index=labels.index).astype("datetime64[us]").to_numpy(),
         }
     )
 

@@ -17,7 +17,7 @@ from mlops.core.lake import sha256
 from mlops.core.results import RawManifest
 
 if TYPE_CHECKING:
-    from mlops.core.config import UseCase
+    from mlops.core.config import Feed, UseCase
     from mlops.core.lake import Lake
 
 
@@ -25,41 +25,51 @@ class BatchMissing(FileNotFoundError):
     """The upstream batch for the interval is not there (yet)."""
 
 
-def source_uri(use_case: UseCase, interval: dt.date, landing_uri: str) -> str:
-    assert use_case.source.uri is not None
-    return use_case.source.uri.format(landing=landing_uri.rstrip("/"), interval=interval.isoformat())
+def as_feed(feed: UseCase | Feed) -> Feed:
+    """A use case stands for its batch feed."""
+    from mlops.core.config import UseCase
+
+    return feed.feed("batch") if isinstance(feed, UseCase) else feed
 
 
-def batch_available(use_case: UseCase, interval: dt.date, landing_uri: str) -> bool:
-    """Whether the upstream batch exists (for the optional sensor). SQL sources are always 'there'."""
-    if use_case.source.kind == "sql":
+def source_uri(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> str:
+    source = as_feed(feed).source
+    assert source.uri is not None
+    return source.uri.format(landing=landing_uri.rstrip("/"), interval=interval.isoformat())
+
+
+def batch_available(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> bool:
+    """Whether the upstream file exists (for the optional sensor). SQL sources are always 'there'."""
+    if as_feed(feed).source.kind == "sql":
         return True
     from airflow.sdk import ObjectStoragePath
 
-    return ObjectStoragePath(source_uri(use_case, interval, landing_uri)).exists()
+    return ObjectStoragePath(source_uri(feed, interval, landing_uri)).exists()
 
 
-def fetch_batch(use_case: UseCase, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
-    """The batch bytes, their format and where they came from."""
-    if use_case.source.kind == "sql":
-        return _fetch_sql(use_case, interval)
+def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
+    """The delivered bytes of a feed for one day, their format and where they came from."""
+    feed = as_feed(feed)
+    if feed.source.kind == "sql":
+        return _fetch_sql(feed, interval)
     from airflow.sdk import ObjectStoragePath
 
-    uri = source_uri(use_case, interval, landing_uri)
+    uri = source_uri(feed, interval, landing_uri)
     path = ObjectStoragePath(uri)
     if not path.exists():
+        what = "batch" if feed.kind == "batch" else "label file"
         raise BatchMissing(
-            f"use case {use_case.name!r}: no upstream batch for {interval} at {uri}; "
+            f"use case {feed.use_case!r}: no upstream {what} for {interval} at {uri}; "
             "the upstream system has not delivered it (re-run once it lands, or set source.on_missing: wait)"
         )
     with path.open("rb") as fh:
-        return fh.read(), use_case.source.format, uri
+        return fh.read(), feed.source.format, uri
 
 
-def _fetch_sql(use_case: UseCase, interval: dt.date) -> tuple[bytes, str, str]:
+def _fetch_sql(feed: Feed, interval: dt.date) -> tuple[bytes, str, str]:
     from airflow.sdk import BaseHook
 
-    src = use_case.source
+    src = feed.source
     assert src.conn_id and src.query
     hook = BaseHook.get_connection(src.conn_id).get_hook()
     params = {

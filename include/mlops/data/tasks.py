@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 
 from mlops.core import layout
-from mlops.core.config import UseCase
+from mlops.core.config import FeedKind, UseCase
 from mlops.core.lake import Lake
-from mlops.core.results import FeaturePartition, RawManifest, ValidationSummary
+from mlops.core.results import FeaturePartition, LabelPartition, RawManifest, ValidationSummary
 from mlops.data.feature_store import FeatureStore
-from mlops.data.features import build_features, extract_labels
+from mlops.data.features import build_features, delivered_labels, extract_labels
 from mlops.data.ingest import archive_batch, fetch_batch, read_archived
 from mlops.data.validation import (
     BatchUnreadable,
@@ -34,33 +34,45 @@ class BatchRejected(RuntimeError):
     """The validation gate failed the batch; it is quarantined and no features are written."""
 
 
-def extract_and_archive(use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str) -> RawManifest:
-    data, fmt, source = fetch_batch(use_case, interval, landing_uri)
+def extract_and_archive(
+    use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str, *, feed: FeedKind = "batch"
+) -> RawManifest:
+    """Fetch one day of a feed (the batches, or the label feed) and archive it unmodified."""
+    source = use_case.feed(feed)
+    data, fmt, origin = fetch_batch(source, interval, landing_uri)
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    manifest = archive_batch(lake, use_case.name, interval, data, fmt, source, received)
-    log.info("archived %s bytes of %s for %s at %s", manifest["bytes"], use_case.name, interval, manifest["uri"])
+    manifest = archive_batch(lake, source.stream, interval, data, fmt, origin, received)
+    log.info("archived %s bytes of %s for %s at %s", manifest["bytes"], source.stream, interval, manifest["uri"])
     return manifest
 
 
 def validate_batch(
-    use_case: UseCase, interval: dt.date, lake: Lake, config_dir: Path, *, as_of: dt.datetime | None = None
+    use_case: UseCase,
+    interval: dt.date,
+    lake: Lake,
+    config_dir: Path,
+    *,
+    as_of: dt.datetime | None = None,
+    feed: FeedKind = "batch",
 ) -> ValidationSummary:
-    """Validate the archived batch; quarantine it and raise BatchRejected if an error expectation fails.
+    """Validate one archived delivery; quarantine it and raise BatchRejected if an error expectation fails.
 
     ``as_of`` is when the run started (default: now): no event may be later than that.
     """
-    data, manifest = read_archived(lake, use_case.name, interval)
-    suite = load_suite(config_dir, use_case)
-    window = event_time_window(interval, use_case.expectations.event_time_tolerance_hours, as_of or dt.datetime.now(dt.UTC))
+    source = use_case.feed(feed)
+    data, manifest = read_archived(lake, source.stream, interval)
+    suite = load_suite(config_dir, source)
+    tolerance = source.expectations.event_time_tolerance_hours
+    window = event_time_window(interval, tolerance, as_of or dt.datetime.now(dt.UTC), days_before=source.days_before)
     try:
-        frame = read_batch(data, use_case, manifest["format"])
+        frame = read_batch(data, source, manifest["format"])
     except BatchUnreadable as exc:
         outcome = unreadable_outcome(str(exc))
     else:
         outcome = validate_frame(frame, suite, parameters=window)
 
-    name = use_case.name
-    summary = outcome.summary(use_case=name, interval=interval.isoformat(), sha256=manifest["sha256"])
+    name = source.stream
+    summary = outcome.summary(use_case=use_case.name, interval=interval.isoformat(), sha256=manifest["sha256"])
     if outcome.result is not None:
         lake.write_json(layout.validation_result(name, interval), outcome.result)
     if outcome.data_docs_html:
@@ -84,8 +96,9 @@ def validate_batch(
     summary["quarantine_uri"] = lake.uri(quarantine)
     lake.write_json(layout.quarantine_reason(name, interval), summary)  # written last: marks it complete
     lines = "\n".join(f"  - {f.describe()}" for f in outcome.errors)
+    what = "batch" if feed == "batch" else "label delivery"
     raise BatchRejected(
-        f"use case {name!r}: batch {interval} failed validation and was quarantined at {lake.uri(quarantine)}:\n{lines}"
+        f"use case {use_case.name!r}: {what} {interval} failed validation and was quarantined at {lake.uri(quarantine)}:\n{lines}"
     )
 
 
@@ -99,7 +112,24 @@ def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store
         )
     frame = read_batch(data, use_case, manifest["format"])
     features = build_features(frame, use_case)
-    labels = extract_labels(frame, use_case)
+    # Labels in the batch are stored with it; a label feed's are stored by store_labels.
+    labels = extract_labels(frame, use_case) if use_case.schema_.target else None
     result = store.write_partition(use_case.name, interval, features, labels)
     log.info("materialized %d feature rows for %r %s", result["rows"], use_case.name, interval)
+    return result
+
+
+def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> LabelPartition:
+    """Put the labels delivered on ``interval`` (validated) into the label table, known from the end of that day."""
+    source = use_case.feed("labels")
+    data, manifest = read_archived(lake, source.stream, interval)
+    summary: ValidationSummary = lake.read_json(layout.validation_summary(source.stream, interval))
+    if not summary["passed"] or summary["sha256"] != manifest["sha256"]:
+        raise BatchRejected(
+            f"use case {use_case.name!r}: label delivery {interval} has not passed validation "
+            "(or was re-delivered since); run validate_labels first"
+        )
+    labels = delivered_labels(read_batch(data, source, manifest["format"]), use_case, interval)
+    result = store.write_labels(use_case.name, interval, labels)
+    log.info("stored %d labels of %r delivered on %s", result["rows"], use_case.name, interval)
     return result

@@ -22,7 +22,7 @@ from mlops.core.results import ValidationSummary
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.core.config import UseCase
+    from mlops.core.config import Feed, UseCase
 
 TYPE_LISTS: dict[str, list[str]] = {
     "int": ["int64", "int32", "int16", "int8", "Int64", "Int32"],
@@ -48,9 +48,11 @@ def suite_path(config_dir: Path, use_case: str) -> Path:
     return config_dir / "expectations" / f"{use_case}.json"
 
 
-def derive_suite(use_case: UseCase) -> dict[str, Any]:
-    """The expectation suite (GX 1.x JSON form) that the config of ``use_case`` implies."""
-    schema = use_case.schema_
+def derive_suite(use_case: UseCase | Feed) -> dict[str, Any]:
+    """The expectation suite (GX 1.x JSON form) that the config of a feed implies (a use case: its batches)."""
+    from mlops.data.ingest import as_feed
+
+    schema = as_feed(use_case)
     exps: list[dict[str, Any]] = []
 
     def add(kind: str, severity: str = "error", **kwargs: Any) -> None:
@@ -58,8 +60,8 @@ def derive_suite(use_case: UseCase) -> dict[str, Any]:
 
     add(
         "expect_table_row_count_to_be_between",
-        min_value=use_case.expectations.min_rows,
-        max_value=use_case.expectations.max_rows,
+        min_value=schema.expectations.min_rows,
+        max_value=schema.expectations.max_rows,
     )
     add("expect_table_columns_to_match_set", column_set=list(schema.columns), exact_match=True)
     add("expect_compound_columns_to_be_unique", column_list=[schema.entity, schema.event_time])
@@ -84,22 +86,33 @@ def derive_suite(use_case: UseCase) -> dict[str, Any]:
             add("expect_column_values_to_be_between", col.severity, column=name, min_value=col.min, max_value=col.max)
         if col.values:
             add("expect_column_values_to_be_in_set", col.severity, column=name, value_set=list(col.values))
-    return {"name": f"{use_case.name}_batch", "expectations": exps, "meta": {"derived_from": f"use_cases/{use_case.name}.yaml"}}
+    section = "schema" if schema.kind == "batch" else "labels"
+    return {
+        "name": f"{schema.use_case}_{schema.kind}",
+        "expectations": exps,
+        "meta": {"derived_from": f"use_cases/{schema.use_case}.yaml" + ("" if section == "schema" else f" ({section})")},
+    }
 
 
-def load_suite(config_dir: Path, use_case: UseCase) -> dict[str, Any]:
-    path = suite_path(config_dir, use_case.name)
+def load_suite(config_dir: Path, use_case: UseCase | Feed) -> dict[str, Any]:
+    from mlops.data.ingest import as_feed
+
+    feed = as_feed(use_case)
+    path = suite_path(config_dir, feed.stream)
     if not path.exists():
         raise FileNotFoundError(
-            f"use case {use_case.name!r}: expectation suite {path} is missing; run `python -m mlops suites`"
+            f"use case {feed.use_case!r}: expectation suite {path} is missing; run `python -m mlops suites`"
         )
     return json.loads(path.read_text())
 
 
-def read_batch(data: bytes, use_case: UseCase, fmt: str) -> pd.DataFrame:
+def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     """Parse raw batch bytes into a frame; raise BatchUnreadable naming why."""
     import pandas as pd
 
+    from mlops.data.ingest import as_feed
+
+    columns = as_feed(use_case).columns
     if not data:
         raise BatchUnreadable("the batch file is empty (0 bytes)")
     try:
@@ -107,14 +120,14 @@ def read_batch(data: bytes, use_case: UseCase, fmt: str) -> pd.DataFrame:
             frame = pd.read_parquet(io.BytesIO(data))
         else:
             # Text columns stay text ("00123" is a key, not the number 123).
-            text = {name: "string" for name, col in use_case.schema_.columns.items() if col.type == "str"}
+            text = {name: "string" for name, col in columns.items() if col.type == "str"}
             frame = pd.read_csv(io.BytesIO(data), low_memory=False, dtype=text)
     except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
         raise BatchUnreadable("the batch has no columns")
     # Declared datetime columns are parsed; values that do not parse make the type check fail.
-    for name, col in use_case.schema_.columns.items():
+    for name, col in columns.items():
         if col.type == "datetime" and name in frame and frame[name].dtype == object:
             # Left as text if it does not parse: expect_column_values_to_be_in_type_list reports it.
             with contextlib.suppress(ValueError, TypeError):
@@ -191,16 +204,17 @@ def unreadable_outcome(reason: str) -> ValidationOutcome:
     return ValidationOutcome(passed=False, rows=0, evaluated=0, failures=[failure], reason=reason)
 
 
-def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime) -> dict[str, Any]:
-    """The suite parameters of the event-time check for a batch of ``day``.
+def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime, *, days_before: int = 0) -> dict[str, Any]:
+    """The suite parameters of the event-time check for a delivery of ``day``.
 
-    Rows may lie ``tolerance_hours`` before or after the day, and never after ``as_of`` (when
-    the run started): an event from the future is a broken clock or a broken upstream.
+    Rows may lie ``tolerance_hours`` before or after the day (a label feed: up to ``days_before``
+    days before it, the events its labels refer to), and never after ``as_of`` (when the run
+    started): an event from the future is a broken clock or a broken upstream.
     """
     import pandas as pd
 
     slack = dt.timedelta(hours=tolerance_hours)
-    start = dt.datetime.combine(day, dt.time()) - slack
+    start = dt.datetime.combine(day - dt.timedelta(days=days_before), dt.time()) - slack
     end = min(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + slack, as_of.astimezone(dt.UTC).replace(tzinfo=None))
     return {EVENT_TIME_MIN: pd.Timestamp(start), EVENT_TIME_MAX: pd.Timestamp(end)}
 

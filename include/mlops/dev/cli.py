@@ -15,17 +15,18 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     good, bad = load_use_cases(settings.config_dir)
-    for name, use_case in good.items():
-        path = suite_path(settings.config_dir, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(derive_suite(use_case), indent=2, sort_keys=True) + "\n"
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                print(f"{path} is out of date with use_cases/{name}.yaml; run `python -m mlops suites`")
-                return 1
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
+    for use_case in good.values():
+        for feed in use_case.feeds:
+            path = suite_path(settings.config_dir, feed.stream)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(derive_suite(feed), indent=2, sort_keys=True) + "\n"
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    print(f"{path} is out of date with use_cases/{use_case.name}.yaml; run `python -m mlops suites`")
+                    return 1
+            else:
+                path.write_text(text)
+                print(f"wrote {path}")
     for err in bad.values():
         print(f"error: {err}", file=sys.stderr)
     return 1 if bad else 0
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bad", default=None)
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("demo", help="run the whole loop on the embedded default and print a summary")
-    p.add_argument("--days", type=int, default=28)
-    p.add_argument("--rows", type=int, default=3000)
+    p.add_argument("--days", type=int, default=21)
+    p.add_argument("--rows", type=int, default=1500)
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("service", help="start, stop or show the embedded Airflow service (scheduler, API server, ...)")
     p.add_argument("action", choices=["start", "stop", "status"])

@@ -1,195 +1,295 @@
-"""The main job: the whole loop on the embedded default, with a summary at the end.
+"""The main job: the platform running as a service on a simulated real feed, with a summary.
 
-Simulates several weeks of upstream data for the churn use case (one bad batch, drift in the
-last week), then runs the real DAGs in-process with ``dag.test()`` against the embedded
-Airflow metadata DB: data -> training -> promotion -> scoring -> a worse challenger -> drift ->
-alert -> guarded retrain -> the same promotion gate. Everything lands in ``var/`` and is visible
-in the Airflow and MLflow UIs afterwards.
+``make demo`` (``python -m mlops demo``) does what an operator's first weeks look like:
+
+1. Lands the simulated upstream feeds for the last weeks up to yesterday: daily churn snapshots
+   without labels (one of them broken), and a separate label feed whose labels arrive one to
+   four days after their events (some later, some never). From ``CONCEPT_DAY`` on, the label
+   relation changes (concept drift): the same inputs now mean a different churn risk.
+2. Starts the embedded platform in the background (``mlops.dev.service``: scheduler, DAG
+   processor, triggerer, API server; SQLite; LocalExecutor) with the demo's configuration: the
+   shipped churn use case with its labels on their own feed, a start date weeks ago and catchup.
+3. Lets the real scheduler run every scheduled day of the data and label DAGs (catchup).
+4. Asks for the first model the way an upstream system does: a REST call to the training DAG.
+5. Scores the days after the training window (REST), then lets the daily drift check run: it
+   measures live performance per day on the labels that arrived, alerts (Slack when configured,
+   the log otherwise) and triggers a retrain, which the scheduler runs through the same gate.
+6. Checks drift again on the same day: the reference is now the new champion.
+
+It prints the story and leaves the UI up; ``make stop`` stops what it started.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import os
 import shutil
-import subprocess
-import sys
 import time
-from typing import TYPE_CHECKING, Any
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 from mlops.core import layout
 
-if TYPE_CHECKING:
-    from mlops.core.results import PromotionRecord
-
-START = dt.date(2026, 1, 1)
-BAD_DAY_INDEX = 8  # day 9 of the simulation
+DAYS = 21
+ROWS = 1500
+BAD_DAY = 5  # index of the day whose batch is broken
+TRAIN_DAY = 11  # the first model is trained on the labels known by the end of this day
+CONCEPT_DAY = 12  # concept drift from this day on
 BAD_KIND = "unknown_category"
+DEMO_DAGS = ("churn_data", "churn_labels", "churn_training", "churn_scoring", "churn_drift")
 
 
-def _say(msg: str) -> None:
+def _say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def _quiet_logs() -> None:
-    for name in ("airflow", "great_expectations", "mlflow", "alembic", "evidently", "py.warnings", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("mlops").setLevel(logging.WARNING)
+class Api:
+    """A small client of Airflow's REST API (``/api/v2``) with a bearer token."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.url = url
+        body = self._call("POST", "/auth/token", {"username": username, "password": password}, token=None)
+        self.token = body["access_token"]
+
+    def _call(self, method: str, path: str, body: Any = None, *, token: str | None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        return self._call(method, f"/api/v2{path}", body, token=self.token)
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self("GET", f"/dags/{dag_id}/dagRuns?limit=200&order_by=run_after")["dag_runs"])
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        return dict(self("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}))
+
+    def unpause(self, *dag_ids: str) -> None:
+        for dag_id in dag_ids:
+            self("PATCH", f"/dags/{dag_id}", {"is_paused": False})
 
 
-def run_demo(days: int = 28, rows: int = 3000, use_case_name: str = "churn", fresh: bool = True) -> int:
+def _wait(what: str, done: Any, timeout: float = 900, every: float = 5) -> Any:
+    started = time.monotonic()
+    while True:
+        result = done()
+        if result:
+            _say(f"  ... {what}: done in {time.monotonic() - started:.0f} s")
+            return result
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"demo: {what} not done after {timeout:.0f} s; see the Airflow UI and $MLOPS_HOME/service/*.log")
+        time.sleep(every)
+
+
+def _finished(runs: list[dict[str, Any]], count: int) -> bool:
+    return len(runs) >= count and all(r["state"] in {"success", "failed"} for r in runs)
+
+
+def demo_config(home: Path, start: dt.date) -> Path:
+    """The demo's configuration: the shipped use cases, churn with its labels on their own feed."""
+    import yaml
+
+    from mlops.core.config import load_use_case_file
+    from mlops.core.settings import project_root
+    from mlops.data.validation import derive_suite, suite_path
+
+    source = project_root() / "config"
+    config = home / "demo" / "config"
+    shutil.rmtree(config, ignore_errors=True)
+    (config / "use_cases").mkdir(parents=True)
+    churn = yaml.safe_load((source / "use_cases" / "churn.yaml").read_text())
+    target = churn["schema"].pop("target")
+    churn["schema"].pop("label_delay_days", None)
+    label_type = churn["schema"]["columns"].pop(target)
+    churn["labels"] = {
+        "source": {"kind": "files", "format": "csv", "uri": "{landing}/churn_labels/{interval}.csv"},
+        "entity": churn["schema"]["entity"],
+        "event_time": churn["schema"]["event_time"],
+        "label": target,
+        "max_delay_days": 30,
+        "columns": {
+            churn["schema"]["entity"]: churn["schema"]["columns"][churn["schema"]["entity"]],
+            churn["schema"]["event_time"]: {"type": "datetime"},
+            target: label_type,
+        },
+    }
+    churn["training"]["schedule"] = None  # first model on request (REST), later ones when drift asks
+    churn["drift"]["schedule"] = "@daily"
+    churn["schedules"] |= {"data": "@daily", "start_date": start.isoformat(), "catchup": True}
+    (config / "use_cases" / "churn.yaml").write_text(yaml.safe_dump(churn, sort_keys=False))
+    delivery = yaml.safe_load((source / "use_cases" / "delivery_time.yaml").read_text())
+    delivery["schedules"]["paused_reason"] = (
+        "no upstream feed is connected in the embedded demo; unpause once batches land at "
+        "$MLOPS_LANDING_URI/delivery_time/<day>.parquet (python -m mlops simulate delivery_time ...)"
+    )
+    (config / "use_cases" / "delivery_time.yaml").write_text(yaml.safe_dump(delivery, sort_keys=False))
+    for path in sorted((config / "use_cases").glob("*.yaml")):
+        use_case = load_use_case_file(path)
+        for feed in use_case.feeds:
+            suite = suite_path(config, feed.stream)
+            suite.parent.mkdir(parents=True, exist_ok=True)
+            suite.write_text(json.dumps(derive_suite(feed), indent=2, sort_keys=True) + "\n")
+    return config
+
+
+def land_feeds(landing: Path, days: list[dt.date], rows: int) -> None:
+    """The upstream systems' deliveries: unlabeled snapshots, and labels days later."""
+    from mlops.dev.simulator import batch_bytes, make_batch_bytes, simulate_labels
+
+    concept = days[CONCEPT_DAY]
+    (landing / "churn").mkdir(parents=True, exist_ok=True)
+    (landing / "churn_labels").mkdir(parents=True, exist_ok=True)
+    for i, day in enumerate(days):
+        bad = BAD_KIND if i == BAD_DAY else None
+        data = make_batch_bytes("churn", day, "csv", rows=rows, bad=bad, concept=concept, with_labels=False)
+        (landing / "churn" / f"{day.isoformat()}.csv").write_bytes(data)
+        labels = simulate_labels("churn", day, rows=rows, concept=concept)
+        (landing / "churn_labels" / f"{day.isoformat()}.csv").write_bytes(batch_bytes(labels, "csv"))
+
+
+def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
+    from mlops.core.settings import apply_env_defaults, home_default
+
+    t0 = time.perf_counter()
+    home = home_default()
+    today = dt.datetime.now(dt.UTC).date()
+    day_list = [today - dt.timedelta(days=days - i) for i in range(days)]
+    for sub in ("lake", "landing", "mlflow", "airflow", "demo"):
+        shutil.rmtree(home / sub, ignore_errors=True)
+    config = demo_config(home, day_list[0])
+    # The demo's own settings win over the embedded defaults (applied next).
+    apply_env_defaults({"MLOPS_CONFIG_DIR": str(config), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"})
     from mlops.dev.embedded import apply_embedded_defaults
 
-    airflow_env = apply_embedded_defaults()
+    apply_embedded_defaults()
+    from mlops.core.lake import get_lake
     from mlops.core.settings import load_settings
+    from mlops.dev.service import USER, Service
 
     settings = load_settings()
-    if fresh:
-        for sub in ("lake", "landing", "mlflow", "airflow"):
-            shutil.rmtree(settings.home / sub, ignore_errors=True)
-    os.makedirs(airflow_env["AIRFLOW_HOME"], exist_ok=True)
-    t0 = time.perf_counter()
-    _say(f"[setup] Airflow metadata DB (SQLite) at {airflow_env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    _quiet_logs()
+    service = Service(home=settings.home, port=settings.service_port)
+    service.stop()
+    _say(f"[feeds] {days} days of churn snapshots ({rows} rows/day, no labels) from {day_list[0]} to {day_list[-1]};")
+    _say(f"        labels on their own feed, 1-4 days after each event (some late, some never); broken batch on {day_list[BAD_DAY]};")
+    _say(f"        concept drift from {day_list[CONCEPT_DAY]} (the label relation changes, the inputs do not)")
+    land_feeds(home / "landing", day_list, rows)
 
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.sdk import ObjectStoragePath
+    _say(f"[service] starting Airflow (scheduler, dag-processor, triggerer, API server) at {service.url}")
+    service.start()
+    api = Api(service.url, USER, service.password())
+    _wait("DAGs parsed", lambda: all(_dag_exists(api, d) for d in DEMO_DAGS), timeout=300)
 
-    from mlops.core.config import get_use_case
-    from mlops.core.lake import get_lake
-    from mlops.data.ingest import source_uri
-    from mlops.dev.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
-    from mlops.model.registry import promotion_history
+    _say(f"[schedule] catchup: the scheduler runs churn_data and churn_labels for each day {day_list[0]}..{day_list[-1]}")
+    api.unpause("churn_data", "churn_labels")
+    _wait(f"{days} data runs and {days} label runs", lambda: _finished(api.runs("churn_data"), days) and _finished(api.runs("churn_labels"), days), timeout=1500)
 
-    use_case = get_use_case(use_case_name)
-    lake = get_lake()
-    drift_start = START + dt.timedelta(days=days - 7)
-    drift = Drift(start=drift_start, **DEFAULT_DRIFT[use_case_name])
-    day_list = [START + dt.timedelta(days=i) for i in range(days)]
-    bad_day = day_list[BAD_DAY_INDEX]
-    _say(f"[simulate] {days} daily batches of {rows} rows for '{use_case_name}' from {START}; bad batch ({BAD_KIND}) on {bad_day}; drift from {drift_start}")
-    for i, day in enumerate(day_list):
-        data = make_batch_bytes(use_case_name, day, use_case.source.format, rows=rows, drift=drift, bad=BAD_KIND if i == BAD_DAY_INDEX else None)
-        path = ObjectStoragePath(source_uri(use_case, day, settings.landing_uri))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    train_day = day_list[TRAIN_DAY]
+    _say(f"[rest] an upstream system asks for the first model: POST /api/v2/dags/churn_training/dagRuns (interval {train_day})")
+    api.unpause("churn_training")
+    first = api.trigger("churn_training", f"upstream__initial-model-{train_day}", {"interval": train_day.isoformat(), "reason": "initial model", "request_id": "initial-model"})
+    _wait("first training run", lambda: _state(api, "churn_training", first["dag_run_id"]) in {"success", "failed"})
 
-    bag = DagBag(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dags = {kind: bag.dags[use_case.dag_id(kind)] for kind in ("data", "training", "scoring", "drift")}
+    to_score = day_list[TRAIN_DAY + 1 :]
+    _say(f"[scoring] scoring the {len(to_score)} days after the training window with the champion")
+    api.unpause("churn_scoring")
+    scoring = api.trigger("churn_scoring", f"upstream__score-backlog-{to_score[-1]}", {"intervals": [d.isoformat() for d in to_score]})
+    _wait("scoring run", lambda: _state(api, "churn_scoring", scoring["dag_run_id"]) in {"success", "failed"})
 
-    def run(kind: str, day: dt.date | None = None, conf: dict[str, Any] | None = None) -> Any:
-        logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
-        return dags[kind].test(logical_date=logical, run_conf=conf or ({"interval": day.isoformat()} if day else None))
+    _say(f"[drift] the daily drift check runs for {day_list[-1]}: live performance per day as labels arrive")
+    api.unpause("churn_drift")
+    _wait("scheduled drift check", lambda: _finished(api.runs("churn_drift"), 1), timeout=600)
+    _wait("drift-triggered retrain", lambda: _finished([r for r in api.runs("churn_training") if r["dag_run_id"].startswith("drift__")], 1), timeout=900)
+    again = api.trigger("churn_drift", f"manual__recheck-{day_list[-1]}", {"interval": day_list[-1].isoformat()})
+    _wait("drift check against the new champion", lambda: _state(api, "churn_drift", again["dag_run_id"]) in {"success", "failed"})
 
-    pre_drift = [d for d in day_list if d < drift_start]
-    post_drift = [d for d in day_list if d >= drift_start]
-    train_day = pre_drift[len(pre_drift) * 2 // 3 - 1]
-
-    # 1. Data half for the weeks before drift.
-    outcomes: dict[str, str] = {}
-    for day in pre_drift:
-        outcomes[day.isoformat()] = run("data", day).state
-    _say(f"[data] {len(pre_drift)} runs: {sum(s == 'success' for s in outcomes.values())} succeeded, {sum(s != 'success' for s in outcomes.values())} failed")
-
-    # 2. First training: promoted if it passes the thresholds.
-    run("training", train_day, {"interval": train_day.isoformat(), "reason": "initial model"})
-    # 3. Score the days after training with the champion.
-    to_score = [d for d in pre_drift if d > train_day]
-    run("scoring", to_score[-1], {"intervals": [d.isoformat() for d in to_score]})
-    # 4. A challenger with weaker hyperparameters: must not be promoted.
-    last_pre = pre_drift[-1]
-    run("training", last_pre, {"interval": last_pre.isoformat(), "hyperparameters": {"max_iter": 4, "learning_rate": 0.02, "max_leaf_nodes": 4}, "reason": "experiment: far fewer boosting rounds"})
-    # 5. Drift check before drift: expected quiet.
-    run("drift", last_pre)
-
-    # 6. The drifted week arrives and is scored.
-    for day in post_drift:
-        outcomes[day.isoformat()] = run("data", day).state
-    run("scoring", post_drift[-1], {"intervals": [d.isoformat() for d in post_drift]})
-    # 7. Drift checks: the first one alerts and triggers a retrain; the next day is inside the cooldown.
-    check_day = post_drift[min(4, len(post_drift) - 1)]
-    run("drift", check_day)
-    retrain = _execute_triggered_training(dags["training"], use_case.dag_id("training"))
-    next_day = post_drift[min(5, len(post_drift) - 1)]
-    run("drift", next_day)
-
-    elapsed = time.perf_counter() - t0
-    _summary(settings, lake, use_case, outcomes, promotion_history(lake, use_case.name), bad_day, last_pre, check_day, next_day, retrain, elapsed)
+    _summary(api, get_lake(), day_list, service, time.perf_counter() - t0)
     return 0
 
 
-def _execute_triggered_training(training_dag: Any, dag_id: str) -> dict[str, Any] | None:
-    """Run the training run the drift DAG queued. No scheduler runs in the demo, so the demo
-    executes it in-process with the same conf, then removes the queued placeholder."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        queued = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.state == "queued").all()
-        confs = [(r.run_id, dict(r.conf or {})) for r in queued]
-        for r in queued:
-            session.delete(r)
-    if not confs:
-        return None
-    run_id, conf = confs[0]
-    dr = training_dag.test(logical_date=None, run_conf=conf)
-    return {"queued_run_id": run_id, "conf": conf, "state": dr.state}
+def _dag_exists(api: Api, dag_id: str) -> bool:
+    try:
+        api("GET", f"/dags/{dag_id}")
+    except urllib.error.HTTPError:
+        return False
+    return True
 
 
-def _summary(settings: Any, lake: Any, use_case: Any, outcomes: dict[str, str], history: list[PromotionRecord], bad_day: dt.date, quiet_day: dt.date, check_day: dt.date, next_day: dt.date, retrain: dict[str, Any] | None, elapsed: float) -> None:
-    name = use_case.name
-    raw_days = lake.list(layout.raw_root(name))
-    rows_in = 0
-    for day in raw_days:
-        rel = layout.validation_summary(name, day)
-        if lake.exists(rel):
-            rows_in += lake.read_json(rel)["rows"]
+def _state(api: Api, dag_id: str, run_id: str) -> str:
+    return str(api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+
+def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, elapsed: float) -> None:
+    from mlops.model.registry import promotion_history
+
+    name = "churn"
+    data_runs = api.runs("churn_data")
+    scheduled = [r for r in data_runs if r["run_type"] == "scheduled"]
+    ok = [r for r in scheduled if r["state"] == "success"]
     _say("")
     _say("=" * 78)
-    _say(f"MLOps demo summary: use case '{name}' ({elapsed:.0f} s)")
+    _say(f"MLOps demo: use case '{name}' as a service ({elapsed / 60:.1f} min)")
     _say("=" * 78)
-    passed = sum(1 for s in outcomes.values() if s == "success")
-    _say(f"Rows in: {rows_in:,} across {len(raw_days)} archived batches (raw/{name}/<day>/, each with its SHA-256)")
-    _say(f"Validation: {passed} batches passed, {len(outcomes) - passed} quarantined")
-    for q in lake.list(layout.quarantine_root(name)):
-        reason = lake.read_json(layout.quarantine_reason(name, q))
-        _say(f"  quarantined {q}: {reason['errors'][0]['text']}")
-        _say(f"    -> {reason['quarantine_uri']} (batch, GX result, Data Docs)")
+    _say(f"Scheduled data runs: {len(scheduled)} days {days[0]}..{days[-1]}, {len(ok)} succeeded; each archived its own day:")
+    archived = [lake.read_json(layout.raw_manifest(name, d))["interval"] for d in days if lake.exists(layout.raw_manifest(name, d))]
+    _say(f"  raw/{name}/<day>/ holds {len(archived)} batches, one per scheduled day ({archived[0]} .. {archived[-1]})")
+    for day in lake.list(layout.quarantine_root(name)):
+        reason = lake.read_json(layout.quarantine_reason(name, day))
+        _say(f"  quarantined {day}: {reason['errors'][0]['text']}")
+    label_runs = [r for r in api.runs("churn_labels") if r["state"] == "success"]
+    _say(f"Label deliveries stored: {len(label_runs)} days (labels of events 1-4 days earlier; some late, some never)")
     _say("Promotion history:")
-    for h in history:
-        metric = h.get("metric") or ""
-        value = (h.get("challenger_metrics") or {}).get(metric)
-        shown = f"{metric}={value:.4f}" if value is not None else ""
-        _say(f"  v{h['version']}: {h['outcome'].upper()} {shown} - {h['reason']}")
+    for entry in promotion_history(lake, name):
+        metric = entry.get("metric") or ""
+        value = (entry.get("challenger_metrics") or {}).get(metric)
+        shown = f" {metric}={value:.4f}" if value is not None else ""
+        _say(f"  v{entry['version']}: {entry['outcome'].upper()}{shown} ({entry['airflow_run_id']}) - {entry['reason']}")
     preds = lake.list(layout.predictions_root(name))
     total = sum(lake.read_json(layout.predictions_manifest(name, d))["rows"] for d in preds)
-    _say(f"Predictions: {total:,} rows in {len(preds)} partitions under {lake.uri(layout.predictions_root(name))}/")
-    for day in (quiet_day, check_day, next_day):
-        rel = layout.drift_summary(name, day)
-        if lake.exists(rel):
-            s = lake.read_json(rel)
-            verdict = "DRIFT" if s["drifted"] else "no drift"
-            tops = ", ".join(f"{f} ({v:.2f})" for f, v in s["top_features"][:3])
-            _say(f"Drift {day}: {verdict}, drift share {s['drift_share']:.0%}{'; top: ' + tops if tops else ''}")
-            dec = layout.retrain_decision(name, day)
-            if lake.exists(dec):
-                d = lake.read_json(dec)
-                _say(f"  retrain guard: {'TRIGGER' if d['trigger'] else 'no trigger'} - {d['guard_reason']}")
-            _say(f"  report: {s['report_uri']}")
+    _say(f"Predictions: {total:,} rows for {len(preds)} days ({preds[0]} .. {preds[-1]}), scored before any of their labels existed")
+    summaries = [lake.read_json(layout.drift_summary(name, days[-1]))] if lake.exists(layout.drift_summary(name, days[-1])) else []
+    first_check = _first_drift_summary(name)
+    if first_check:
+        perf = first_check.get("performance")
+        baseline = f" (v{first_check['model_version']} on its holdout: {perf['holdout']:.4f})" if perf else ""
+        _say(f"Drift check of {first_check['day']}: live performance per day as labels arrived{baseline}")
+        for entry in first_check.get("performance_by_day", []):
+            shown = f"{entry['metric']} {entry['value']:.4f}" if entry["value"] is not None else "too few labels yet"
+            _say(f"    {entry['day']}: {shown} on {entry['rows']} labelled predictions")
+        _say(f"  verdict: {'DRIFT' if first_check['drifted'] else 'no drift'} - {'; '.join(first_check['reasons']) or 'nothing to report'}")
     for rel in lake.children(layout.alert_box(name, "sent"), ".json"):
-        rec = lake.read_json(rel)
-        _say(f"Alert ({rec['delivered_to']}): {rec['text']}")
-    if retrain:
-        _say(f"Retrain triggered by drift ran: {retrain['state']} (reason: {retrain['conf'].get('reason', '')[:120]})")
+        record = lake.read_json(rel)
+        _say(f"Alert ({record['delivered_to']}): {record['text']}")
+    retrains = [r for r in api.runs("churn_training") if r["dag_run_id"].startswith("drift__")]
+    for run in retrains:
+        _say(f"Retrain triggered by drift, run by the scheduler: {run['dag_run_id']} -> {run['state']}")
+    if summaries:
+        _say(f"Drift reference now: champion v{summaries[0]['model_version']} (re-check of {days[-1]})")
     _say("")
-    home = settings.home
-    _say("Open what was produced:")
-    _say(f"  Airflow UI: make ui-airflow   -> http://localhost:8080/dags/{name}_data (runs, quarantine, task buttons)")
-    _say(f"  MLflow UI:  make ui-mlflow    -> http://localhost:5000/#/models/{use_case.registered_model_name}")
-    _say(f"  Files:      {home}/lake (raw, quarantine, features, predictions, reports)")
-    _say(json.dumps({"history": len(history), "predictions": total}, sort_keys=True))
+    _say(f"Airflow UI: {service.url}  (user 'admin', password: {service.password()})")
+    _say("  the password is kept in $MLOPS_HOME/service/passwords.json; MLflow UI: make ui-mlflow")
+    _say("Stop everything this started: make stop")
+
+
+def _first_drift_summary(name: str) -> dict[str, Any] | None:
+    """The summary the first drift check wrote (before the re-check replaced the day's file), from MLflow."""
+    import mlflow
+
+    from mlops.model import registry
+
+    client = registry.configure_mlflow()
+    experiment = client.get_experiment_by_name(f"mlops/{name}")
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], "tags.run_type = 'drift_check'", order_by=["attributes.start_time ASC"], max_results=1)
+    if not runs:
+        return None
+    path = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path="drift_summary.json")
+    return dict(json.loads(Path(path).read_text()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +57,7 @@ def _event_times(rng, day: dt.date, n: int):
     return pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s")
 
 
-def _churn(day: dt.date, rows: int, drift: Drift | None) -> pd.DataFrame:
+def _churn(day: dt.date, rows: int, drift: Drift | None, concept: dt.date | None = None) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -103,12 +103,22 @@ def _churn(day: dt.date, rows: int, drift: Drift | None) -> pd.DataFrame:
         + 0.6 * frame["payment_failures_90d"]
         + np.where(frame["plan"] == "premium", -0.4, 0.0)
     )
+    if concept is not None and day >= concept:
+        # Concept drift: a competitor targets long-standing basic-plan customers in two regions;
+        # the same inputs now mean a different risk, which a model trained before cannot know.
+        logit = (
+            -1.0
+            + 0.03 * frame["tenure_months"]
+            + np.where(frame["plan"] == "basic", 1.4, -0.6)
+            + np.where(frame["region"].isin(["south", "east"]), 1.2, -0.8)
+            - 0.02 * frame["logins_30d"]
+        )
     prob = 1 / (1 + np.exp(-logit))
     frame["churned"] = (rng.uniform(size=rows) < prob).astype(int)
     return frame
 
 
-def _delivery(day: dt.date, rows: int, drift: Drift | None) -> pd.DataFrame:
+def _delivery(day: dt.date, rows: int, drift: Drift | None, concept: dt.date | None = None) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -132,9 +142,14 @@ def _delivery(day: dt.date, rows: int, drift: Drift | None) -> pd.DataFrame:
     hour = times.hour
     rush = np.where(((hour >= 11) & (hour <= 13)) | ((hour >= 18) & (hour <= 20)), 7.0, 0.0)
     weather_cost = frame["weather"].map({"clear": 0.0, "rain": 6.0, "snow": 15.0, "wind": 3.0}).to_numpy()
+    per_km = 2.4
+    if concept is not None and day >= concept:
+        # Concept drift: a new routing system makes distance cost more and rain much less.
+        per_km = 4.0
+        weather_cost = frame["weather"].map({"clear": 0.0, "rain": 1.0, "snow": 25.0, "wind": 3.0}).to_numpy()
     minutes = (
         12
-        + 2.4 * frame["distance_km"]
+        + per_km * frame["distance_km"]
         + 3.0 * np.log1p(frame["items"])
         + 22 * frame["courier_load"] ** 2
         + rush
@@ -156,13 +171,19 @@ def _apply_drift(frame: pd.DataFrame, drift: Drift) -> None:
 GENERATORS = {"churn": _churn, "delivery_time": _delivery}
 
 
-def simulate_batch(use_case: str, day: dt.date, rows: int = 2000, drift: Drift | None = None) -> pd.DataFrame:
-    """The clean batch the upstream system of ``use_case`` delivers for ``day``."""
+def simulate_batch(
+    use_case: str, day: dt.date, rows: int = 2000, drift: Drift | None = None, concept: dt.date | None = None
+) -> pd.DataFrame:
+    """The clean batch the upstream system of ``use_case`` delivers for ``day``, with the true label.
+
+    ``drift`` moves the inputs from its start; ``concept`` changes, from that day on, how the
+    label depends on the inputs (concept drift), leaving the inputs as they were.
+    """
     if use_case not in GENERATORS:
         raise ValueError(f"no simulator for use case {use_case!r}; known: {sorted(GENERATORS)}")
     if rows < 1:
         raise ValueError(f"rows must be positive, got {rows}")
-    return GENERATORS[use_case](day, rows, drift)
+    return GENERATORS[use_case](day, rows, drift, concept)
 
 
 def corrupt(frame: pd.DataFrame, kind: str, *, entity: str, categorical: str, numeric: str) -> pd.DataFrame:
@@ -225,15 +246,93 @@ def make_batch_bytes(
     rows: int = 2000,
     drift: Drift | None = None,
     bad: str | None = None,
+    concept: dt.date | None = None,
+    with_labels: bool = True,
 ) -> bytes:
-    """The file an upstream system lands for ``day``: clean, drifted or broken in one way."""
+    """The file an upstream system lands for ``day``: clean, drifted or broken in one way.
+
+    ``with_labels=False`` is the scoring feed of a use case whose labels come later, on their
+    own feed (:func:`make_label_bytes`): the rows carry no label.
+    """
     if bad == "empty_file":
         return b""
     if bad == "unreadable_file":
         return b"\x00\x9f\x12PK garbled transfer \xff\xfe" * 16
-    frame = simulate_batch(use_case, day, rows, drift)
+    frame = simulate_batch(use_case, day, rows, drift, concept)
+    if not with_labels:
+        frame = frame.drop(columns=[TARGETS[use_case]])
     if bad is not None:
         cols = BREAK_COLUMNS[use_case]
-        entity = {"churn": "customer_id", "delivery_time": "order_id"}[use_case]
-        frame = corrupt(frame, bad, entity=entity, **cols)
+        frame = corrupt(frame, bad, entity=ENTITIES[use_case], **cols)
     return batch_bytes(frame, fmt)
+
+
+TARGETS = {"churn": "churned", "delivery_time": "delivery_minutes"}
+ENTITIES = {"churn": "customer_id", "delivery_time": "order_id"}
+EVENT_TIMES = {"churn": "event_time", "delivery_time": "ordered_at"}
+
+
+@dataclass(frozen=True)
+class LabelDelays:
+    """How the label system delivers: most labels after ``min_days``..``max_days``, some late, some never."""
+
+    min_days: int = 1
+    max_days: int = 4
+    late_share: float = 0.05  # arrive ``late_days`` after the usual window
+    late_days: int = 10
+    missing_share: float = 0.05  # never arrive
+
+    @property
+    def horizon(self) -> int:
+        return self.max_days + self.late_days
+
+
+def label_delays(use_case: str, event_day: dt.date, rows: int, delays: LabelDelays) -> list[int | None]:
+    """The delay in days of each row's label (None: the label never arrives), reproducible per day."""
+    import numpy as np
+
+    rng = np.random.default_rng(_seed(use_case, event_day, "labels"))
+    usual = rng.integers(delays.min_days, delays.max_days + 1, rows)
+    fate = rng.uniform(size=rows)
+    out: list[int | None] = []
+    for base, draw in zip(usual, fate, strict=True):
+        if draw < delays.missing_share:
+            out.append(None)
+        elif draw < delays.missing_share + delays.late_share:
+            out.append(int(base) + delays.late_days)
+        else:
+            out.append(int(base))
+    return out
+
+
+def simulate_labels(
+    use_case: str,
+    delivered_on: dt.date,
+    *,
+    rows: int = 2000,
+    drift: Drift | None = None,
+    concept: dt.date | None = None,
+    delays: LabelDelays | None = None,
+    first_event_day: dt.date | None = None,
+) -> pd.DataFrame:
+    """The labels the label system delivers on ``delivered_on``: entity, event time and label of
+    earlier events (each row of an event day's batch gets its label after its own delay)."""
+    import pandas as pd
+
+    delays = delays or LabelDelays()
+    parts = []
+    for back in range(1, delays.horizon + 1):
+        event_day = delivered_on - dt.timedelta(days=back)
+        if first_event_day is not None and event_day < first_event_day:
+            continue
+        batch = simulate_batch(use_case, event_day, rows, drift, concept)
+        due = [d == back for d in label_delays(use_case, event_day, len(batch), delays)]
+        parts.append(batch.loc[due, [ENTITIES[use_case], EVENT_TIMES[use_case], TARGETS[use_case]]])
+    columns = [ENTITIES[use_case], EVENT_TIMES[use_case], TARGETS[use_case]]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return frame.sort_values([EVENT_TIMES[use_case], ENTITIES[use_case]], kind="stable").reset_index(drop=True)
+
+
+def make_label_bytes(use_case: str, delivered_on: dt.date, fmt: str, **kwargs: Any) -> bytes:
+    """The label file the label system lands for ``delivered_on`` (see :func:`simulate_labels`)."""
+    return batch_bytes(simulate_labels(use_case, delivered_on, **kwargs), fmt)

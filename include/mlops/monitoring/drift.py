@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mlops.core import layout
 from mlops.core.results import DriftCheckResult
-from mlops.data.features import ENTITY, EVENT_TIME, LABEL
+from mlops.data.features import ENTITY, EVENT_TIME, LABEL, LABEL_AVAILABLE_AT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,7 +146,7 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
 
     from mlops.model import registry
     from mlops.model.scoring import read_predictions
-    from mlops.model.training import compute_metrics, predict_scores
+    from mlops.model.training import predict_scores
 
     spec = use_case.drift
     client = registry.configure_mlflow()
@@ -174,19 +174,20 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
         prediction_column=PREDICTION,
     )
 
-    # Performance where labels have arrived for the scored rows.
-    labels = store.read_labels(use_case.name, days[0], days[-1])
+    # Performance where labels have arrived for the scored rows, per day of the events.
+    perf_days = [day - dt.timedelta(days=i) for i in range(spec.performance_days)][::-1]
+    scored = read_predictions(lake, use_case.name, perf_days)
+    labels = store.read_labels(use_case.name, perf_days[0], day)
     as_of = pd.Timestamp(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
+    metric = use_case.promotion.metric
+    overall, by_day = live_performance(
+        labels, scored, as_of=as_of, out_col=out_col, task=use_case.task, metric=metric, min_rows=spec.min_labelled_rows
+    )
     performance = None
-    if not labels.empty:
-        known = labels[labels["label_available_at"] <= as_of].merge(preds, on=[ENTITY, EVENT_TIME], how="inner")
-        if len(known) >= 50:
-            metric = use_case.promotion.metric
-            now_metrics = compute_metrics(known[LABEL].to_numpy(), known[out_col].to_numpy(), use_case.task)
-            baseline = client.get_run(version.run_id).data.metrics.get(f"holdout_{metric}")
-            if metric in now_metrics and baseline is not None:
-                drop = (baseline - now_metrics[metric]) if use_case.promotion.higher_is_better else (now_metrics[metric] - baseline)
-                performance = {"metric": metric, "current": now_metrics[metric], "holdout": baseline, "drop": drop, "rows": len(known)}
+    baseline = client.get_run(version.run_id).data.metrics.get(f"holdout_{metric}")
+    if overall is not None and baseline is not None:
+        drop = (baseline - overall["current"]) if use_case.promotion.higher_is_better else (overall["current"] - baseline)
+        performance = overall | {"holdout": baseline, "drop": drop}
 
     reasons = []
     if summary["dataset_drift"]:
@@ -215,6 +216,7 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
         "sampled_rows": {"reference": len(reference), "current": len(current)},
         **summary,
         "performance": performance,
+        "performance_by_day": by_day,
         "drifted": bool(reasons),
         "reasons": reasons,
         "top_features": top,
@@ -224,6 +226,42 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
     result["summary_uri"] = lake.write_json(layout.drift_summary(use_case.name, day), result)
     result["mlflow_run_id"] = _log_to_mlflow(client, use_case, version, result, html)
     return result
+
+
+def live_performance(
+    labels: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    as_of: Any,
+    out_col: str,
+    task: str,
+    metric: str,
+    min_rows: int,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The model's metric on predictions whose labels were known by ``as_of``: overall and per event day.
+
+    A label delivered twice counts once (the latest delivery). Days with fewer than ``min_rows``
+    labelled predictions report their row count and no value; so does the whole when it is short.
+    """
+    from mlops.model.training import compute_metrics
+
+    if labels.empty or predictions.empty:
+        return None, []
+    known = labels[labels[LABEL_AVAILABLE_AT] <= as_of].sort_values(LABEL_AVAILABLE_AT, kind="stable")
+    known = known.drop_duplicates([ENTITY, EVENT_TIME], keep="last")
+    joined = known.merge(predictions[[ENTITY, EVENT_TIME, out_col]], on=[ENTITY, EVENT_TIME], how="inner")
+
+    def value(frame: pd.DataFrame) -> float | None:
+        if len(frame) < min_rows:
+            return None
+        return compute_metrics(frame[LABEL].to_numpy(), frame[out_col].to_numpy(), task).get(metric)
+
+    by_day = []
+    for event_day, rows in joined.groupby(joined[EVENT_TIME].dt.date):
+        by_day.append({"day": event_day.isoformat(), "metric": metric, "rows": len(rows), "value": value(rows)})
+    total = value(joined)
+    overall = {"metric": metric, "current": total, "rows": len(joined)} if total is not None else None
+    return overall, by_day
 
 
 def _html(snapshot: Any) -> str:
@@ -259,6 +297,9 @@ def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[st
             metrics["drift_score.prediction"] = result["prediction"]["score"]
         if result["performance"]:
             metrics[f"live_{result['performance']['metric']}"] = result["performance"]["current"]
+        for entry in result["performance_by_day"]:
+            if entry["value"] is not None:
+                mlflow.log_metric(f"live_{entry['metric']}_by_event_day", entry["value"], step=dt.date.fromisoformat(entry["day"]).toordinal())
         day = dt.date.fromisoformat(result["day"])
         mlflow.log_metrics(metrics, step=day.toordinal())
         mlflow.log_dict({k: v for k, v in result.items() if k != "mlflow_run_id"}, "drift_summary.json")

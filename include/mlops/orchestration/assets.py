@@ -22,3 +22,9 @@ def predictions_asset(use_case: str) -> Any:
     from airflow.sdk import Asset
 
     return Asset(name=f"{use_case}_predictions", uri=f"mlops://predictions/{use_case}", group="predictions")
+
+
+def labels_asset(use_case: str) -> Any:
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{use_case}_labels", uri=f"mlops://label-store/{use_case}", group="feature_store")

@@ -135,7 +135,8 @@ def days_to_score(context: Any) -> list[str]:
 
 
 def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:
-    """Put one ``<use case>_<kind>`` DAG per use case into a DAG file's globals.
+    """Put one ``<use case>_<kind>`` DAG per use case into a DAG file's globals (``build`` may
+    return None where the kind does not apply, e.g. a label feed the use case does not have).
 
     A use case whose config is invalid gets the stand-in from :func:`broken_config_dag` instead,
     so it breaks only its own DAGs.
@@ -144,10 +145,17 @@ def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:
     for use_case in good.values():
         dag_id = use_case.dag_id(kind)
         try:
-            namespace[dag_id] = build(use_case)
+            dag = build(use_case)
         except Exception as exc:  # any failure stays inside this use case's DAG, never the whole file
             log.exception("use case %r: building DAG %s failed", use_case.name, dag_id)
             namespace[dag_id] = broken_config_dag(dag_id, exc)
+            continue
+        if dag is None:  # this kind of pipeline does not apply to the use case
+            continue
+        if use_case.schedules.paused_reason:
+            dag.is_paused_upon_creation = True
+            dag.doc_md = f"**Starts paused:** {use_case.schedules.paused_reason}\n\n{dag.doc_md or ''}"
+        namespace[dag_id] = dag
     for name, error in bad.items():
         namespace[f"{name}_{kind}"] = broken_config_dag(f"{name}_{kind}", error)
 

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_stored_suites_match_the_configs() -> None:
     good, _ = load_use_cases(ROOT / "config")
-    for name, use_case in good.items():
-        stored = json.loads(suite_path(ROOT / "config", name).read_text())
-        assert stored == derive_suite(use_case), f"run `python -m mlops suites` for {name}"
+    for use_case in good.values():
+        for feed in use_case.feeds:
+            stored = json.loads(suite_path(ROOT / "config", feed.stream).read_text())
+            assert stored == derive_suite(feed), f"run `python -m mlops suites` for {feed.stream}"
 
 
 DAY = dt.date(2026, 1, 5)
