@@ -102,6 +102,7 @@ def build(use_case):
                 "reason": "drift: {{ ti.xcom_pull(task_ids='decide_retrain')['reason'] }}",
                 "interval": "{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}",
                 "promotion_mode": "auto",
+                "window_days": use_case.drift.retrain_window_days,
             },
             skip_when_already_exists=True,
             wait_for_completion=False,

@@ -83,6 +83,14 @@ def build(use_case):
                 title="Promotion mode",
                 description="auto: move the champion alias if the gate passes; dry_run: decide and record only.",
             ),
+            "window_days": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                maximum=730,
+                title="Training window (days)",
+                description=f"Days of labelled data up to the interval; empty = the config's {use_case.training.window_days}.",
+            ),
             "reason": Param("", type="string", maxLength=500, title="Why this run", description="Recorded on the MLflow run."),
             "request_id": dag_support.request_id_param(),
         },
@@ -96,7 +104,8 @@ def build(use_case):
             from mlops.model.tasks import prepare_training_set as prepare
 
             day = dag_support.resolve_interval(context)
-            return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"])
+            window = context["params"].get("window_days")
+            return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"], window_days=window)
 
         @task(task_id="train_model", retries=1)
         def train_model(manifest: results.TrainingSetManifest, **context) -> results.TrainedModel:

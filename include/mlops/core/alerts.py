@@ -213,8 +213,9 @@ def drift_alert(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {report_uri}"}]},
     ]
     text = (
-        f"Drift detected in '{use_case}' on {day}: model version {model_version or 'none'}, drift share "
-        f"{drift_share:.0%}; top features: {', '.join(n for n, _ in top_features) or 'none'}; report: {report_uri}"
+        f"Drift detected in '{use_case}' on {day}: model version {model_version or 'none'}; "
+        f"{'; '.join(reasons) or 'no reason given'}; drift share {drift_share:.0%}; "
+        f"top features: {', '.join(n for n, _ in top_features) or 'none'}; report: {report_uri}"
     )
     return {
         "id": alert_id("drift", use_case, day),

@@ -404,6 +404,9 @@ class DriftSpec(_Strict):
     # Live performance is measured on the predictions of this many days up to the checked day
     # whose labels have arrived, per day and overall, once at least min_labelled_rows are known.
     performance_days: int = Field(default=14, ge=1, le=365)
+    # The training window of a retrain that drift triggers (None: training.window_days): after a
+    # change in the data, learn from the days since.
+    retrain_window_days: int | None = Field(default=None, ge=1, le=730)
     min_labelled_rows: int = Field(default=50, ge=10)
     cooldown_hours: float = Field(default=24, ge=0)
 

@@ -123,6 +123,7 @@ def demo_config(home: Path, start: dt.date) -> Path:
     }
     churn["training"]["schedule"] = None  # first model on request (REST), later ones when drift asks
     churn["drift"]["schedule"] = "@daily"
+    churn["drift"]["retrain_window_days"] = 7  # after drift, learn from the last week
     churn["schedules"] |= {"data": "@daily", "start_date": start.isoformat(), "catchup": True}
     (config / "use_cases" / "churn.yaml").write_text(yaml.safe_dump(churn, sort_keys=False))
     delivery = yaml.safe_load((source / "use_cases" / "delivery_time.yaml").read_text())
@@ -162,6 +163,10 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     home = home_default()
     today = dt.datetime.now(dt.UTC).date()
     day_list = [today - dt.timedelta(days=days - i) for i in range(days)]
+    from mlops.dev.service import USER, service_for_settings
+
+    service = service_for_settings()
+    service.stop()  # a service left from an earlier run must not see its files vanish
     for sub in ("lake", "landing", "mlflow", "airflow", "demo"):
         shutil.rmtree(home / sub, ignore_errors=True)
     config = demo_config(home, day_list[0])
@@ -171,12 +176,6 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
 
     apply_embedded_defaults()
     from mlops.core.lake import get_lake
-    from mlops.core.settings import load_settings
-    from mlops.dev.service import USER, Service
-
-    settings = load_settings()
-    service = Service(home=settings.home, port=settings.service_port)
-    service.stop()
     _say(f"[feeds] {days} days of churn snapshots ({rows} rows/day, no labels) from {day_list[0]} to {day_list[-1]};")
     _say(f"        labels on their own feed, 1-4 days after each event (some late, some never); broken batch on {day_list[BAD_DAY]};")
     _say(f"        concept drift from {day_list[CONCEPT_DAY]} (the label relation changes, the inputs do not)")
@@ -207,10 +206,12 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     api.unpause("churn_drift")
     _wait("scheduled drift check", lambda: _finished(api.runs("churn_drift"), 1), timeout=600)
     _wait("drift-triggered retrain", lambda: _finished([r for r in api.runs("churn_training") if r["dag_run_id"].startswith("drift__")], 1), timeout=900)
+    lake = get_lake()
+    first_check = lake.read_json(layout.drift_summary("churn", day_list[-1]))
     again = api.trigger("churn_drift", f"manual__recheck-{day_list[-1]}", {"interval": day_list[-1].isoformat()})
     _wait("drift check against the new champion", lambda: _state(api, "churn_drift", again["dag_run_id"]) in {"success", "failed"})
 
-    _summary(api, get_lake(), day_list, service, time.perf_counter() - t0)
+    _summary(api, lake, day_list, service, first_check, time.perf_counter() - t0)
     return 0
 
 
@@ -226,7 +227,7 @@ def _state(api: Api, dag_id: str, run_id: str) -> str:
     return str(api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
 
-def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, elapsed: float) -> None:
+def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, first_check: dict[str, Any], elapsed: float) -> None:
     from mlops.model.registry import promotion_history
 
     name = "churn"
@@ -255,7 +256,6 @@ def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, elapsed: fl
     total = sum(lake.read_json(layout.predictions_manifest(name, d))["rows"] for d in preds)
     _say(f"Predictions: {total:,} rows for {len(preds)} days ({preds[0]} .. {preds[-1]}), scored before any of their labels existed")
     summaries = [lake.read_json(layout.drift_summary(name, days[-1]))] if lake.exists(layout.drift_summary(name, days[-1])) else []
-    first_check = _first_drift_summary(name)
     if first_check:
         perf = first_check.get("performance")
         baseline = f" (v{first_check['model_version']} on its holdout: {perf['holdout']:.4f})" if perf else ""
@@ -276,20 +276,3 @@ def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, elapsed: fl
     _say(f"Airflow UI: {service.url}  (user 'admin', password: {service.password()})")
     _say("  the password is kept in $MLOPS_HOME/service/passwords.json; MLflow UI: make ui-mlflow")
     _say("Stop everything this started: make stop")
-
-
-def _first_drift_summary(name: str) -> dict[str, Any] | None:
-    """The summary the first drift check wrote (before the re-check replaced the day's file), from MLflow."""
-    import mlflow
-
-    from mlops.model import registry
-
-    client = registry.configure_mlflow()
-    experiment = client.get_experiment_by_name(f"mlops/{name}")
-    if experiment is None:
-        return None
-    runs = client.search_runs([experiment.experiment_id], "tags.run_type = 'drift_check'", order_by=["attributes.start_time ASC"], max_results=1)
-    if not runs:
-        return None
-    path = mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id, artifact_path="drift_summary.json")
-    return dict(json.loads(Path(path).read_text()))

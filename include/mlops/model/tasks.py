@@ -39,9 +39,11 @@ def _safe(run_id: str) -> str:
     return hashlib.sha256(run_id.encode()).hexdigest()[:12]
 
 
-def prepare_training_set(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str) -> TrainingSetManifest:
+def prepare_training_set(
+    use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str, *, window_days: int | None = None
+) -> TrainingSetManifest:
     """Build the point-in-time training set, split it and write the splits to the lake."""
-    frame, lineage = build_training_set(store, use_case, interval)
+    frame, lineage = build_training_set(store, use_case, interval, window_days)
     parts = split(frame, use_case)
     run_key = _safe(airflow_run_id)
     uris = {}

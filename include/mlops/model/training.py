@@ -25,16 +25,22 @@ class NotEnoughData(ValueError):
     pass
 
 
-def training_window(use_case: UseCase, interval: dt.date) -> tuple[dt.date, dt.date, dt.datetime]:
-    """First day, last day and the as-of time (end of ``interval``) of a training run."""
-    start = interval - dt.timedelta(days=use_case.training.window_days - 1)
+def training_window(use_case: UseCase, interval: dt.date, window_days: int | None = None) -> tuple[dt.date, dt.date, dt.datetime]:
+    """First day, last day and the as-of time (end of ``interval``) of a training run.
+
+    ``window_days`` overrides the config's window for one run (a retrain after concept drift
+    learns from the days since the change).
+    """
+    start = interval - dt.timedelta(days=(window_days or use_case.training.window_days) - 1)
     as_of = dt.datetime.combine(interval + dt.timedelta(days=1), dt.time())
     return start, interval, as_of
 
 
-def build_training_set(store: FeatureStore, use_case: UseCase, interval: dt.date) -> tuple[pd.DataFrame, dict[str, Any]]:
+def build_training_set(
+    store: FeatureStore, use_case: UseCase, interval: dt.date, window_days: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Labels known by the end of ``interval`` joined point-in-time to their features."""
-    start, end, as_of = training_window(use_case, interval)
+    start, end, as_of = training_window(use_case, interval, window_days)
     # Features and labels may come from earlier days than the labels' own partition.
     features = store.read_features(use_case.name, start, end)
     labels = store.read_labels(use_case.name, start, end)

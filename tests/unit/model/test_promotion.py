@@ -102,3 +102,4 @@ def test_lower_is_better_metric_sign() -> None:
     rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
     comparison = bootstrap_difference(y, good, bad, rmse, higher_is_better=False, samples=200, confidence=0.95)
     assert comparison.improvement > 0 and comparison.ci_low > 0
+

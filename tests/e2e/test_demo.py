@@ -1,0 +1,90 @@
+"""The README's first command, `python -m mlops demo`, tells the whole story with the real scheduler.
+
+Run in a home of its own (clean environment, its own port): it must end with the service up,
+every scheduled day archived once, the bad day quarantined, a first champion requested over
+REST, unlabeled days scored, live performance measured per day as labels arrive, one alert, a
+drift-triggered retrain promoted by the gate, and the drift reference on the new champion. Then
+``service stop`` stops everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops.core import layout
+from mlops.core.lake import Lake
+from tests.integration.stack import free_port
+from tests.support.service import RunningService, clean_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("demo-home")
+    port = free_port()
+    env = clean_env({"MLOPS_HOME": str(home), "MLOPS_SERVICE_PORT": str(port)})
+    svc = RunningService(home=home, env=env, port=port)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mlops", "demo"], env=env, capture_output=True, text=True, timeout=1500, cwd=home
+        )
+        yield svc, done
+    finally:
+        svc.cli("service", "stop")
+
+
+def test_demo_tells_the_story(demo) -> None:
+    svc, done = demo
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    lake = Lake(f"file://{svc.home / 'lake'}")
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today - dt.timedelta(days=21 - i) for i in range(21)]
+
+    # Every scheduled day archived its own batch; the broken one is quarantined with its reason.
+    assert lake.list(layout.raw_root("churn")) == [d.isoformat() for d in days]
+    [quarantined] = lake.list(layout.quarantine_root("churn"))
+    reason = lake.read_json(layout.quarantine_reason("churn", quarantined))
+    assert "expect_column_values_to_be_in_set" in reason["errors"][0]["text"]
+    assert f"quarantined {quarantined}" in out
+
+    # The first model was requested over REST; the drift-triggered retrain won on recent labels.
+    history = [lake.read_json(rel) for rel in lake.children(layout.promotions_dir("churn"), ".json")]
+    assert [(h["version"], h["outcome"]) for h in history] == [("1", "promoted"), ("2", "promoted")]
+    assert history[0]["airflow_run_id"].startswith("upstream__")
+    assert history[1]["airflow_run_id"].startswith("drift__") and "beats champion" in history[1]["reason"]
+
+    # Unlabeled days were scored; labels arrived later and were measured per day.
+    assert len(lake.list(layout.predictions_root("churn"))) == 9
+    alerts = [lake.read_json(rel) for rel in lake.children(layout.alert_box("churn", "sent"), ".json")]
+    assert len(alerts) == 1 and alerts[0]["delivered_to"] == "log" and "fell to" in alerts[0]["text"]
+    assert "labelled predictions" in out and "DRIFT" in out
+
+    # The re-check runs against the new champion: the reference moved.
+    recheck = lake.read_json(layout.drift_summary("churn", days[-1]))
+    assert recheck["model_version"] == "2"
+
+    # The UI is left up with its login; `service stop` stops all of it.
+    assert f"Airflow UI: {svc.url}" in out and "user 'admin'" in out
+    status = json.loads(svc.cli("service", "status").stdout)
+    assert status["healthy"] is True
+    assert svc.cli("service", "stop").returncode == 0
+    after = json.loads(svc.cli("service", "status").stdout)
+    assert after["healthy"] is False and all(pid is None for pid in after["components"].values())
+
+
+def test_demo_leaves_no_secret_in_the_checkout(demo) -> None:
+    svc, _ = demo
+    secrets_dir = svc.home / "service"
+    assert (secrets_dir / "passwords.json").stat().st_mode & 0o077 == 0
+    root = Path(__file__).resolve().parents[2]
+    password = json.loads((secrets_dir / "passwords.json").read_text())["admin"]
+    tracked = subprocess.run(["git", "grep", "-l", password], cwd=root, capture_output=True, text=True)
+    assert tracked.stdout == ""
