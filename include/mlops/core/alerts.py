@@ -50,12 +50,15 @@ def slack_target() -> SlackTarget | None:
     if settings.slack_webhook_url:
         return SlackTarget(webhook_url=settings.slack_webhook_url)
     conn_id = settings.slack_conn_id
-    try:
-        from airflow.sdk import BaseHook
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and friends: Slack is simply not configured
-        log.debug("no Slack connection %r: %s", conn_id, exc)
+    except AirflowNotFoundException:
+        # Only "there is no such connection" means Slack is not configured; any other error
+        # (a secrets backend down, a broken connection) propagates and the alerts stay pending.
+        log.debug("no Slack connection %r", conn_id)
         return None
     extra = conn.extra_dejson or {}
     if conn.password:

@@ -102,14 +102,22 @@ def validate_batch(
     )
 
 
-def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> FeaturePartition:
-    data, manifest = read_archived(lake, use_case.name, interval)
-    summary: ValidationSummary = lake.read_json(layout.validation_summary(use_case.name, interval))
+def _validated(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> tuple[bytes, RawManifest]:
+    """The archived delivery of a feed, only if the gate passed these very bytes."""
+    stream = use_case.feed(feed).stream
+    data, manifest = read_archived(lake, stream, interval)
+    summary: ValidationSummary = lake.read_json(layout.validation_summary(stream, interval))
     if not summary["passed"] or summary["sha256"] != manifest["sha256"]:
+        what, task = ("batch", "validate_batch") if feed == "batch" else ("label delivery", "validate_labels")
         raise BatchRejected(
-            f"use case {use_case.name!r}: batch {interval} has not passed validation "
-            "(or was re-delivered since); run validate_batch first"
+            f"use case {use_case.name!r}: {what} {interval} has not passed validation "
+            f"(or was re-delivered since); run {task} first"
         )
+    return data, manifest
+
+
+def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> FeaturePartition:
+    data, manifest = _validated(use_case, "batch", interval, lake)
     frame = read_batch(data, use_case, manifest["format"])
     features = build_features(frame, use_case)
     # Labels in the batch are stored with it; a label feed's are stored by store_labels.
@@ -122,13 +130,7 @@ def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store
 def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> LabelPartition:
     """Put the labels delivered on ``interval`` (validated) into the label table, known from the end of that day."""
     source = use_case.feed("labels")
-    data, manifest = read_archived(lake, source.stream, interval)
-    summary: ValidationSummary = lake.read_json(layout.validation_summary(source.stream, interval))
-    if not summary["passed"] or summary["sha256"] != manifest["sha256"]:
-        raise BatchRejected(
-            f"use case {use_case.name!r}: label delivery {interval} has not passed validation "
-            "(or was re-delivered since); run validate_labels first"
-        )
+    data, manifest = _validated(use_case, "labels", interval, lake)
     labels = delivered_labels(read_batch(data, source, manifest["format"]), use_case, interval)
     result = store.write_labels(use_case.name, interval, labels)
     log.info("stored %d labels of %r delivered on %s", result["rows"], use_case.name, interval)

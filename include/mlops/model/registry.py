@@ -80,12 +80,28 @@ def git_commit() -> str:
 
 
 def alias_version(client: Any, model_name: str, alias: str) -> Any | None:
+    """The version holding ``alias``; None only when the registry says the alias or model does not exist.
+
+    Any other error (the tracking server down, a 5xx, a timeout) propagates: "could not check"
+    never means "there is no champion".
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if alias_missing(exc):
+            return None
+        raise
+
+
+def alias_missing(exc: Exception) -> bool:
+    """Whether an MLflow error says the alias (or the whole registered model) does not exist."""
+    code = getattr(exc, "error_code", "")
+    message = str(exc).lower()
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
 
 
 def find_version_for_run(client: Any, model_name: str, airflow_run: str, training_hash: str) -> Any | None:

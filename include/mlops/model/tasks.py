@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ChampionNotComparable(RuntimeError):
+    """The champion cannot score the challenger's holdout, so the gate cannot judge: nothing is promoted."""
+
+
 def _safe(run_id: str) -> str:
     return hashlib.sha256(run_id.encode()).hexdigest()[:12]
 
@@ -242,14 +246,18 @@ def evaluate_and_promote(
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
     comparison = None
-    champion_error = None
     if champion is not None and str(champion.version) != version:
+        # Fail closed: an outage while loading the champion propagates (the task retries), and a
+        # champion that cannot score this holdout stops the gate; neither promotes the challenger.
+        champion_model = registry.load_model(name, champion.version)
         try:
-            champion_model = registry.load_model(name, champion.version)
             champion_scores = predict_scores(champion_model, X, use_case.task)
-        except Exception as exc:  # an incompatible champion (e.g. features changed) cannot be compared
-            champion_error = f"champion v{champion.version} cannot score the current holdout: {exc}"
-            log.warning(champion_error)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ChampionNotComparable(
+                f"use case {use_case.name!r}: champion v{champion.version} cannot score the holdout of challenger "
+                f"v{version} ({type(exc).__name__}: {exc}); nothing was promoted. If the features changed on "
+                "purpose, review the challenger and move the 'champion' alias by hand."
+            ) from exc
         else:
             comparison = bootstrap_difference(
                 y,
@@ -261,9 +269,9 @@ def evaluate_and_promote(
                 confidence=use_case.promotion.confidence,
                 seed=use_case.model.seed,
             )
-    has_champion = champion is not None and str(champion.version) != version and champion_error is None
+    has_champion = champion is not None and str(champion.version) != version
     decision = decide(challenger_metrics, use_case.promotion, comparison=comparison, has_champion=has_champion, mode=mode)
-    reason = decision.reason + (f" ({champion_error})" if champion_error else "")
+    reason = decision.reason
     aliases: dict[str, Any] = {}
     if decision.apply:
         aliases = registry.apply_aliases(client, use_case, version, decision.promote)

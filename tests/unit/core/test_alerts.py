@@ -303,3 +303,4 @@ def test_slack_target_connection_id_from_env(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_slack_target_not_configured() -> None:
     assert slack_target() is None
+
