@@ -104,19 +104,33 @@ def alias_missing(exc: Exception) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
 
 
-def find_version_for_run(client: Any, model_name: str, airflow_run: str, training_hash: str) -> Any | None:
-    """The version a previous try of the same Airflow run already registered (retry safety)."""
-    from mlflow.exceptions import MlflowException
+def find_version_for_run(client: Any, model_name: str, experiment_id: str, airflow_run: str, training_hash: str) -> Any | None:
+    """The version an earlier try of the same Airflow run registered from the same training set.
 
-    try:
-        versions = client.search_model_versions(f"name = '{model_name}'")
-    except MlflowException:
-        return None
-    for v in versions:
-        tags = v.tags or {}
-        if tags.get("airflow_run_id") == airflow_run and tags.get("training_set_hash") == training_hash:
-            return v
+    Found through the MLflow run, which carries the Airflow run id and training-set hash from its
+    first moment, before anything is registered: a try that died after registering but before
+    tagging the version is found too, so a retry never registers a second version. Errors
+    propagate: "could not check" is not "not registered".
+    """
+    for value in (airflow_run, training_hash):
+        if "'" in value:
+            raise ValueError(f"cannot search MLflow for {value!r}: it contains a quote")
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.airflow_run_id = '{airflow_run}' and tags.training_set_hash = '{training_hash}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    for run in runs:
+        versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+        if versions:
+            return min(versions, key=lambda v: int(v.version))
     return None
+
+
+def tag_version(client: Any, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Put the lineage tags on a model version (idempotent: a retry sets the same values)."""
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
 
 
 @contextlib.contextmanager

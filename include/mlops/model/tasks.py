@@ -144,10 +144,14 @@ def train_and_register(
 
     client = registry.configure_mlflow()
     model_name = use_case.registered_model_name
-    existing = registry.find_version_for_run(client, model_name, airflow_run_id, manifest["training_set_hash"])
+    experiment_id = registry.ensure_experiment(client, use_case)
+    lineage = manifest["lineage"]
+    existing = registry.find_version_for_run(client, model_name, experiment_id, airflow_run_id, manifest["training_set_hash"])
     if existing is not None:
         log.info("version %s was already registered by this run; reusing it", existing.version)
         run = client.get_run(existing.run_id)
+        run_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+        registry.tag_version(client, model_name, str(existing.version), run_tags | {"feature_partitions": json.dumps(lineage["feature_partitions"])})
         return TrainedModel(
             version=str(existing.version),
             run_id=existing.run_id,
@@ -156,11 +160,9 @@ def train_and_register(
             mlflow_run_url=mlflow_run_url(run.info.experiment_id, existing.run_id),
         )
 
-    experiment_id = registry.ensure_experiment(client, use_case)
     frames = {name: _read_split(lake, manifest, name) for name in SPLITS}
     X_train, y_train = X_y(frames["train"], use_case)
     pipe = make_pipeline(use_case, hyperparameters)
-    lineage = manifest["lineage"]
     tags = {
         "use_case": use_case.name,
         "git_commit": registry.git_commit(),
@@ -205,9 +207,7 @@ def train_and_register(
                 skops_trusted_types=_trusted_types(pipe),
             )
         version = str(info.registered_model_version)
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
-        client.set_model_version_tag(model_name, version, "feature_partitions", json.dumps(lineage["feature_partitions"]))
+        registry.tag_version(client, model_name, version, tags | {"feature_partitions": json.dumps(lineage["feature_partitions"])})
         return TrainedModel(
             version=version,
             run_id=run.info.run_id,
