@@ -186,26 +186,49 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def rollback(use_case: UseCase, lake: Lake, *, dag_id: str, airflow_run_id: str) -> PromotionRecord:
-    """Make ``previous_champion`` the champion again (one step), and record it."""
+class RollbackRefused(ValueError):
+    """The requested rollback target does not exist or is not a model of this use case."""
+
+
+def rollback(
+    use_case: UseCase, lake: Lake, *, version: str, reason: str, dag_id: str, airflow_run_id: str
+) -> PromotionRecord:
+    """Make ``version`` the champion (one alias move), with the reason recorded in the ledger.
+
+    Explicit, not a toggle: running it twice leaves ``version`` the champion and records the
+    second run as a no-op, so a repeated rollback never puts the bad model back.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not reason.strip():
+        raise RollbackRefused("a rollback needs a reason (it goes into the promotion ledger)")
     client = configure_mlflow()
     name = use_case.registered_model_name
+    try:
+        target = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if alias_missing(exc):
+            raise RollbackRefused(f"model {name!r} has no version {version!r} to roll back to") from None
+        raise
     current = alias_version(client, name, CHAMPION)
-    previous = alias_version(client, name, PREVIOUS)
-    if current is None or previous is None:
-        raise ValueError(f"model {name!r} has no {'champion' if current is None else 'previous_champion'} to roll back")
-    client.set_registered_model_alias(name, CHAMPION, previous.version)
-    client.set_registered_model_alias(name, PREVIOUS, current.version)
+    if current is not None and str(current.version) == str(target.version):
+        outcome, note = "rollback_noop", f"v{version} is already the champion; nothing changed"
+    else:
+        client.set_registered_model_alias(name, CHAMPION, str(target.version))
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, str(current.version))
+        outcome, note = "rollback", f"rolled back from v{current.version if current else 'none'} to v{version}"
     entry = PromotionRecord(
         use_case=use_case.name,
         decided_at=now_iso(),
-        version=str(previous.version),
-        champion_before=str(current.version),
-        outcome="rollback",
-        promoted=True,
-        reason=f"manual rollback from v{current.version} to v{previous.version}",
+        version=str(target.version),
+        champion_before=str(current.version) if current is not None else None,
+        outcome=outcome,
+        promoted=outcome == "rollback",
+        reason=f"{note}: {reason.strip()}",
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
     )
-    record_decision(lake, use_case.name, entry)
+    if not any(h["airflow_run_id"] == airflow_run_id and h["outcome"].startswith("rollback") for h in promotion_history(lake, use_case.name)):
+        record_decision(lake, use_case.name, entry)
     return entry
