@@ -80,14 +80,15 @@ def build(use_case):
             from mlops.core.lake import get_lake
             from mlops.monitoring.retrain import decide_and_record
 
-            active = context["ti"].get_dr_count(dag_id=use_case.dag_id("training"), states=["running", "queued"])
+            ti, training = context["ti"], use_case.dag_id("training")
             trigger = decide_and_record(
                 get_lake(),
                 get_use_case(name),
                 result,
                 drift_run_id=context["run_id"],
-                active_training_runs=active,
+                active_training_runs=ti.get_dr_count(dag_id=training, states=["running", "queued"]),
                 now=dt.datetime.now(dt.UTC),
+                run_exists=lambda run_id: ti.get_dr_count(dag_id=training, run_ids=[run_id]) > 0,
             )
             return trigger or False
 
@@ -97,7 +98,7 @@ def build(use_case):
         decision >> TriggerDagRunOperator(
             task_id="trigger_retrain",
             trigger_dag_id=use_case.dag_id("training"),
-            trigger_run_id="drift__{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}__{{ run_id | replace(':', '') | replace('+', '') }}",
+            trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retrain')['training_run_id'] }}",
             conf={
                 "reason": "drift: {{ ti.xcom_pull(task_ids='decide_retrain')['reason'] }}",
                 "interval": "{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}",

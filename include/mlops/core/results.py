@@ -154,6 +154,7 @@ class RetrainTrigger(TypedDict):
     drift_run_id: str
     reason: str
     day: str
+    training_run_id: str  # the run the trigger creates; a claim whose run never appeared did not happen
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +100,14 @@ def decide_retrain(
         drift_run_id=drift_run_id,
         reason="; ".join(result["reasons"]),
         day=result["day"],
+        training_run_id=training_run_id(result["day"], drift_run_id),
     )
     return RetrainDecision(trigger=trigger, record=record, reason=guard.reason)
+
+
+def training_run_id(day: str, drift_run_id: str) -> str:
+    """The id of the training run a drift check triggers: one per checked day and drift run."""
+    return f"drift__{day}__{re.sub(r'[^A-Za-z0-9_.-]', '', drift_run_id)}"
 
 
 def decide_and_record(
@@ -110,10 +118,21 @@ def decide_and_record(
     drift_run_id: str,
     active_training_runs: int,
     now: dt.datetime,
+    run_exists: Callable[[str], bool],
 ) -> RetrainTrigger | None:
-    """The ``decide_retrain`` task: decide, record the decision and the guard's state; the trigger or None."""
+    """The ``decide_retrain`` task: decide, record the decision and the guard's state; the trigger or None.
+
+    Claim, then act: the state names the training run the trigger will create. A claim from an
+    earlier drift run whose training run never appeared (the trigger failed) is void, so one
+    failed trigger cannot block retraining for good. ``run_exists`` asks Airflow about a run id.
+    """
     state_rel = layout.retrain_guard_state(use_case.name)
     state: RetrainTrigger | None = lake.read_json(state_rel) if lake.exists(state_rel) else None
+    if state is not None and state.get("drift_run_id") != drift_run_id:
+        claimed = state.get("training_run_id")
+        if not claimed or not run_exists(claimed):
+            log.warning("the retrain claimed by %s never started (%s); the claim is void", state.get("drift_run_id"), claimed)
+            state = None
     decision = decide_retrain(
         result=result,
         state=state,

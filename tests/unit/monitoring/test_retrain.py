@@ -73,6 +73,7 @@ def test_drift_triggers_with_the_reasons_and_the_day() -> None:
         drift_run_id="scheduled__2026-02-01",
         reason="dataset drift: 60% of features drifted; prediction drift",
         day="2026-02-01",
+        training_run_id="drift__2026-02-01__scheduled__2026-02-01",
     )
     assert decision.record == {"trigger": True, "guard_reason": decision.reason, "at": NOW.isoformat(), "day": "2026-02-01"}
 
@@ -101,16 +102,34 @@ def test_another_drift_run_inside_the_cooldown_does_not_trigger() -> None:
 def test_decide_and_record_writes_the_decision_and_the_state(tmp_path: Path) -> None:
     lake = Lake(f"file://{tmp_path}")
     use_case = get_use_case("churn")
-    trigger = decide_and_record(lake, use_case, _result(), drift_run_id="run-1", active_training_runs=0, now=NOW)
+    started: set[str] = set()
+    trigger = decide_and_record(lake, use_case, _result(), drift_run_id="run-1", active_training_runs=0, now=NOW, run_exists=started.__contains__)
     assert trigger is not None
     assert lake.read_json(layout.retrain_guard_state("churn")) == trigger
     assert lake.read_json(layout.retrain_decision("churn", "2026-02-01"))["trigger"] is True
+    started.add(trigger["training_run_id"])  # the trigger created the training run
 
     # The next day, same champion, after the cooldown: no second retrain, and the state is kept.
     next_day = _result() | {"day": "2026-02-02"}
     again = decide_and_record(
-        lake, use_case, DriftCheckResult(**next_day), drift_run_id="run-2", active_training_runs=0, now=NOW + dt.timedelta(hours=30)
+        lake, use_case, DriftCheckResult(**next_day), drift_run_id="run-2", active_training_runs=0, now=NOW + dt.timedelta(hours=30), run_exists=started.__contains__
     )
     assert again is None
     assert lake.read_json(layout.retrain_guard_state("churn")) == trigger
     assert "no new champion" in lake.read_json(layout.retrain_decision("churn", "2026-02-02"))["guard_reason"]
+
+
+def test_a_claim_whose_training_run_never_started_is_void(tmp_path: Path) -> None:
+    """Claim, then act: a trigger that failed after the claim does not block retraining for good."""
+    lake = Lake(f"file://{tmp_path}")
+    use_case = get_use_case("churn")
+    nothing_started: set[str] = set()
+    first = decide_and_record(lake, use_case, _result(), drift_run_id="run-1", active_training_runs=0, now=NOW, run_exists=nothing_started.__contains__)
+    assert first is not None
+    # The trigger task failed: no training run exists. The next day's check may trigger again.
+    later = NOW + dt.timedelta(hours=30)
+    second = decide_and_record(
+        lake, use_case, DriftCheckResult(**(_result() | {"day": "2026-02-02"})), drift_run_id="run-2", active_training_runs=0, now=later, run_exists=nothing_started.__contains__
+    )
+    assert second is not None and second["drift_run_id"] == "run-2"
+    assert lake.read_json(layout.retrain_guard_state("churn"))["training_run_id"] == second["training_run_id"]
