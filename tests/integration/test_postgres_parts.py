@@ -101,3 +101,18 @@ def test_postgres_feature_store_keeps_string_keys(database: str) -> None:
     assert sorted(chunk[ENTITY]) == sorted(batch["customer_id"])
     labels = store.read_labels("churn", DAY, DAY)
     assert set(labels[ENTITY]) == set(batch["customer_id"])
+
+
+def test_postgres_feature_store_quotes_every_name(database: str) -> None:
+    """A column name that is SQL (it cannot pass config validation, but the store must not trust that)."""
+    uc = get_use_case("churn")
+    batch = simulate_batch("churn", DAY, 20)
+    features = build_features(batch, uc)
+    hostile = 'x" bigint); DROP TABLE feature_partitions; --'
+    features[hostile] = 1.0
+    store = PostgresFeatureStore("it_pg")
+    store.write_partition("churn", DAY, features, extract_labels(batch, uc))
+    store.write_partition("churn", DAY, features, extract_labels(batch, uc))  # replaced, not appended
+    assert set(store.partitions("churn")) == {DAY}  # feature_partitions survived
+    read = store.read_features("churn", DAY, DAY)
+    assert hostile in read.columns and len(read) == 20

@@ -170,9 +170,11 @@ class PostgresFeatureStore:
         )
 
     @staticmethod
-    def _ident(use_case: str, kind: str) -> str:
-        # use_case names are validated lower_snake_case, so this is a safe identifier.
-        return f'"{kind}_{use_case}"'
+    def _ident(use_case: str, kind: str) -> Any:
+        """The table, as a quoted identifier: names never reach SQL as text."""
+        from psycopg2 import sql
+
+        return sql.Identifier(f"{kind}_{use_case}")
 
     @staticmethod
     def _sql_type(dtype: Any) -> str:
@@ -180,10 +182,15 @@ class PostgresFeatureStore:
         return {"i": "BIGINT", "f": "DOUBLE PRECISION", "M": "TIMESTAMP", "b": "BOOLEAN"}.get(kind, "TEXT")
 
     def _ensure(self, cur: Any, use_case: str, kind: str, frame: pd.DataFrame) -> None:
-        cols = [f'"{c}" {self._sql_type(frame[c].dtype)}' for c in frame.columns]
+        from psycopg2 import sql
+
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(str(c)), sql.SQL(self._sql_type(frame[c].dtype))) for c in frame.columns
+        )
         cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._ident(use_case, kind)} ("
-            f"interval DATE NOT NULL, {', '.join(cols)}, PRIMARY KEY (interval, {ENTITY}, {EVENT_TIME}))"
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (interval DATE NOT NULL, {}, PRIMARY KEY (interval, {}, {}))").format(
+                self._ident(use_case, kind), cols, sql.Identifier(ENTITY), sql.Identifier(EVENT_TIME)
+            )
         )
         cur.execute(
             "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
@@ -193,14 +200,17 @@ class PostgresFeatureStore:
 
     def _replace(self, cur: Any, use_case: str, kind: str, interval: dt.date, frame: pd.DataFrame) -> None:
         """Replace one day of a table (inside the caller's transaction)."""
+        from psycopg2 import sql
+
         self._ensure(cur, use_case, kind, frame)
         table = self._ident(use_case, kind)
-        cur.execute(f"DELETE FROM {table} WHERE interval = %s", (interval,))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE interval = %s").format(table), (interval,))
         buf = io.StringIO()
         frame.assign(interval=interval.isoformat()).to_csv(buf, index=False, header=False, na_rep="\\N")
         buf.seek(0)
-        cols = ", ".join(f'"{c}"' for c in [*frame.columns, "interval"])
-        cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+        cols = sql.SQL(", ").join(sql.Identifier(str(c)) for c in [*frame.columns, "interval"])
+        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(table, cols)
+        cur.copy_expert(copy.as_string(cur), buf)
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
         conn = self._connect()
@@ -232,6 +242,7 @@ class PostgresFeatureStore:
 
     def _read(self, kind: str, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         import pandas as pd
+        from psycopg2 import sql
 
         conn = self._connect()
         try:
@@ -240,8 +251,9 @@ class PostgresFeatureStore:
                 if cur.fetchone()[0] is None:
                     return pd.DataFrame()
                 cur.execute(
-                    f"SELECT * FROM {self._ident(use_case, kind)} WHERE interval BETWEEN %s AND %s"
-                    f" ORDER BY interval, {EVENT_TIME}, {ENTITY}",
+                    sql.SQL("SELECT * FROM {} WHERE interval BETWEEN %s AND %s ORDER BY interval, {}, {}").format(
+                        self._ident(use_case, kind), sql.Identifier(EVENT_TIME), sql.Identifier(ENTITY)
+                    ),
                     (start, end),
                 )
                 names = [d[0] for d in cur.description]
@@ -266,13 +278,16 @@ class PostgresFeatureStore:
 
     def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]:
         import pandas as pd
+        from psycopg2 import sql
 
         conn = self._connect()
         try:
             with conn.cursor(name=f"scan_{use_case}") as cur:  # server-side cursor: rows stream in chunks
                 cur.itersize = chunk_rows
                 cur.execute(
-                    f"SELECT * FROM {self._ident(use_case, 'features')} WHERE interval = %s ORDER BY {EVENT_TIME}, {ENTITY}",
+                    sql.SQL("SELECT * FROM {} WHERE interval = %s ORDER BY {}, {}").format(
+                        self._ident(use_case, "features"), sql.Identifier(EVENT_TIME), sql.Identifier(ENTITY)
+                    ),
                     (interval,),
                 )
                 names = None
