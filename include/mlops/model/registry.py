@@ -15,6 +15,7 @@ import os
 import subprocess
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
@@ -147,11 +148,49 @@ def quiet_skops_type_scan() -> Iterator[None]:
         yield
 
 
-def load_model(model_name: str, version: str) -> Any:
-    import mlflow.sklearn
+# The only modules whose types a model of this platform may contain; kept here, in code, never
+# taken from the model's own files.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
+
+class UntrustedModel(ValueError):
+    """A model version that is not a skops file of trusted types: it is never loaded."""
+
+
+def trusted_types(untrusted: list[str], what: str) -> list[str]:
+    """The types skops asks about, if every one is from a trusted module; else UntrustedModel."""
+    foreign = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
+    if foreign:
+        raise UntrustedModel(f"{what} contains types outside {', '.join(m.rstrip('.') for m in TRUSTED_MODULES)}: {foreign}")
+    return list(untrusted)
+
+
+def load_model(model_name: str, version: str) -> Any:
+    """Load a registered version as a skops file whose types pass :data:`TRUSTED_MODULES`.
+
+    The MLmodel file only says where the model is: a version stored as pickle (or anything but
+    skops) is refused before a byte of it is deserialised, and skops' trusted types come from
+    the policy in code, not from the model's metadata. Whoever can register a version therefore
+    cannot run code on the workers.
+    """
+    import mlflow
+    import skops.io
+    import yaml
+
+    what = f"model {model_name!r} v{version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}"))
+    spec = yaml.safe_load((local / "MLmodel").read_text()) or {}
+    flavor = (spec.get("flavors") or {}).get("sklearn") or {}
+    fmt, name = flavor.get("serialization_format"), str(flavor.get("pickled_model") or "")
+    if fmt != "skops" or not name.endswith(".skops") or "/" in name or name.startswith("."):
+        raise UntrustedModel(
+            f"{what} is stored as {fmt or 'an unknown format'} ({name or 'no file'}); this platform loads only "
+            "skops models, because unpickling runs code. Re-register it with the training DAG."
+        )
+    path = local / name
     with quiet_skops_type_scan():
-        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+        allowed = trusted_types(skops.io.get_untrusted_types(file=path), what)
+        return skops.io.load(path, trusted=allowed)
 
 
 def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool) -> dict[str, str | None]:

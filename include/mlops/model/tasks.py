@@ -115,11 +115,7 @@ def _permutation_importance(model: Any, X: Any, y: Any, use_case: UseCase) -> di
 def _trusted_types(pipe: Any) -> list[str]:
     import skops.io
 
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipe))
-    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-    if foreign:
-        raise ValueError(f"the model pipeline contains types outside sklearn/numpy/scipy: {foreign}")
-    return list(untrusted)
+    return registry.trusted_types(skops.io.get_untrusted_types(data=skops.io.dumps(pipe)), "the model pipeline")
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
