@@ -97,7 +97,8 @@ class ParquetFeatureStore:
         self.lake.write_with(layout.store_partition("features", use_case, interval), parquet_writer(features))
         if labels is not None:
             self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
-        # The manifest goes last: a partition is listed only once its files are in place.
+            self.lake.write_json(layout.label_manifest(use_case, interval), label_manifest(use_case, interval, labels))
+        # The manifest goes last: a partition is read only once its files are in place.
         self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
         return manifest
 
@@ -113,13 +114,18 @@ class ParquetFeatureStore:
 
         frames = []
         for day in _days(start, end):
-            rel = layout.store_partition(kind, use_case, day)
-            if self.lake.exists(rel):
-                with self.lake.open_read(rel) as fh:
+            # Only committed partitions: their manifest is written after the data is in place,
+            # so a file left by a writer that died before committing is never read.
+            if self.lake.exists(self._manifest(kind, use_case, day)):
+                with self.lake.open_read(layout.store_partition(kind, use_case, day)) as fh:
                     frames.append(pd.read_parquet(fh))
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
+
+    @staticmethod
+    def _manifest(kind: layout.FeatureKind, use_case: str, day: dt.date) -> str:
+        return layout.feature_manifest(use_case, day) if kind == "features" else layout.label_manifest(use_case, day)
 
     def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         return self._read("features", use_case, start, end)
@@ -132,8 +138,11 @@ class ParquetFeatureStore:
         import pyarrow.parquet as pq
 
         rel = layout.store_partition("features", use_case, interval)
-        if not self.lake.exists(rel):
-            raise FileNotFoundError(f"use case {use_case!r}: no feature partition for {interval} at {self.lake.uri(rel)}")
+        if not self.lake.exists(layout.feature_manifest(use_case, interval)):
+            raise FileNotFoundError(
+                f"use case {use_case!r}: no committed feature partition for {interval} at {self.lake.uri(rel)} "
+                "(no manifest: run the data DAG for that day)"
+            )
         with self.lake.open_read(rel) as fh:
             for batch in pq.ParquetFile(fh).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()

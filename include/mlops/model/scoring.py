@@ -158,8 +158,8 @@ def read_predictions(lake: Lake, use_case: str, days: list[dt.date]) -> pd.DataF
 
     frames = []
     for day in days:
-        rel = layout.predictions_file(use_case, day)
-        if lake.exists(rel):
-            with lake.open_read(rel) as fh:
+        # Committed days only: the manifest is written after the predictions file is in place.
+        if lake.exists(layout.predictions_manifest(use_case, day)):
+            with lake.open_read(layout.predictions_file(use_case, day)) as fh:
                 frames.append(pd.read_parquet(fh))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
