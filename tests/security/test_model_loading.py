@@ -51,5 +51,5 @@ def test_a_pickled_version_is_refused_before_it_is_read(fresh_home: Path, tmp_pa
 
 def test_types_outside_the_trusted_modules_are_refused() -> None:
     assert registry.trusted_types(["sklearn.tree._tree.Tree", "numpy.dtype"], "m") == ["sklearn.tree._tree.Tree", "numpy.dtype"]
-    with pytest.raises(registry.UntrustedModel, match="builtins.eval"):
+    with pytest.raises(registry.UntrustedModel, match=r"builtins\.eval"):
         registry.trusted_types(["sklearn.tree._tree.Tree", "builtins.eval"], "m")
