@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlops.core import layout
 from mlops.core.lake import get_lake, sha256
 from mlops.data.feature_store import ParquetFeatureStore
 from mlops.data.features import ENTITY, EVENT_TIME
@@ -33,21 +34,22 @@ def test_consecutive_intervals_and_idempotent_rerun(dags: dict, fresh_home: Path
         assert run_dag(dags[f"{use_case}_data"], day).state == "success"
 
     for day in days:
-        manifest = lake.read_json(f"raw/{use_case}/{day}/_manifest.json")
+        manifest = lake.read_json(layout.raw_manifest(use_case, day))
         assert manifest["sha256"] == sha256(landed[day])
-        assert lake.read_bytes(f"raw/{use_case}/{day}/batch.{manifest['format']}") == landed[day]  # unmodified
-        assert lake.read_json(f"validation/{use_case}/{day}/summary.json")["passed"] is True
+        assert lake.read_bytes(layout.raw_object(use_case, day, manifest["sha256"], manifest["format"])) == landed[day]  # unmodified
+        assert lake.read_json(layout.validation_summary(use_case, day))["passed"] is True
     feats = store.read_features(use_case, days[0], days[-1])
     assert len(feats) == 900
     assert not feats.duplicated([ENTITY, EVENT_TIME]).any()
 
-    before = {d: lake.read_bytes(f"features/{use_case}/{d}.parquet") for d in days}
-    manifests = {d: lake.read_json(f"features/{use_case}/_manifests/{d}.json") for d in days}
+    before = {d: lake.read_bytes(layout.store_partition("features", use_case, d)) for d in days}
+    manifests = {d: lake.read_json(layout.feature_manifest(use_case, d)) for d in days}
     assert run_dag(dags[f"{use_case}_data"], days[1]).state == "success"  # re-run one interval
-    assert lake.read_bytes(f"features/{use_case}/{days[1]}.parquet") == before[days[1]]
-    assert lake.read_json(f"features/{use_case}/_manifests/{days[1]}.json") == manifests[days[1]]
+    assert lake.read_bytes(layout.store_partition("features", use_case, days[1])) == before[days[1]]
+    assert lake.read_json(layout.feature_manifest(use_case, days[1])) == manifests[days[1]]
     assert len(store.read_features(use_case, days[0], days[-1])) == 900
-    assert lake.list(f"raw/{use_case}/{days[1]}") == ["_manifest.json", f"batch.{'csv' if use_case == 'churn' else 'parquet'}"]
+    fmt = "csv" if use_case == "churn" else "parquet"
+    assert lake.list(layout.raw_dir(use_case, days[1])) == sorted([layout.MANIFEST, f"{sha256(landed[days[1]])}.{fmt}"])
 
 
 EXPECTED_FAILURE = {
@@ -74,16 +76,16 @@ def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fre
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
         assert states["validate_batch"] == "failed", kind
         assert states["materialize_features"] == "upstream_failed", kind
-        reason = lake.read_json(f"quarantine/churn/{day}/reason.json")
+        reason = lake.read_json(layout.quarantine_reason("churn", day))
         names = [e["expectation"] for e in reason["errors"]]
         assert EXPECTED_FAILURE[kind] in names, (kind, names)
         assert all(e["text"] for e in reason["errors"])
-        assert lake.read_bytes(f"quarantine/churn/{day}/batch.csv") == landed
-        assert lake.read_bytes(f"raw/churn/{day}/batch.csv") == landed  # the archive keeps it
-        assert not lake.exists(f"features/churn/{day}.parquet")
+        assert lake.read_bytes(layout.quarantine_batch("churn", day, "csv")) == landed
+        assert lake.read_bytes(layout.raw_object("churn", day, sha256(landed), "csv")) == landed  # the archive keeps it
+        assert not lake.exists(layout.store_partition("features", "churn", day))
         if kind not in {"empty_file", "unreadable_file"}:
-            assert lake.exists(f"quarantine/churn/{day}/validation_result.json")
-            assert "<html" in lake.read_bytes(f"quarantine/churn/{day}/data_docs.html").decode().lower()
+            assert lake.exists(layout.quarantine_result("churn", day))
+            assert "<html" in lake.read_bytes(layout.quarantine_docs("churn", day)).decode().lower()
     # Each failed run left one failure alert (logged: no Slack configured in this test).
     failures = lake.list("alerts/_failures/churn_data/sent")
     assert len(failures) == len(BAD_BATCH_KINDS)

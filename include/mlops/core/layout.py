@@ -7,9 +7,8 @@ task writes and which reads each one.
 ==================================================  =========================================
 path                                                what it holds
 ==================================================  =========================================
-``raw/<uc>/<day>/batch.<ext>``                      the upstream batch, bytes as received
-``raw/<uc>/<day>/_manifest.json``                   its SHA-256, size, source, arrival time
-``raw/<uc>/<day>/_superseded/<sha256>.<ext>``       an earlier delivery the upstream replaced
+``raw/<uc>/<day>/<sha256>.<ext>``                   each delivery, bytes as received, named by hash
+``raw/<uc>/<day>/_manifest.json``                   the current delivery (hash, size, source, time)
 ``raw/<uc>.labels/<day>/...``                       the label feed's deliveries, the same way
 ``validation/<uc>/<day>/``                          GX result, Data Docs, the gate's summary
 ``quarantine/<uc>/<day>/``                          a rejected batch with its result and reason
@@ -49,16 +48,14 @@ def raw_dir(use_case: str, day: dt.date | str) -> str:
     return f"{raw_root(use_case)}/{_day(day)}"
 
 
-def raw_batch(use_case: str, day: dt.date | str, fmt: str) -> str:
-    return f"{raw_dir(use_case, day)}/batch.{fmt}"
+def raw_object(use_case: str, day: dt.date | str, sha256: str, fmt: str) -> str:
+    """A delivery's bytes, named by their SHA-256: written once, never overwritten."""
+    return f"{raw_dir(use_case, day)}/{sha256}.{fmt}"
 
 
 def raw_manifest(use_case: str, day: dt.date | str) -> str:
+    """The only mutable file of the archive: which delivery is current, and the earlier ones."""
     return f"{raw_dir(use_case, day)}/{MANIFEST}"
-
-
-def raw_superseded(use_case: str, day: dt.date | str, sha256: str, fmt: str) -> str:
-    return f"{raw_dir(use_case, day)}/_superseded/{sha256}.{fmt}"
 
 
 # Validation gate (validate_batch) ---------------------------------------------------------------

@@ -23,6 +23,8 @@ class RawManifest(TypedDict):
     source: str
     received_at: str
     uri: str
+    # Earlier deliveries of the same day, oldest first (their objects stay in the archive).
+    superseded: NotRequired[list[dict[str, Any]]]
 
 
 class ValidationSummary(TypedDict):

@@ -1,9 +1,10 @@
 """Extract and archive: read a use case's upstream batch for one interval and keep it unmodified.
 
-The archive is ``raw/<use_case>/<interval>/`` holding ``batch.<ext>`` (the bytes as received; a
-SQL extract as Parquet) and ``_manifest.json`` (content hash, size, source). Re-running an
-interval replaces the partition atomically; if the upstream sent different bytes, the earlier
-batch is kept under ``_superseded/<sha256>.<ext>`` first, so nothing is ever lost.
+The archive is content-addressed: ``raw/<stream>/<interval>/<sha256>.<ext>`` holds each delivery's
+bytes as received (a SQL extract as Parquet), written once under its own hash, and
+``_manifest.json`` (written last, the only file that changes) names the current delivery and lists
+the earlier ones. A re-delivery adds an object and moves the pointer; a retry after a crash finds
+its object already there; nothing is ever overwritten or lost.
 """
 
 from __future__ import annotations
@@ -88,17 +89,18 @@ def archive_batch(
     """Store the batch unmodified with its content hash; return the manifest."""
     digest = sha256(data)
     manifest_rel = layout.raw_manifest(use_case, interval)
-    if lake.exists(manifest_rel):
-        previous: RawManifest = lake.read_json(manifest_rel)
-        if previous["sha256"] == digest:
-            return previous  # same bytes already archived: nothing to do
-        old_rel = layout.raw_batch(use_case, interval, previous["format"])
-        if lake.exists(old_rel):
-            lake.copy(old_rel, layout.raw_superseded(use_case, interval, previous["sha256"], previous["format"]))
-        if previous["format"] != fmt:
-            lake.delete(old_rel)
-    batch_rel = layout.raw_batch(use_case, interval, fmt)
-    lake.write_bytes(batch_rel, data)
+    previous: RawManifest | None = lake.read_json(manifest_rel) if lake.exists(manifest_rel) else None
+    if previous is not None and previous["sha256"] == digest:
+        return previous  # same bytes already archived: nothing to do
+    # Content-addressed: the object's name is its hash, so it is written once and a retry or a
+    # re-delivery can never overwrite an earlier delivery. An existing object is complete
+    # (writes are moved into place), so it is not written again.
+    batch_rel = layout.raw_object(use_case, interval, digest, fmt)
+    if not lake.exists(batch_rel):
+        lake.write_bytes(batch_rel, data)
+    superseded = []
+    if previous is not None:
+        superseded = [*previous.get("superseded", []), {k: previous[k] for k in ("sha256", "format", "bytes", "received_at", "uri")}]
     manifest = RawManifest(
         use_case=use_case,
         interval=interval.isoformat(),
@@ -108,8 +110,9 @@ def archive_batch(
         source=source,
         received_at=received_at,
         uri=lake.uri(batch_rel),
+        superseded=superseded,
     )
-    lake.write_json(manifest_rel, manifest)
+    lake.write_json(manifest_rel, manifest)  # the only mutable pointer, written last
     return manifest
 
 
@@ -118,7 +121,7 @@ def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, 
     if not lake.exists(manifest_rel):
         raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(layout.raw_dir(use_case, interval))}")
     manifest: RawManifest = lake.read_json(manifest_rel)
-    batch_rel = layout.raw_batch(use_case, interval, manifest["format"])
+    batch_rel = layout.raw_object(use_case, interval, manifest["sha256"], manifest["format"])
     data = lake.read_bytes(batch_rel)
     if sha256(data) != manifest["sha256"]:
         raise ValueError(f"archived batch {lake.uri(batch_rel)} does not match its manifest hash")

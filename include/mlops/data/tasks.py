@@ -83,12 +83,12 @@ def validate_batch(
         log.warning("use case %r, batch %s: %s", use_case.name, interval, warning.describe())
     quarantine = layout.quarantine_dir(name, interval)
     if outcome.passed:
-        lake.delete(quarantine)  # an earlier rejected delivery of this interval stays in raw/_superseded
+        lake.delete(quarantine)  # an earlier rejected delivery stays in the raw archive under its hash
         log.info("batch %s of %r passed %d expectations", interval, name, outcome.evaluated)
         return summary
 
     fmt = manifest["format"]
-    lake.copy(layout.raw_batch(name, interval, fmt), layout.quarantine_batch(name, interval, fmt))
+    lake.copy(layout.raw_object(name, interval, manifest["sha256"], fmt), layout.quarantine_batch(name, interval, fmt))
     if outcome.result is not None:
         lake.write_json(layout.quarantine_result(name, interval), outcome.result)
     if outcome.data_docs_html:

@@ -11,7 +11,7 @@ DAY = dt.date(2026, 1, 3)
 
 
 def test_paths_are_keyed_by_use_case_and_day() -> None:
-    assert layout.raw_batch("churn", DAY, "csv") == "raw/churn/2026-01-03/batch.csv"
+    assert layout.raw_object("churn", DAY, "ab12", "csv") == "raw/churn/2026-01-03/ab12.csv"
     assert layout.raw_manifest("churn", "2026-01-03") == "raw/churn/2026-01-03/_manifest.json"
     assert layout.quarantine_reason("churn", DAY) == "quarantine/churn/2026-01-03/reason.json"
     assert layout.store_partition("labels", "churn", DAY) == "labels/churn/2026-01-03.parquet"
