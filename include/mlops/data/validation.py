@@ -8,7 +8,6 @@ Great Expectations is imported inside the functions: it costs seconds to import.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
@@ -106,8 +105,34 @@ def load_suite(config_dir: Path, use_case: UseCase | Feed) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PAR1": "Parquet", b"PK\x03\x04": "a zip archive", b"\x00": "binary"}
+
+
+def _sniff(data: bytes, fmt: str) -> None:
+    """Refuse a file whose bytes say it is something else than its declared format."""
+    if fmt == "parquet":
+        if not data.startswith(b"PAR1"):
+            raise BatchUnreadable("the file is declared Parquet but does not start with Parquet's magic bytes (truncated, or another format?)")
+        return
+    for magic, what in MAGIC.items():
+        if data.startswith(magic):
+            raise BatchUnreadable(f"the file is declared {fmt} but is {what}: the upstream sent the wrong file or format")
+
+
+def _header(data: bytes) -> list[str]:
+    import csv
+
+    first = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    return next(csv.reader([first]), [])
+
+
 def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
-    """Parse raw batch bytes into a frame; raise BatchUnreadable naming why."""
+    """Parse raw batch bytes into a frame; raise BatchUnreadable naming why, in words a person acts on.
+
+    A byte-order mark is read as such; timezone-aware event times become UTC; SQL decimals in
+    numeric columns become floats. A file that is not what it claims (gzip or Parquet named .csv),
+    uses another delimiter, or repeats a column name is refused with the reason.
+    """
     import pandas as pd
 
     from mlops.data.ingest import as_feed
@@ -115,24 +140,62 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     columns = as_feed(use_case).columns
     if not data:
         raise BatchUnreadable("the batch file is empty (0 bytes)")
+    _sniff(data, fmt)
+    if fmt != "parquet":
+        header = _header(data)
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise BatchUnreadable(f"the header repeats column name(s) {repeated}: each column must appear once")
+        if len(header) == 1 and len(columns) > 1:
+            guess = next((d for d in (";", "\t", "|") if d in header[0]), None)
+            hint = f" (it contains {guess!r}: wrong delimiter?)" if guess else " (wrong delimiter?)"
+            raise BatchUnreadable(f"the file has 1 column where {len(columns)} are expected{hint}; the platform reads comma-separated files")
     try:
         if fmt == "parquet":
             frame = pd.read_parquet(io.BytesIO(data))
         else:
-            # Text columns stay text ("00123" is a key, not the number 123).
+            # Text columns stay text ("00123" is a key, not the number 123); a BOM is not data.
             text = {name: "string" for name, col in columns.items() if col.type == "str"}
-            frame = pd.read_csv(io.BytesIO(data), low_memory=False, dtype=text)
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False, dtype=text, encoding="utf-8-sig")
     except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
         raise BatchUnreadable("the batch has no columns")
-    # Declared datetime columns are parsed; values that do not parse make the type check fail.
     for name, col in columns.items():
-        if col.type == "datetime" and name in frame and frame[name].dtype == object:
-            # Left as text if it does not parse: expect_column_values_to_be_in_type_list reports it.
-            with contextlib.suppress(ValueError, TypeError):
-                frame[name] = pd.to_datetime(frame[name], format="ISO8601")
+        if name not in frame:
+            continue
+        if col.type == "datetime":
+            frame[name] = _as_utc_naive(frame[name])
+        elif col.type in ("float", "int") and frame[name].dtype == object:
+            frame[name] = _decimals_as_float(frame[name])
     return frame
+
+
+def _as_utc_naive(values: pd.Series) -> pd.Series:
+    """Event times as naive UTC; text that does not parse is left for the type check to report."""
+    import pandas as pd
+
+    if values.dtype == object:
+        try:
+            values = pd.to_datetime(values, format="ISO8601", utc=values.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").any())
+        except (ValueError, TypeError):
+            return values
+    tz = getattr(values.dtype, "tz", None)
+    if tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values
+
+
+def _decimals_as_float(values: pd.Series) -> pd.Series:
+    """SQL NUMERIC arrives as decimal.Decimal objects: numbers, not text."""
+    import decimal
+
+    import pandas as pd
+
+    present = values.dropna()
+    if len(present) and all(isinstance(v, decimal.Decimal) for v in present):
+        return pd.to_numeric(values.astype(object).where(values.notna(), None), errors="raise").astype("float64")
+    return values
 
 
 @dataclass
