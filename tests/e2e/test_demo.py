@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -21,27 +22,42 @@ from mlops.core import layout
 from mlops.core.lake import Lake
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env
+from tests.support.slack_standin import SlackStandin
 
 pytestmark = pytest.mark.slow
+
+
+# Secrets planted where a careless platform would leak them: the Slack webhook's path and a
+# connection's password. After the whole demo, neither may appear in any file it wrote.
+WEBHOOK_SECRET = "WEBHOOKSECRET" + secrets.token_hex(8)
+CONN_SECRET = "CONNSECRET" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("demo-home")
     port = free_port()
-    env = clean_env({"MLOPS_HOME": str(home), "MLOPS_SERVICE_PORT": str(port)})
-    svc = RunningService(home=home, env=env, port=port)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "mlops", "demo"], env=env, capture_output=True, text=True, timeout=1500, cwd=home
+    with SlackStandin(token="xoxb-test", webhook_path=f"/services/T000/B000/{WEBHOOK_SECRET}") as slack:
+        env = clean_env(
+            {
+                "MLOPS_HOME": str(home),
+                "MLOPS_SERVICE_PORT": str(port),
+                "MLOPS_SLACK_WEBHOOK_URL": slack.webhook_url,
+                "AIRFLOW_CONN_UPSTREAM_DB": json.dumps({"conn_type": "postgres", "login": "etl", "password": CONN_SECRET, "host": "127.0.0.1"}),
+            }
         )
-        yield svc, done
-    finally:
-        svc.cli("service", "stop")
+        svc = RunningService(home=home, env=env, port=port)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "mlops", "demo"], env=env, capture_output=True, text=True, timeout=1500, cwd=home
+            )
+            yield svc, done, slack
+        finally:
+            svc.cli("service", "stop")
 
 
 def test_demo_tells_the_story(demo) -> None:
-    svc, done = demo
+    svc, done, slack = demo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     lake = Lake(f"file://{svc.home / 'lake'}")
@@ -64,7 +80,13 @@ def test_demo_tells_the_story(demo) -> None:
     # Unlabeled days were scored; labels arrived later and were measured per day.
     assert len(lake.list(layout.predictions_root("churn"))) == 9
     alerts = [lake.read_json(rel) for rel in lake.children(layout.alert_box("churn", "sent"), ".json")]
-    assert len(alerts) == 1 and alerts[0]["delivered_to"] == "log" and "fell to" in alerts[0]["text"]
+    assert len(alerts) == 1 and alerts[0]["delivered_to"].startswith("slack") and "fell to" in alerts[0]["text"]
+    texts = [m.text or "" for m in slack.messages]
+    drift = [t for t in texts if t.startswith("Drift detected")]
+    failures = [t for t in texts if t.startswith("Airflow run failed")]
+    assert len(drift) == 1 and "fell to" in drift[0]  # one drift alert, no storm
+    assert len(failures) == 1 and "churn_data" in failures[0] and "validate_batch" in failures[0]  # the quarantine
+    assert len(texts) == 2
     assert "labelled predictions" in out and "DRIFT" in out
 
     # The re-check runs against the new champion: the reference moved.
@@ -80,8 +102,23 @@ def test_demo_tells_the_story(demo) -> None:
     assert after["healthy"] is False and all(pid is None for pid in after["components"].values())
 
 
+def test_no_planted_secret_appears_anywhere_the_platform_wrote(demo) -> None:
+    """Task logs, service logs, XCom and run conf (the Airflow DB), MLflow params, tags and
+    artifacts, the lake (alerts, reports, manifests), and what the demo printed."""
+    svc, done, _ = demo
+    leaks = []
+    for path in svc.home.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            leaks += [f"{path}: {name}" for name, value in (("webhook", WEBHOOK_SECRET), ("connection", CONN_SECRET)) if value.encode() in content]
+    for name, value in (("webhook", WEBHOOK_SECRET), ("connection", CONN_SECRET)):
+        if value in done.stdout + done.stderr:
+            leaks.append(f"demo output: {name}")
+    assert leaks == []
+
+
 def test_demo_leaves_no_secret_in_the_checkout(demo) -> None:
-    svc, _ = demo
+    svc, _, _ = demo
     secrets_dir = svc.home / "service"
     assert (secrets_dir / "passwords.json").stat().st_mode & 0o077 == 0
     root = Path(__file__).resolve().parents[2]
