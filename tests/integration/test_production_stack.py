@@ -169,7 +169,8 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     r = api.trigger("churn_training", {"interval": DAYS[9].isoformat(), "reason": "integration"}, "train-1")
     assert r.status_code == 200, r.text
     assert api.wait("churn_training", ["train-1"], s) == {"train-1": "success"}
-    mlflow = MlflowClient(tracking_uri=s.mlflow_url)
+    # Both URIs explicitly: an earlier test in this session may have set MLflow's global registry URI.
+    mlflow = MlflowClient(tracking_uri=s.mlflow_url, registry_uri=s.mlflow_url)
     champion = mlflow.get_model_version_by_alias("churn_model", "champion")
     assert str(champion.version) == "1"
     assert any(k.startswith("mlflow/") and k.endswith("model.skops") for k in s.s3_keys("mlflow/")), "model artifacts must be on S3"
