@@ -238,6 +238,10 @@ def _column_names(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
     return value
 
 
+# Declared columns of a feed: names that are safe as Parquet and PostgreSQL column names.
+Columns = Annotated[dict[str, ColumnSpec], AfterValidator(_column_names)]
+
+
 class SchemaSpec(_Strict):
     """The scoring feed: the rows the model sees, keyed by entity and event time.
 
@@ -250,9 +254,7 @@ class SchemaSpec(_Strict):
     target: str | None = None
     # Labels in the batch become known this many days after the event (point-in-time training uses only known ones).
     label_delay_days: int = Field(default=0, ge=0, le=365)
-    columns: dict[str, ColumnSpec]
-
-    _names = field_validator("columns")(classmethod(lambda cls, value: _column_names(value)))
+    columns: Columns
 
     @model_validator(mode="after")
     def _check(self) -> SchemaSpec:
@@ -279,12 +281,10 @@ class LabelFeedSpec(_Strict):
     entity: str
     event_time: str
     label: str
-    columns: dict[str, ColumnSpec]
+    columns: Columns
     expectations: ExpectationsSpec = Field(default_factory=ExpectationsSpec)
     # A label may refer to an event at most this many days before its delivery.
     max_delay_days: int = Field(default=90, ge=1, le=730)
-
-    _names = field_validator("columns")(classmethod(lambda cls, value: _column_names(value)))
 
     @model_validator(mode="after")
     def _check(self) -> LabelFeedSpec:
