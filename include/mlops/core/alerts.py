@@ -151,17 +151,19 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
     """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run."""
     if target is None and use_config:
         target = slack_target()
+    if target is None:
+        from mlops.core.settings import load_settings
+
+        conn_id = load_settings().slack_conn_id
     delivered, pending = [], []
     for name in lake.list(layout.alert_box(scope, "outbox")):
         if not name.endswith(".json"):
             continue
         record = lake.read_json(layout.alert_record(scope, "outbox", name))
         if target is None:
-            from mlops.core.settings import load_settings
-
             log.warning(
                 "Slack is not configured (set MLOPS_SLACK_WEBHOOK_URL or the %r connection); alert logged only:\n%s",
-                load_settings().slack_conn_id,
+                conn_id,
                 record["text"],
             )
             record["delivered_to"] = "log"
