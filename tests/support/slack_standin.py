@@ -79,6 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, b"no_service", "text/plain")
             return
         standin._count_request(path)
+        if standin.delay:
+            time.sleep(standin.delay)  # a slow Slack: keeps concurrent senders overlapping
 
         failure = standin._take_failure()
         if failure is not None:
@@ -170,6 +172,7 @@ class SlackStandin:
         self._requests: list[str] = []
         self._failures: list[Failure] = []
         self._port = 0
+        self.delay = 0.0  # seconds to wait before answering each request
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -11,18 +11,20 @@ Where Slack is configured, in this order:
 2. The Airflow connection ``MLOPS_SLACK_CONN_ID`` (default ``mlops_slack``): ``host`` an
    incoming-webhook URL, or ``password`` a bot token with ``extra`` ``{"channel": "#mlops",
    "base_url": "https://slack.com/api/"}`` for ``chat.postMessage``.
-With neither, alerts go to the task log and the alert record, with a warning.
+With neither, an alert is written to the task log once, with a warning, and stays in the outbox
+until Slack is configured: "no Slack connection" may be a secrets backend that could not be read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.results import AlertDelivery
 
 if TYPE_CHECKING:
@@ -147,8 +149,45 @@ def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
     return True
 
 
+CLAIM_LEASE = dt.timedelta(minutes=10)  # longer than any send with its retries (about 2 minutes)
+
+
+def _claim(lake: Lake, scope: str, aid: str, now: dt.datetime) -> int | None:
+    """Claim an alert for sending; the attempt number claimed, or None if another sender holds it.
+
+    A claim is a lake object created exclusively (``Lake.create``), so of a failure callback and
+    a drift run sending the same outbox at once, exactly one posts. A claim older than
+    ``CLAIM_LEASE`` belongs to a sender that died; the next attempt number takes over.
+    """
+    prefix = f"{aid}."
+    attempts = [int(n[len(prefix) :].split(".")[0]) for n in lake.list(layout.alert_claims(scope)) if n.startswith(prefix)]
+    attempt = max(attempts, default=0)
+    if attempt:
+        held = lake.read_json(layout.alert_claim(scope, aid, attempt))
+        if now - dt.datetime.fromisoformat(held["claimed_at"]) < CLAIM_LEASE:
+            return None
+    claim = {"alert": aid, "attempt": attempt + 1, "claimed_at": now.isoformat(timespec="seconds")}
+    if not lake.create(layout.alert_claim(scope, aid, attempt + 1), json.dumps(claim).encode()):
+        return None
+    return attempt + 1
+
+
+def _release(lake: Lake, scope: str, aid: str) -> None:
+    prefix = f"{aid}."
+    for name in lake.list(layout.alert_claims(scope)):
+        if name.startswith(prefix):
+            lake.delete(f"{layout.alert_claims(scope)}/{name}")
+
+
 def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True) -> AlertDelivery:
-    """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run."""
+    """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run.
+
+    Claim, then act: each alert is claimed before it is posted and recorded as sent before its
+    claim is released, so two senders never post the same alert. A sender killed after Slack took
+    the message but before recording it leaves a claim that expires after ``CLAIM_LEASE``; the
+    alert is then sent again (at least once: an alert is never lost, a duplicate is possible only
+    in that window).
+    """
     if target is None and use_config:
         target = slack_target()
     if target is None:
@@ -159,29 +198,51 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
     for name in lake.list(layout.alert_box(scope, "outbox")):
         if not name.endswith(".json"):
             continue
+        aid = name.removesuffix(".json")
+        if _claim(lake, scope, aid, dt.datetime.now(dt.UTC)) is None:
+            log.info("alert %s is being sent by another task; left to it", aid)
+            pending.append(aid)
+            continue
+        if lake.exists(layout.alert_record(scope, "sent", name)):  # sent while we listed
+            lake.delete(layout.alert_record(scope, "outbox", name))
+            _release(lake, scope, aid)
+            continue
+        if not lake.exists(layout.alert_record(scope, "outbox", name)):
+            _release(lake, scope, aid)
+            continue
         record = lake.read_json(layout.alert_record(scope, "outbox", name))
         if target is None:
-            log.warning(
-                "Slack is not configured (set MLOPS_SLACK_WEBHOOK_URL or the %r connection); alert logged only:\n%s",
-                conn_id,
-                record["text"],
-            )
-            record["delivered_to"] = "log"
-        else:
-            try:
-                post_to_slack(target, record["text"], record["blocks"])
-            except SlackDeliveryError as exc:
-                log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
-                record["attempts"] = record.get("attempts", 0) + 1
-                record["last_error"] = str(exc)
+            # Slack not found is not proof that nobody should hear of it (Airflow reports a
+            # secrets backend it could not read as "not defined"): log it once, keep it pending.
+            if not record.get("logged_at"):
+                log.warning(
+                    "Slack is not configured (set MLOPS_SLACK_WEBHOOK_URL or the %r connection); alert logged "
+                    "and kept in the outbox until Slack is configured:\n%s",
+                    conn_id,
+                    record["text"],
+                )
+                record["logged_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 lake.write_json(layout.alert_record(scope, "outbox", name), record)
-                pending.append(record["id"])
-                continue
-            record["delivered_to"] = f"slack ({target.describe()})"
-            log.info("alert %s delivered to Slack", record["id"])
+            _release(lake, scope, aid)
+            pending.append(record["id"])
+            continue
+        try:
+            post_to_slack(target, record["text"], record["blocks"])
+        except SlackDeliveryError as exc:
+            log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
+            record["attempts"] = record.get("attempts", 0) + 1
+            record["last_error"] = str(exc)
+            lake.write_json(layout.alert_record(scope, "outbox", name), record)
+            _release(lake, scope, aid)
+            pending.append(record["id"])
+            continue
+        faults.point("alert")
+        record["delivered_to"] = f"slack ({target.describe()})"
+        log.info("alert %s delivered to Slack", record["id"])
         record["delivered_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         lake.write_json(layout.alert_record(scope, "sent", name), record)
         lake.delete(layout.alert_record(scope, "outbox", name))
+        _release(lake, scope, aid)
         delivered.append(record["id"])
     return AlertDelivery(delivered=delivered, pending=pending, slack_configured=target is not None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -94,6 +95,39 @@ class Lake:
 
     def write_json(self, rel: str, obj: Any) -> str:
         return self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` only if nothing is there yet; True if this call wrote it.
+
+        The lake's one compare-and-set, used for claims: of two writers racing for the same path
+        exactly one wins, and the loser learns it. A local file is written beside the target and
+        hard-linked into place (the link fails if the target exists); on S3 it is a conditional
+        PUT (``If-None-Match: *``), which S3 and moto refuse with 412 when the key exists.
+        """
+        key = self._key(rel)
+        parent, _, name = key.rpartition("/")
+        self._fs.makedirs(parent, exist_ok=True)
+        if self.is_local:
+            tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+            try:
+                with builtins.open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.link(tmp, key)
+            except FileExistsError:
+                return False
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return True
+        try:
+            self._fs.pipe_file(key, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    @property
+    def is_local(self) -> bool:
+        return str(self.root.protocol) in {"file", "local"}
 
     def copy(self, src_rel: str, dst_rel: str) -> str:
         return self.write_bytes(dst_rel, self.read_bytes(src_rel))

@@ -20,7 +20,9 @@ path                                                what it holds
 ``predictions/<uc>/<day>/``                         scores of the day and their manifest
 ``reports/<uc>/<day>/``                             drift report, summary, retrain decision
 ``registry/<uc>/promotions/<stamp>_v<n>.json``      one record per promotion decision
+``registry/<uc>/pending/<run>_v<n>.json``           a decision whose aliases may be moving
 ``alerts/<scope>/{outbox,sent}/<id>.json``          alerts waiting for Slack, and delivered
+``alerts/<scope>/claims/<id>.<n>.json``            a sender's claim on an alert, taken before posting
 ``state/<uc>/retrain_guard.json``                   the last drift-triggered retrain
 ==================================================  =========================================
 """
@@ -178,6 +180,12 @@ def promotions_dir(use_case: str) -> str:
     return f"registry/{use_case}/promotions"
 
 
+def promotion_intent(use_case: str, airflow_run_id: str, version: str) -> str:
+    """A decision taken but not yet applied: written before the aliases move, removed once recorded."""
+    run = "".join(c if c.isalnum() or c in "-_." else "_" for c in airflow_run_id)
+    return f"registry/{use_case}/pending/{run}_v{version}.json"
+
+
 def promotion_record(use_case: str, decided_at: str, version: str) -> str:
     stamp = decided_at.replace(":", "").replace("-", "")
     return f"{promotions_dir(use_case)}/{stamp}_v{version}.json"
@@ -200,3 +208,12 @@ def alert_box(scope: str, box: AlertBox) -> str:
 def alert_record(scope: str, box: AlertBox, alert_id: str) -> str:
     name = alert_id if alert_id.endswith(".json") else f"{alert_id}.json"
     return f"{alert_box(scope, box)}/{name}"
+
+
+def alert_claims(scope: str) -> str:
+    return f"alerts/{scope}/claims"
+
+
+def alert_claim(scope: str, alert_id: str, attempt: int) -> str:
+    """The claim a sender takes (created exclusively) before posting attempt ``attempt`` of an alert."""
+    return f"{alert_claims(scope)}/{alert_id.removesuffix('.json')}.{attempt}.json"

@@ -22,6 +22,7 @@ variable                           meaning (default)
 ``MLOPS_GIT_COMMIT``               code version recorded on models (else ``git rev-parse``)
 ``MLOPS_WORKER_NAME``              this worker's name in task results (else the host name)
 ``MLOPS_SERVICE_PORT``             port of the embedded service's Airflow API server and UI (8080)
+``MLOPS_FAULT_POINT``              fault-injection tests only: a fault point to die at (unset)
 =================================  =========================================================
 """
 
@@ -94,6 +95,11 @@ def load_settings() -> Settings:
         worker_name=os.environ.get("MLOPS_WORKER_NAME") or None,
         service_port=_port(os.environ.get("MLOPS_SERVICE_PORT", "8080")),
     )
+
+
+def fault_point() -> str | None:
+    """The fault point (``mlops.core.faults``) at which this process kills itself, if any."""
+    return os.environ.get("MLOPS_FAULT_POINT") or None
 
 
 def _port(value: str) -> int:

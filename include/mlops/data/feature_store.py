@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.results import FeaturePartition, LabelPartition
 from mlops.data.features import ENTITY, EVENT_TIME
 
@@ -99,6 +99,7 @@ class ParquetFeatureStore:
             self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
             self.lake.write_json(layout.label_manifest(use_case, interval), label_manifest(use_case, interval, labels))
         # The manifest goes last: a partition is read only once its files are in place.
+        faults.point("materialize")
         self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
         return manifest
 
@@ -245,6 +246,7 @@ class PostgresFeatureStore:
                     " ON CONFLICT (use_case, interval) DO UPDATE SET manifest = EXCLUDED.manifest, written_at = now()",
                     (use_case, interval, json.dumps(manifest)),
                 )
+                faults.point("materialize")  # before COMMIT: PostgreSQL rolls the partition back
         finally:
             conn.close()
         return manifest

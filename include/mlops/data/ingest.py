@@ -13,7 +13,7 @@ import datetime as dt
 import io
 from typing import TYPE_CHECKING
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.lake import sha256
 from mlops.core.results import RawManifest
 
@@ -98,6 +98,7 @@ def archive_batch(
     batch_rel = layout.raw_object(use_case, interval, digest, fmt)
     if not lake.exists(batch_rel):
         lake.write_bytes(batch_rel, data)
+    faults.point("archive")
     superseded = []
     if previous is not None:
         superseded = [*previous.get("superseded", []), {k: previous[k] for k in ("sha256", "format", "bytes", "received_at", "uri")}]

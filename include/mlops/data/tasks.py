@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.config import FeedKind, UseCase
 from mlops.core.lake import Lake
 from mlops.core.results import FeaturePartition, LabelPartition, RawManifest, ValidationSummary
@@ -94,6 +94,7 @@ def validate_batch(
     if outcome.data_docs_html:
         lake.write_bytes(layout.quarantine_docs(name, interval), outcome.data_docs_html.encode())
     summary["quarantine_uri"] = lake.uri(quarantine)
+    faults.point("quarantine")
     lake.write_json(layout.quarantine_reason(name, interval), summary)  # written last: marks it complete
     lines = "\n".join(f"  - {f.describe()}" for f in outcome.errors)
     what = "batch" if feed == "batch" else "label delivery"

@@ -193,22 +193,32 @@ def load_model(model_name: str, version: str) -> Any:
         return skops.io.load(path, trusted=allowed)
 
 
-def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool) -> dict[str, str | None]:
-    """Move aliases for a decision. The champion alias moves in one call, so it is never absent."""
+def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool, champion_before: str | None) -> dict[str, str | None]:
+    """Move aliases for a decision taken against ``champion_before``; safe to repeat.
+
+    The champion alias moves in one call, so it is never absent. ``previous_champion`` is set
+    first, from the decision's record rather than from the live alias, so a retry after the
+    champion already moved still names the model it replaced.
+    """
     name = use_case.registered_model_name
-    current = alias_version(client, name, CHAMPION)
+    replaced = champion_before if champion_before is not None and str(champion_before) != str(version) else None
     if promote:
-        if current is not None and str(current.version) != str(version):
-            client.set_registered_model_alias(name, PREVIOUS, current.version)
+        if replaced is not None:
+            client.set_registered_model_alias(name, PREVIOUS, replaced)
         client.set_registered_model_alias(name, CHAMPION, version)
         challenger = alias_version(client, name, CHALLENGER)
         if challenger is not None and str(challenger.version) == str(version):
             client.delete_registered_model_alias(name, CHALLENGER)
     else:
         client.set_registered_model_alias(name, CHALLENGER, version)
+    return aliases_after(version, promote, champion_before)
+
+
+def aliases_after(version: str, promote: bool, champion_before: str | None) -> dict[str, str | None]:
+    replaced = champion_before if champion_before is not None and str(champion_before) != str(version) else None
     return {
-        "champion": str(version) if promote else (str(current.version) if current else None),
-        "previous_champion": str(current.version) if (promote and current and str(current.version) != str(version)) else None,
+        "champion": str(version) if promote else champion_before,
+        "previous_champion": replaced if promote else None,
     }
 
 

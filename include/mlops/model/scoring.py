@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.results import ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.model import registry
@@ -134,6 +134,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
                 writer.write_table(table)
 
     uri = lake.write_with(layout.predictions_file(use_case.name, interval), write)
+    faults.point("score")
     seconds = time.perf_counter() - started
     manifest = ScoringManifest(
         use_case=use_case.name,

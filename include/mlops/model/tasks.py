@@ -9,7 +9,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.results import PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.data.feature_store import parquet_writer
 from mlops.model import registry
@@ -203,6 +203,7 @@ def train_and_register(
                 skops_trusted_types=_trusted_types(pipe),
             )
         version = str(info.registered_model_version)
+        faults.point("register")
         registry.tag_version(client, model_name, version, tags | {"feature_partitions": json.dumps(lineage["feature_partitions"])})
         return TrainedModel(
             version=version,
@@ -234,6 +235,45 @@ def evaluate_and_promote(
             log.info("decision for version %s already recorded by this run: %s", version, entry["outcome"])
             return entry
 
+    # Claim, then act: the decision is written down before any alias moves, so a retry after a
+    # crash finishes that decision (against the champion it was taken against) instead of
+    # deciding again against aliases it has itself already moved.
+    intent = layout.promotion_intent(use_case.name, airflow_run_id, version)
+    if lake.exists(intent):
+        entry = lake.read_json(intent)
+        log.info("finishing the decision this run took before it was interrupted: %s", entry["outcome"])
+    else:
+        entry = _decide(use_case, trained, manifest, lake, client, mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id)
+        lake.write_json(intent, entry)
+    if entry["outcome"] in ("promoted", "rejected"):  # not dry runs, not disabled
+        registry.apply_aliases(client, use_case, version, entry["promoted"], entry["champion_before"])
+    faults.point("promote")
+    client.set_model_version_tag(name, version, "promotion_outcome", entry["outcome"])
+    client.set_model_version_tag(name, version, "promotion_reason", entry["reason"][:5000])
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.set_tags({"promotion_outcome": entry["outcome"], "promotion_reason": entry["reason"][:5000]})
+        comparison: dict[str, Any] = entry.get("comparison") or {}
+        if comparison:
+            mlflow.log_metrics({"promotion.improvement": comparison["improvement"], "promotion.ci_low": comparison["ci_low"]})
+    registry.record_decision(lake, use_case.name, entry)
+    lake.delete(intent)
+    log.info("promotion decision for %s v%s: %s - %s", name, version, entry["outcome"], entry["reason"])
+    return entry
+
+
+def _decide(
+    use_case: UseCase,
+    trained: TrainedModel,
+    manifest: TrainingSetManifest,
+    lake: Lake,
+    client: Any,
+    *,
+    mode: str | None,
+    dag_id: str,
+    airflow_run_id: str,
+) -> PromotionRecord:
+    """Score challenger and champion on the holdout and decide; changes nothing."""
+    name, version = use_case.registered_model_name, trained["version"]
     holdout = _read_split(lake, manifest, "holdout")
     X, y = X_y(holdout, use_case)
     challenger = registry.load_model(name, version)
@@ -254,49 +294,37 @@ def evaluate_and_promote(
                 f"v{version} ({type(exc).__name__}: {exc}); nothing was promoted. If the features changed on "
                 "purpose, review the challenger and move the 'champion' alias by hand."
             ) from exc
-        else:
-            comparison = bootstrap_difference(
-                y,
-                challenger_scores,
-                champion_scores,
-                metric_fn(use_case.promotion.metric, use_case.task),
-                higher_is_better=use_case.promotion.higher_is_better,
-                samples=use_case.promotion.bootstrap_samples,
-                confidence=use_case.promotion.confidence,
-                seed=use_case.model.seed,
-            )
+        comparison = bootstrap_difference(
+            y,
+            challenger_scores,
+            champion_scores,
+            metric_fn(use_case.promotion.metric, use_case.task),
+            higher_is_better=use_case.promotion.higher_is_better,
+            samples=use_case.promotion.bootstrap_samples,
+            confidence=use_case.promotion.confidence,
+            seed=use_case.model.seed,
+        )
     has_champion = champion is not None and str(champion.version) != version
     decision = decide(challenger_metrics, use_case.promotion, comparison=comparison, has_champion=has_champion, mode=mode)
-    reason = decision.reason
-    aliases: dict[str, Any] = {}
-    if decision.apply:
-        aliases = registry.apply_aliases(client, use_case, version, decision.promote)
-    client.set_model_version_tag(name, version, "promotion_outcome", decision.outcome)
-    client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
-    entry = PromotionRecord(
+    champion_before = str(champion.version) if champion is not None else None
+    promoted = decision.promote and decision.apply
+    return PromotionRecord(
         use_case=use_case.name,
         decided_at=registry.now_iso(),
         version=version,
-        champion_before=str(champion.version) if champion is not None else None,
+        champion_before=champion_before,
         outcome=decision.outcome,
-        promoted=decision.promote and decision.apply,
-        reason=reason,
+        promoted=promoted,
+        reason=decision.reason,
         metric=use_case.promotion.metric,
         challenger_metrics=challenger_metrics,
         comparison=decision.as_dict()["comparison"],
         threshold_failures=decision.threshold_failures,
         mode=mode or use_case.promotion.mode,
-        aliases_after=aliases,
+        aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.apply else {},
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
         mlflow_run_id=trained["run_id"],
         holdout_rows=len(holdout),
         mlflow_run_url=trained["mlflow_run_url"],
     )
-    with mlflow.start_run(run_id=trained["run_id"]):
-        mlflow.set_tags({"promotion_outcome": decision.outcome, "promotion_reason": reason[:5000]})
-        if comparison is not None:
-            mlflow.log_metrics({"promotion.improvement": comparison.improvement, "promotion.ci_low": comparison.ci_low})
-    registry.record_decision(lake, use_case.name, entry)
-    log.info("promotion decision for %s v%s: %s - %s", name, version, decision.outcome, reason)
-    return entry

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops.core import layout
+from mlops.core import faults, layout
 from mlops.core.results import DriftCheckResult, RetrainTrigger
 
 if TYPE_CHECKING:
@@ -146,4 +146,5 @@ def decide_and_record(
         lake.write_json(layout.retrain_decision(use_case.name, result["day"]), decision.record)
         if decision.trigger is not None:
             lake.write_json(state_rel, decision.trigger)
+            faults.point("trigger")
     return decision.trigger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlops.core.alerts import (
+    CLAIM_LEASE,
     SlackTarget,
     deliver_pending,
     drift_alert,
@@ -221,19 +223,71 @@ def test_slack_down_for_a_whole_run(lake: Lake, slack_standin: SlackStandin) -> 
     assert lake.read_json(f"alerts/{SCOPE}/sent/{alert['id']}.json")["attempts"] == 1
 
 
-def test_no_slack_configured_logs_the_alert(lake: Lake, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_slack_configured_logs_the_alert_once_and_keeps_it(lake: Lake, slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture) -> None:
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)
 
     with caplog.at_level(logging.WARNING, logger="mlops.core.alerts"):
         result = deliver_pending(lake, SCOPE, None, use_config=False)
+        again = deliver_pending(lake, SCOPE, None, use_config=False)
 
-    assert result == {"delivered": [alert["id"]], "pending": [], "slack_configured": False}
-    assert outbox(lake) == []
-    assert lake.read_json(f"alerts/{SCOPE}/sent/{alert['id']}.json")["delivered_to"] == "log"
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlops.core.alerts"]
-    assert any("Slack is not configured" in r.getMessage() for r in warnings)
-    assert any(REPORT_URI in r.getMessage() for r in warnings)  # the alert itself is in the log
+    # "No Slack connection" may be a secrets backend Airflow could not read: nothing is lost.
+    assert result == again == {"delivered": [], "pending": [alert["id"]], "slack_configured": False}
+    assert outbox(lake) == [f"{alert['id']}.json"] and sent(lake) == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlops.core.alerts"]
+    assert len(warnings) == 1 and "Slack is not configured" in warnings[0]
+    assert REPORT_URI in warnings[0]  # the alert itself is in the log
+    # Once Slack is configured, the kept alert goes out.
+    assert deliver_pending(lake, SCOPE, webhook(slack_standin))["delivered"] == [alert["id"]]
+    assert len(slack_standin.messages) == 1
+
+
+# Claims: two senders at once -------------------------------------------------------------------
+
+
+def test_concurrent_senders_post_each_alert_once(lake: Lake, slack_standin: SlackStandin) -> None:
+    """A failure callback and a drift run's send_alerts flushing the same outbox at the same time."""
+    import threading
+
+    alerts = [make_drift_alert(day) for day in ("2026-01-05", "2026-01-06", "2026-01-07")]
+    for alert in alerts:
+        enqueue(lake, SCOPE, alert)
+    slack_standin.delay = 0.3
+    results: list[Any] = []
+    senders = [threading.Thread(target=lambda: results.append(deliver_pending(lake, SCOPE, webhook(slack_standin)))) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+
+    assert len(slack_standin.messages) == 3
+    assert sorted(a for r in results for a in r["delivered"]) == sorted(a["id"] for a in alerts)
+    assert outbox(lake) == [] and sent(lake) == sorted(f"{a['id']}.json" for a in alerts)
+    assert lake.list(f"alerts/{SCOPE}/claims") == []
+
+
+def test_an_alert_claimed_by_a_live_sender_is_left_to_it(lake: Lake, slack_standin: SlackStandin) -> None:
+    alert = make_drift_alert()
+    enqueue(lake, SCOPE, alert)
+    claimed = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    assert lake.create(f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode())
+
+    result = deliver_pending(lake, SCOPE, webhook(slack_standin))
+
+    assert result["pending"] == [alert["id"]] and slack_standin.messages == []
+    assert outbox(lake) == [f"{alert['id']}.json"]
+
+
+def test_the_claim_of_a_dead_sender_expires(lake: Lake, slack_standin: SlackStandin) -> None:
+    alert = make_drift_alert()
+    enqueue(lake, SCOPE, alert)
+    claimed = (dt.datetime.now(dt.UTC) - CLAIM_LEASE - dt.timedelta(seconds=1)).isoformat(timespec="seconds")
+    assert lake.create(f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode())
+
+    result = deliver_pending(lake, SCOPE, webhook(slack_standin))
+
+    assert result["delivered"] == [alert["id"]] and len(slack_standin.messages) == 1
+    assert lake.list(f"alerts/{SCOPE}/claims") == []
 
 
 # Configuration -------------------------------------------------------------------------------
@@ -303,4 +357,18 @@ def test_slack_target_connection_id_from_env(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_slack_target_not_configured() -> None:
     assert slack_target() is None
+
+
+def test_a_slack_lookup_error_is_not_read_as_no_slack(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secrets backend that refuses access: the error propagates and the alert stays pending."""
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", "tests.support.secrets.DenyingSecretsBackend")
+    from airflow.sdk import configuration
+
+    monkeypatch.setattr(configuration, "_secrets_backend_cache", {})
+    alert = make_drift_alert()
+    enqueue(lake, SCOPE, alert)
+
+    with pytest.raises(Exception, match="denied"):
+        deliver_pending(lake, SCOPE)
+    assert outbox(lake) == [f"{alert['id']}.json"] and sent(lake) == []
 

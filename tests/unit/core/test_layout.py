@@ -37,7 +37,8 @@ def test_every_path_is_relative_and_separates_use_cases(builder) -> None:
     params = inspect.signature(builder).parameters
     sample = {"use_case": "churn", "day": DAY, "fmt": "csv", "sha256": "ab", "run_key": "k", "split": "train",
               "decided_at": "2026-01-03T00:00:00", "version": "1", "scope": "churn", "box": "sent",
-              "alert_id": "a", "kind": "features", "dag_id": "churn_data"}  # fmt: skip
+              "alert_id": "a", "kind": "features", "dag_id": "churn_data", "attempt": 1,
+              "airflow_run_id": "manual__2026-01-03T00:00:00+00:00"}  # fmt: skip
     path = builder(**{name: sample[name] for name in params})
     assert not path.startswith("/") and ".." not in path.split("/")
     if "use_case" in params:
