@@ -5,7 +5,9 @@ slack-sdk's ``WebhookClient`` and ``WebClient`` talk to it exactly as they talk 
 
 * ``POST /services/T000/B000/XXXX`` with a JSON body -> ``200 ok`` (Slack's incoming webhook);
 * ``POST /api/chat.postMessage`` with a JSON or form body and ``Authorization: Bearer <token>``
-  -> ``{"ok": true, "channel": ..., "ts": ...}``, or ``{"ok": false, "error": "invalid_auth"}``.
+  -> ``{"ok": true, "channel": ..., "ts": ...}``, or ``{"ok": false, "error": "invalid_auth"}``;
+* ``POST /api/conversations.history`` -> the channel's messages since ``oldest``, newest first,
+  each with the ``metadata`` it was posted with.
 
 Every accepted message is recorded (``messages``), every request seen is counted (``requests``).
 Failures can be scripted: ``fail_next(status=429, times=1, retry_after=1)`` answers 429 with a
@@ -51,6 +53,7 @@ class Message:
     blocks: list[dict[str, Any]] | None
     channel: str | None
     payload: dict[str, Any] = field(default_factory=dict)
+    ts: str | None = None  # chat.postMessage: the message's timestamp, its id in the channel
 
 
 class _Server(ThreadingHTTPServer):
@@ -109,13 +112,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, b"ok", "text/plain")
             return
 
-        if method != "chat.postMessage":
+        if method not in ("chat.postMessage", "conversations.history"):
             self._answer_json(200, {"ok": False, "error": "unknown_method"})
             return
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else payload.get("token")
         if token != standin.token:
             self._answer_json(200, {"ok": False, "error": "invalid_auth" if token else "not_authed"})
+            return
+        if method == "conversations.history":
+            # Newest first, with the metadata the poster attached (Slack: include_all_metadata).
+            oldest = float(payload.get("oldest") or 0)
+            found = [
+                {"type": "message", "text": m.text, "ts": m.ts, "metadata": m.payload.get("metadata")}
+                for m in reversed(standin.messages)
+                if m.channel == payload.get("channel") and float(m.ts or 0) >= oldest
+            ]
+            self._answer_json(200, {"ok": True, "messages": found, "has_more": False})
             return
         channel = payload.get("channel")
         if not channel:
@@ -124,10 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not payload.get("text") and not payload.get("blocks"):
             self._answer_json(200, {"ok": False, "error": "no_text"})
             return
-        standin._record(
-            Message("chat.postMessage", payload.get("text"), payload.get("blocks"), channel, payload)
-        )
         ts = f"{time.time():.6f}"
+        standin._record(
+            Message("chat.postMessage", payload.get("text"), payload.get("blocks"), channel, payload, ts)
+        )
         self._answer_json(
             200, {"ok": True, "channel": channel, "ts": ts, "message": {"text": payload.get("text")}}
         )

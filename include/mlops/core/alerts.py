@@ -92,8 +92,15 @@ class SlackDeliveryError(RuntimeError):
     pass
 
 
-def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]]) -> None:
-    """Send one message; raise SlackDeliveryError if Slack did not accept it after retries."""
+METADATA_EVENT = "mlops_alert"
+
+
+def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], alert: str | None = None) -> None:
+    """Send one message; raise SlackDeliveryError if Slack did not accept it after retries.
+
+    Through the Web API the message carries the alert id as message metadata, so a sender
+    taking over from one that died can look in the channel for it (:func:`already_posted`).
+    """
     if target.webhook_url:
         from slack_sdk.webhook import WebhookClient
 
@@ -112,11 +119,34 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]]) 
     if target.base_url:
         web.base_url = target.base_url
     try:
-        web.chat_postMessage(channel=target.channel or "", text=text, blocks=blocks)
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"alert_id": alert}} if alert else None
+        web.chat_postMessage(channel=target.channel or "", text=text, blocks=blocks, metadata=metadata)
     except SlackApiError as exc:
         raise SlackDeliveryError(f"chat.postMessage failed: {exc.response.get('error')}") from exc
     except Exception as exc:
         raise SlackDeliveryError(f"Slack API unreachable: {type(exc).__name__}") from exc
+
+
+def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
+    """Whether the channel holds a message of ``alert`` posted since ``since`` (Web API only).
+
+    An incoming webhook cannot read its channel, so there the answer is False and a sender
+    that died between posting and recording is followed by a second post (at least once).
+    The bot needs the ``channels:history`` scope; an error reading the history propagates.
+    """
+    if target.token is None:
+        return False
+    from slack_sdk import WebClient
+
+    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers())
+    if target.base_url:
+        web.base_url = target.base_url
+    history = web.conversations_history(channel=target.channel or "", oldest=f"{since.timestamp():.6f}", include_all_metadata=True, limit=200)
+    for message in history.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("alert_id") == alert:
+            return True
+    return False
 
 
 def recent_alert(lake: Lake, scope: str, kind: str, key: str, value: Any, within_hours: float, now: dt.datetime) -> dict[str, Any] | None:
@@ -152,8 +182,9 @@ def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
 CLAIM_LEASE = dt.timedelta(minutes=10)  # longer than any send with its retries (about 2 minutes)
 
 
-def _claim(lake: Lake, scope: str, aid: str, now: dt.datetime) -> int | None:
-    """Claim an alert for sending; the attempt number claimed, or None if another sender holds it.
+def _claim(lake: Lake, scope: str, aid: str, now: dt.datetime) -> tuple[int, dt.datetime | None] | None:
+    """Claim an alert for sending: the attempt claimed and when the dead sender before it claimed
+    it (None if this is the first attempt); None if another sender holds the alert.
 
     A claim is a lake object created exclusively (``Lake.create``), so of a failure callback and
     a drift run sending the same outbox at once, exactly one posts. A claim older than
@@ -161,15 +192,16 @@ def _claim(lake: Lake, scope: str, aid: str, now: dt.datetime) -> int | None:
     """
     prefix = f"{aid}."
     attempts = [int(n[len(prefix) :].split(".")[0]) for n in lake.list(layout.alert_claims(scope)) if n.startswith(prefix)]
-    attempt = max(attempts, default=0)
+    attempt, taken_over = max(attempts, default=0), None
     if attempt:
         held = lake.read_json(layout.alert_claim(scope, aid, attempt))
-        if now - dt.datetime.fromisoformat(held["claimed_at"]) < CLAIM_LEASE:
+        taken_over = dt.datetime.fromisoformat(held["claimed_at"])
+        if now - taken_over < CLAIM_LEASE:
             return None
     claim = {"alert": aid, "attempt": attempt + 1, "claimed_at": now.isoformat(timespec="seconds")}
     if not lake.create(layout.alert_claim(scope, aid, attempt + 1), json.dumps(claim).encode()):
         return None
-    return attempt + 1
+    return attempt + 1, taken_over
 
 
 def _release(lake: Lake, scope: str, aid: str) -> None:
@@ -179,14 +211,17 @@ def _release(lake: Lake, scope: str, aid: str) -> None:
             lake.delete(f"{layout.alert_claims(scope)}/{name}")
 
 
-def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True) -> AlertDelivery:
+def deliver_pending(
+    lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True, now: dt.datetime | None = None
+) -> AlertDelivery:
     """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run.
 
     Claim, then act: each alert is claimed before it is posted and recorded as sent before its
     claim is released, so two senders never post the same alert. A sender killed after Slack took
     the message but before recording it leaves a claim that expires after ``CLAIM_LEASE``; the
-    alert is then sent again (at least once: an alert is never lost, a duplicate is possible only
-    in that window).
+    sender that takes over first looks for the message in the channel (Web API) and records it as
+    sent if it is there. Through an incoming webhook it cannot look, and posts again: an alert is
+    never lost, and a duplicate is possible only in that window.
     """
     if target is None and use_config:
         target = slack_target()
@@ -199,10 +234,12 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
         if not name.endswith(".json"):
             continue
         aid = name.removesuffix(".json")
-        if _claim(lake, scope, aid, dt.datetime.now(dt.UTC)) is None:
+        claim = _claim(lake, scope, aid, now or dt.datetime.now(dt.UTC))
+        if claim is None:
             log.info("alert %s is being sent by another task; left to it", aid)
             pending.append(aid)
             continue
+        taken_over = claim[1]
         if lake.exists(layout.alert_record(scope, "sent", name)):  # sent while we listed
             lake.delete(layout.alert_record(scope, "outbox", name))
             _release(lake, scope, aid)
@@ -227,7 +264,10 @@ def deliver_pending(lake: Lake, scope: str, target: SlackTarget | None = None, *
             pending.append(record["id"])
             continue
         try:
-            post_to_slack(target, record["text"], record["blocks"])
+            if taken_over is not None and already_posted(target, aid, taken_over - dt.timedelta(minutes=1)):
+                log.warning("alert %s was posted by a sender that died before recording it; recorded now", aid)
+            else:
+                post_to_slack(target, record["text"], record["blocks"], alert=aid)
         except SlackDeliveryError as exc:
             log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
             record["attempts"] = record.get("attempts", 0) + 1

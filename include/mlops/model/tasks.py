@@ -152,7 +152,7 @@ def train_and_register(
             version=str(existing.version),
             run_id=existing.run_id,
             experiment_id=run.info.experiment_id,
-            metrics=dict(run.data.metrics),
+            metrics={k: v for k, v in run.data.metrics.items() if k.startswith(("validation_", "holdout_"))},
             mlflow_run_url=mlflow_run_url(run.info.experiment_id, existing.run_id),
         )
 
