@@ -3,6 +3,8 @@
 ``compose_services()`` is the contract between ``docker-compose.yaml`` and any test that starts
 the same processes without Docker (API server, scheduler, Celery workers, MLflow server): such a
 test asserts that its command lines and environment agree with what this returns.
+``service_variables()`` says which .env variables reach each service, ``secret_rules()`` what the
+start-up check (``docker/check-secrets.sh``) checks of them.
 
 The helpers follow Compose's own rules where they matter here: YAML anchors and ``<<`` merge keys
 are resolved, ``$$`` is a literal ``$``, and ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
@@ -15,7 +17,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import yaml
 
@@ -28,19 +30,39 @@ _TOKEN = re.compile(
 )
 
 
+class PortBinding(TypedDict):
+    """One published port. ``host_ip`` ``None`` means every interface of the host (Compose's
+    default); ``published`` ``None`` means a random host port."""
+
+    host_ip: str | None
+    published: str | None
+    target: str
+    protocol: str
+
+
 class ServiceSpec(TypedDict):
     """One service as a process: ``entrypoint`` + ``command`` is the argv, ``environment`` its env.
 
     ``command`` and ``entrypoint`` are ``[]`` when the service keeps the image's default. Values are
     exactly as written in the file: ``${VAR...}`` and ``$$`` are left for the caller to interpolate.
     An environment entry without a value (``- NAME``, or ``NAME:`` with nothing) is ``None``:
-    Compose passes it through from the shell.
+    Compose passes it through from the shell. ``ports`` are the published ports.
     """
 
     command: list[str]
     entrypoint: list[str]
     environment: dict[str, str | None]
     replicas: int
+    ports: list[PortBinding]
+
+
+class SecretRule(NamedTuple):
+    """One line of the start-up check's table: the check ``kind`` applied to ``variable`` (as the
+    service receives it), which carries the .env variable ``source``."""
+
+    variable: str
+    kind: str
+    source: str
 
 
 class InterpolationError(ValueError):
@@ -70,6 +92,38 @@ def _service_spec(name: str, spec: Mapping[str, Any]) -> ServiceSpec:
         entrypoint=_argv(name, "entrypoint", spec.get("entrypoint")),
         environment=_environment(name, spec.get("environment")),
         replicas=int(replicas),
+        ports=[_port(name, item) for item in spec.get("ports") or []],
+    )
+
+
+def _port(service: str, value: Any) -> PortBinding:
+    """A ``ports:`` entry, short (``[[IP:](HOST:)]CONTAINER[/PROTOCOL]``) or long syntax."""
+    if isinstance(value, dict):
+        published = value.get("published")
+        return PortBinding(
+            host_ip=value.get("host_ip"),
+            published=None if published in (None, "") else str(published),
+            target=str(value["target"]),
+            protocol=str(value.get("protocol", "tcp")),
+        )
+    text, _, protocol = str(value).partition("/")
+    host_ip: str | None = None
+    if text.startswith("["):  # an IPv6 address: [::1]:8080:8080
+        address, sep, text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"service {service!r}: cannot read port {value!r}")
+        host_ip = address
+    parts = text.split(":")
+    if len(parts) > 3 or (host_ip is not None and len(parts) != 2):
+        raise ValueError(f"service {service!r}: cannot read port {value!r}")
+    if len(parts) == 3:
+        host_ip = parts[0]
+    published = parts[-2] if len(parts) >= 2 else None
+    return PortBinding(
+        host_ip=host_ip or None,
+        published=published or None,
+        target=parts[-1],
+        protocol=protocol or "tcp",
     )
 
 
@@ -104,6 +158,35 @@ def _scalar(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def service_variables(path: Path | str) -> dict[str, set[str]]:
+    """For each service, the variables interpolated anywhere in its definition (environment,
+    command, healthcheck, ...), with YAML anchors resolved: what reaches it from .env."""
+    services: dict[str, Any] = load_compose(path)["services"]
+    return {
+        name: set().union(*(interpolated_variables(value) for value in compose_strings(spec or {})))
+        for name, spec in services.items()
+    }
+
+
+def secret_rules(script: Path | str) -> list[SecretRule]:
+    """The table of the start-up check script: the lines of its ``<<'RULES'`` here-document."""
+    lines = Path(script).read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.rstrip().endswith("<<'RULES'")), None)
+    if start is None:
+        raise ValueError(f"{script}: no <<'RULES' table")
+    rules: list[SecretRule] = []
+    for number, line in enumerate(lines[start + 1 :], start=start + 2):
+        if line == "RULES":
+            return rules
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise ValueError(f"{script}:{number}: expected 'VARIABLE KIND SOURCE', got {line!r}")
+        rules.append(SecretRule(*fields))
+    raise ValueError(f"{script}: the RULES table is not closed")
 
 
 def render(path: Path | str, env: Mapping[str, str]) -> dict[str, Any]:
