@@ -246,3 +246,50 @@ def test_compose_agrees_with_native_stack(stack: tuple[Stack, Api, SlackStandin]
     assert s.env["AIRFLOW__CORE__EXECUTOR"] == worker_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert s.env["MLOPS_FEATURE_STORE"] == worker_env["MLOPS_FEATURE_STORE"]
     assert s.env["MLOPS_LAKE_URI"] == worker_env["MLOPS_LAKE_URI"]
+
+
+LOAD_DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(25)]
+
+
+def test_fifty_concurrent_triggers_make_twenty_five_runs(stack: tuple[Stack, Api, SlackStandin]) -> None:
+    """Upstream systems retry: 25 request ids, each sent twice, all 50 at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops.core import layout
+    from mlops.core.lake import get_lake
+
+    s, api, _ = stack
+    # Scoring follows every new feature partition; it is not what this test is about.
+    assert api.request("PATCH", "/api/v2/dags/churn_scoring", json={"is_paused": True}).status_code == 200
+    _land(LOAD_DAYS, rows=200)
+    api.token()  # one login, before the burst
+    requests_ = [(f"load-{day}", day) for day in LOAD_DAYS] * 2
+
+    def send(request: tuple[str, dt.date]) -> tuple[str, int, str]:
+        request_id, day = request
+        r = api.trigger("churn_data", {"interval": day.isoformat(), "request_id": request_id}, f"upstream__{request_id}")
+        return request_id, r.status_code, r.text[:300]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(send, requests_))
+    by_id: dict[str, list[int]] = {}
+    for request_id, status, text in answers:
+        assert status in {200, 409}, (request_id, status, text)  # no error but the duplicate's 409
+        by_id.setdefault(request_id, []).append(status)
+    assert all(sorted(statuses) == [200, 409] for statuses in by_id.values()), by_id
+
+    run_ids = [f"upstream__load-{day}" for day in LOAD_DAYS]
+    assert sorted(r["dag_run_id"] for r in api.runs("churn_data") if r["dag_run_id"].startswith("upstream__load-")) == sorted(run_ids)
+    assert api.wait("churn_data", run_ids, s, timeout=1500) == {rid: "success" for rid in run_ids}
+    # Each interval processed once: one archived delivery, one committed feature partition.
+    lake = get_lake()
+    for day in LOAD_DAYS:
+        manifest = lake.read_json(layout.raw_manifest("churn", day))
+        assert manifest["superseded"] == [] and manifest["interval"] == day.isoformat()
+        assert len([k for k in s.s3_keys(f"lake/{layout.raw_dir('churn', day)}/") if not k.endswith("_manifest.json")]) == 1
+    from mlops.data.feature_store import PostgresFeatureStore
+
+    partitions = PostgresFeatureStore("mlops_feature_store").partitions("churn")
+    assert all(partitions[day]["rows"] == 200 for day in LOAD_DAYS)
+    total, distinct = _features_in_postgres()
+    assert total == distinct  # no row written twice
