@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 
-.PHONY: setup demo stop test lint suites ui-airflow ui-mlflow bench clean
+.PHONY: setup browser demo stop test lint suites ui-airflow ui-mlflow bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,13 +28,21 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(PY) -m mlops suites --check
 
-test: lint
+# Debian's Chromium for the browser tests (tests/ui), driven by Playwright from the lock file.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+test: lint browser
 	$(VENV)/bin/pytest
 
 bench: setup
 	$(PY) bench/pipeline_throughput.py
 	$(PY) bench/scoring_throughput.py
 	$(PY) bench/drift_sampling.py
+	$(PY) bench/ui_pages.py
 
 suites: setup
 	$(PY) -m mlops suites

@@ -9,6 +9,7 @@ from airflow.sdk import DAG, Param, task
 
 from mlops.core import results
 from mlops.orchestration import dag_support
+from mlops.orchestration.approval import approval_task
 from mlops.orchestration.assets import champion_asset, features_asset
 
 DOC = """
@@ -24,7 +25,12 @@ the same holdout with a paired bootstrap. Only a clear win moves the `champion` 
 **Triggers.** {triggers}; the UI form; the REST API; the drift DAG (with a `reason`).
 
 **Params.** `interval` (last day of the window), `hyperparameters` (overrides),
-`promotion_mode` (`auto` / `dry_run`), `reason`.
+`promotion_mode` (`auto` / `approval` / `dry_run`), `reason`.
+
+**Approval.** In `approval` mode a challenger that passes the gate waits in `approve_promotion`
+(Airflow's human-in-the-loop: Required Actions, the ML platform page, or the REST API) with the
+gate's evidence; Approve moves `champion`, Reject or no answer within
+{approval_hours:g} hours leaves production as it is. Every answer, with who gave it, is in the ledger.
 
 **When it fails.** "not enough data": run the data DAG for more days. A rejected challenger is
 not a failure: read the reason in the promotion history or the model version's tags.
@@ -67,6 +73,7 @@ def build(use_case):
             estimator=use_case.model.estimator,
             model=use_case.registered_model_name,
             triggers="; ".join(triggers),
+            approval_hours=use_case.promotion.approval_timeout_hours,
         ),
         default_args=dag_support.default_args(use_case),
         params={
@@ -79,9 +86,12 @@ def build(use_case):
             ),
             "promotion_mode": Param(
                 use_case.promotion.mode if use_case.promotion.mode != "disabled" else "dry_run",
-                enum=["auto", "dry_run"],
+                enum=["auto", "approval", "dry_run"],
                 title="Promotion mode",
-                description="auto: move the champion alias if the gate passes; dry_run: decide and record only.",
+                description=(
+                    "auto: move the champion alias if the gate passes; approval: if it passes, ask a person "
+                    "(Required Actions, the ML platform page or the REST API); dry_run: decide and record only."
+                ),
             ),
             "window_days": Param(
                 None,
@@ -142,8 +152,27 @@ def build(use_case):
             context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
             return entry
 
+        @task.short_circuit(task_id="needs_approval", retries=0)
+        def needs_approval(entry: results.PromotionRecord) -> bool:
+            from mlops.model.promotion import AWAITING_APPROVAL
+
+            return entry["outcome"] == AWAITING_APPROVAL
+
+        @task(task_id="apply_approval", retries=1, outlets=[champion_asset(name)])
+        def apply_approval(entry: results.PromotionRecord, response: dict, **context) -> results.PromotionRecord:
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.model.tasks import apply_approval as act
+
+            done = act(get_use_case(name), entry, response, get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+            context["outlet_events"][champion_asset(name)].extra = {"version": done["version"], "outcome": done["outcome"]}
+            return done
+
         manifest = prepare_training_set()
-        evaluate_and_promote(train_model(manifest), manifest)
+        gate = evaluate_and_promote(train_model(manifest), manifest)
+        approval = approval_task(use_case, gate_task_id="evaluate_and_promote")
+        needs_approval(gate) >> approval
+        apply_approval(gate, approval.output)
     return dag
 
 

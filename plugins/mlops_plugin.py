@@ -3,6 +3,8 @@
 - "GX Data Docs" on `validate_batch`, "MLflow run" on `train_model` / `evaluate_and_promote`,
   "Evidently report" on `check_drift` (each shown only where the task produced one).
 - `/mlops/lake/view?path=...`: serves HTML/JSON reports from the lake (local or S3).
+- `/mlops/ui/<use case>/<page>`: the platform's pages (overview, promotions, data quality,
+  monitoring, scoring), shown as "ML platform" in Airflow's navigation.
 """
 
 from __future__ import annotations
@@ -42,4 +44,14 @@ class EvidentlyReportLink(_ResultLink):
 class MLOpsPlugin(AirflowPlugin):
     name = "mlops"
     global_operator_extra_links = [GXDataDocsLink(), MLflowRunLink(), EvidentlyReportLink()]
-    fastapi_apps = [{"app": create_lake_app(), "url_prefix": "/mlops", "name": "MLOps lake viewer"}]
+    fastapi_apps = [{"app": create_lake_app(), "url_prefix": "/mlops", "name": "MLOps lake viewer and pages"}]
+    # "ML platform" in Airflow's navigation: the platform's pages, rendered inside the Airflow UI.
+    external_views = [
+        {
+            "name": "ML platform",
+            "href": "/mlops/ui",
+            "destination": "nav",
+            "url_route": "ml-platform",
+            "nav_top_level": True,
+        }
+    ]

@@ -51,7 +51,7 @@ def test_policy(dagbag) -> None:
 def test_run_time_choices_are_typed_params(dagbag) -> None:
     training = dagbag.dags["churn_training"]
     schema = training.params.get_param("promotion_mode").schema
-    assert schema["enum"] == ["auto", "dry_run"]
+    assert schema["enum"] == ["auto", "approval", "dry_run"]
     assert training.params.get_param("interval").schema["format"] == "date"
     from airflow.sdk.exceptions import ParamValidationError
 

@@ -11,7 +11,7 @@ from airflow.sdk import ObjectStoragePath
 from mlops.core.config import get_use_case
 from mlops.core.settings import load_settings
 from mlops.data.ingest import source_uri
-from mlops.dev.simulator import Drift, make_batch_bytes
+from mlops.dev.simulator import Drift, delivered, make_batch_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,7 @@ def land(use_case: str, day: dt.date, *, rows: int = 400, bad: str | None = None
     path = ObjectStoragePath(source_uri(uc, day, load_settings().landing_uri))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    delivered(path, day)
     return data
 
 

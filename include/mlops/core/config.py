@@ -379,7 +379,10 @@ class PromotionSpec(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
     bootstrap_samples: int = Field(default=500, ge=50, le=10000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    mode: Literal["auto", "dry_run", "disabled"] = "auto"
+    # auto: a challenger that passes moves the champion alias; approval: it waits for a person
+    # (Airflow's human-in-the-loop) for at most approval_timeout_hours, then counts as rejected.
+    mode: Literal["auto", "approval", "dry_run", "disabled"] = "auto"
+    approval_timeout_hours: float = Field(default=72, gt=0, le=24 * 30)
 
 
 class ScoringSpec(_Strict):

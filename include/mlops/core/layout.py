@@ -61,8 +61,12 @@ def raw_manifest(use_case: str, day: dt.date | str) -> str:
 
 
 # Validation gate (validate_batch) ---------------------------------------------------------------
+def validation_root(use_case: str) -> str:
+    return f"validation/{use_case}"
+
+
 def validation_dir(use_case: str, day: dt.date | str) -> str:
-    return f"validation/{use_case}/{_day(day)}"
+    return f"{validation_root(use_case)}/{_day(day)}"
 
 
 def validation_summary(use_case: str, day: dt.date | str) -> str:
@@ -155,8 +159,12 @@ def predictions_manifest(use_case: str, day: dt.date | str) -> str:
 
 
 # Monitoring (check_drift, decide_retrain) -------------------------------------------------------
+def reports_root(use_case: str) -> str:
+    return f"reports/{use_case}"
+
+
 def reports_dir(use_case: str, day: dt.date | str) -> str:
-    return f"reports/{use_case}/{_day(day)}"
+    return f"{reports_root(use_case)}/{_day(day)}"
 
 
 def drift_report(use_case: str, day: dt.date | str) -> str:

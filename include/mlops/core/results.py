@@ -25,6 +25,8 @@ class RawManifest(TypedDict):
     uri: str
     # Earlier deliveries of the same day, oldest first (their objects stay in the archive).
     superseded: NotRequired[list[dict[str, Any]]]
+    # When the upstream file landed (the store's modification time), if known: tells late deliveries.
+    landed_at: NotRequired[str | None]
 
 
 class ValidationSummary(TypedDict):
@@ -105,6 +107,11 @@ class PromotionRecord(TypedDict):
     mlflow_run_id: NotRequired[str]
     holdout_rows: NotRequired[int]
     mlflow_run_url: NotRequired[str]
+    lineage: NotRequired[dict[str, Any]]  # data window, partitions, training set hash and URI, code commit
+    # Human approval (promotion mode "approval"): who answered, when, and what they wrote.
+    reviewed_by: NotRequired[str | None]
+    reviewed_at: NotRequired[str | None]
+    review_comment: NotRequired[str]
 
 
 class ScoringManifest(TypedDict):
@@ -121,6 +128,7 @@ class ScoringManifest(TypedDict):
     model_run_id: str
     output_column: str
     feature_stats: NotRequired[dict[str, Any]]
+    prediction_stats: NotRequired[dict[str, Any]]  # count, mean, and histogram bins or quantiles
     worker: NotRequired[str]
 
 

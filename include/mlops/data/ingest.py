@@ -67,6 +67,25 @@ def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tu
         return fh.read(), feed.source.format, uri
 
 
+def landed_at(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> str | None:
+    """When the upstream file landed (its modification time, UTC ISO), if the store says; else None."""
+    feed = as_feed(feed)
+    if feed.source.kind == "sql":
+        return None
+    from airflow.sdk import ObjectStoragePath
+
+    try:
+        info = ObjectStoragePath(source_uri(feed, interval, landing_uri)).stat()
+    except (OSError, ValueError):
+        return None
+    modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(modified, dt.datetime):
+        return modified.astimezone(dt.UTC).isoformat(timespec="seconds")
+    if isinstance(modified, int | float):
+        return dt.datetime.fromtimestamp(modified, dt.UTC).isoformat(timespec="seconds")
+    return None
+
+
 def _fetch_sql(feed: Feed, interval: dt.date) -> tuple[bytes, str, str]:
     from airflow.sdk import BaseHook
 
@@ -84,7 +103,7 @@ def _fetch_sql(feed: Feed, interval: dt.date) -> tuple[bytes, str, str]:
 
 
 def archive_batch(
-    lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str
+    lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str, landed: str | None = None
 ) -> RawManifest:
     """Store the batch unmodified with its content hash; return the manifest."""
     digest = sha256(data)
@@ -112,6 +131,7 @@ def archive_batch(
         received_at=received_at,
         uri=lake.uri(batch_rel),
         superseded=superseded,
+        landed_at=landed,
     )
     lake.write_json(manifest_rel, manifest)  # the only mutable pointer, written last
     return manifest

@@ -38,7 +38,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.core.config import get_use_case
     from mlops.core.settings import load_settings
     from mlops.data.ingest import source_uri
-    from mlops.dev.simulator import DEFAULT_DRIFT, Drift, make_batch_bytes
+    from mlops.dev.simulator import DEFAULT_DRIFT, Drift, delivered, make_batch_bytes
 
     settings = load_settings()
     use_case = get_use_case(args.use_case, settings.config_dir)
@@ -52,6 +52,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         path = ObjectStoragePath(source_uri(use_case, day, settings.landing_uri))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        delivered(path, day)
         print(f"landed {len(data)} bytes at {path}")
     return 0
 

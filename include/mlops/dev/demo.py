@@ -143,7 +143,7 @@ def demo_config(home: Path, start: dt.date) -> Path:
 
 def land_feeds(landing: Path, days: list[dt.date], rows: int) -> None:
     """The upstream systems' deliveries: unlabeled snapshots, and labels days later."""
-    from mlops.dev.simulator import batch_bytes, make_batch_bytes, simulate_labels
+    from mlops.dev.simulator import batch_bytes, delivered, make_batch_bytes, simulate_labels
 
     concept = days[CONCEPT_DAY]
     (landing / "churn").mkdir(parents=True, exist_ok=True)
@@ -152,8 +152,10 @@ def land_feeds(landing: Path, days: list[dt.date], rows: int) -> None:
         bad = BAD_KIND if i == BAD_DAY else None
         data = make_batch_bytes("churn", day, "csv", rows=rows, bad=bad, concept=concept, with_labels=False)
         (landing / "churn" / f"{day.isoformat()}.csv").write_bytes(data)
+        delivered(landing / "churn" / f"{day.isoformat()}.csv", day)
         labels = simulate_labels("churn", day, rows=rows, concept=concept)
         (landing / "churn_labels" / f"{day.isoformat()}.csv").write_bytes(batch_bytes(labels, "csv"))
+        delivered(landing / "churn_labels" / f"{day.isoformat()}.csv", day)
 
 
 def run_demo(days: int = DAYS, rows: int = ROWS) -> int:

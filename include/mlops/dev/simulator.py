@@ -336,3 +336,20 @@ def simulate_labels(
 def make_label_bytes(use_case: str, delivered_on: dt.date, fmt: str, **kwargs: Any) -> bytes:
     """The label file the label system lands for ``delivered_on`` (see :func:`simulate_labels`)."""
     return batch_bytes(simulate_labels(use_case, delivered_on, **kwargs), fmt)
+
+
+def delivered(path: Any, day: dt.date, *, minutes_after_close: int = 10) -> None:
+    """Date a landed local file as upstream would have delivered it: shortly after ``day`` closed.
+
+    Batches for past days are landed all at once by the demo and the tests; without this every
+    one of them would look late (``landed_at`` is the file's modification time). Object stores
+    set their own times, so only local files are re-dated.
+    """
+    import os
+
+    local = getattr(path, "protocol", "file") in ("file", "local")
+    if not local:
+        return
+    when = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) + dt.timedelta(minutes=minutes_after_close)
+    stamp = min(when.timestamp(), dt.datetime.now(dt.UTC).timestamp())
+    os.utime(str(getattr(path, "path", path)), (stamp, stamp))

@@ -36,11 +36,15 @@ class Comparison:
     confidence: float
 
 
+AWAITING_APPROVAL = "awaiting_approval"
+APPROVE, REJECT = "Approve", "Reject"  # the options of a human approval request
+
+
 @dataclass(frozen=True)
 class Decision:
     promote: bool  # the gate's verdict
     apply: bool  # whether aliases change (False in dry_run / disabled)
-    outcome: str  # promoted | rejected | dry_run_promote | dry_run_reject | disabled
+    outcome: str  # promoted | rejected | awaiting_approval | dry_run_promote | dry_run_reject | disabled
     reason: str
     threshold_failures: list[str]
     comparison: Comparison | None
@@ -145,6 +149,8 @@ def decide(
                 f"{verdict} champion on {spec.metric}: {c.challenger:.4f} vs {c.champion:.4f} "
                 f"(improvement {c.improvement:+.4f}, {ci} <= margin {spec.min_improvement})"
             )
+    if mode == "approval" and promote:
+        return Decision(True, False, AWAITING_APPROVAL, "awaiting approval: " + reason, failures, comparison)
     if mode == "dry_run":
         return Decision(promote, False, "dry_run_promote" if promote else "dry_run_reject", "dry run: " + reason, failures, comparison)
     return Decision(promote, True, "promoted" if promote else "rejected", reason, failures, comparison)

@@ -92,6 +92,52 @@ def champion(use_case: UseCase) -> tuple[Any, Any]:
     return version, registry.load_model(use_case.registered_model_name, version.version)
 
 
+class PredictionStats:
+    """The distribution of a day's predictions, kept while scoring so pages never re-read them.
+
+    Scores of a classifier fall into ten fixed bins on [0, 1]; predictions of a regressor are
+    summarised by quantiles of a uniform sample (reservoir) of at most ``sample`` values.
+    """
+
+    def __init__(self, task: str, sample: int = 20_000, seed: int = 0) -> None:
+        import numpy as np
+
+        self.task, self.sample = task, sample
+        self.counts = np.zeros(10, dtype="int64")
+        self.reservoir = np.empty(0)
+        self.seen, self.total = 0, 0.0
+        self.rng = np.random.default_rng(seed)
+
+    def update(self, scores: Any) -> None:
+        import numpy as np
+
+        scores = np.asarray(scores, dtype="float64")
+        self.total += float(scores.sum())
+        if self.task == "classification":
+            self.counts += np.histogram(np.clip(scores, 0, 1), bins=10, range=(0, 1))[0]
+        else:
+            room = max(self.sample - len(self.reservoir), 0)
+            self.reservoir = np.concatenate([self.reservoir, scores[:room]])
+            rest = scores[room:]
+            if len(rest):  # reservoir sampling, vectorised: value i replaces slot j < sample, j uniform in [0, i]
+                slots = self.rng.integers(0, np.arange(self.seen + room, self.seen + len(scores)) + 1)
+                keep = slots < self.sample
+                self.reservoir[slots[keep]] = rest[keep]
+        self.seen += len(scores)
+
+    def summary(self) -> dict[str, Any]:
+        import numpy as np
+
+        out: dict[str, Any] = {"count": self.seen, "mean": self.total / self.seen if self.seen else None}
+        if self.task == "classification":
+            out["bins"] = [round(i / 10, 1) for i in range(11)]
+            out["counts"] = [int(c) for c in self.counts]
+        elif len(self.reservoir):
+            qs = (0.05, 0.25, 0.5, 0.75, 0.95)
+            out["quantiles"] = dict(zip([f"p{int(q * 100)}" for q in qs], (float(v) for v in np.quantile(self.reservoir, qs)), strict=True))
+        return out
+
+
 def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None) -> ScoringManifest:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -99,6 +145,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
     version, model = champion(use_case)
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
+    predicted = PredictionStats(use_case.task)
     out_col = "score" if use_case.task == "classification" else "prediction"
     key_type = pa.int64() if use_case.entity_type == "int" else pa.string()
     schema = pa.schema(
@@ -119,6 +166,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
             for chunk in store.iter_features(use_case.name, interval, chunk_rows):
                 scores = predict_scores(model, chunk[use_case.feature_names], use_case.task)
                 stats.update(chunk)
+                predicted.update(scores)
                 n = len(chunk)
                 rows += n
                 table = pa.table(
@@ -148,6 +196,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
         model_run_id=version.run_id,
         output_column=out_col,
         feature_stats=stats.summary(),
+        prediction_stats=predicted.summary(),
     )
     lake.write_json(layout.predictions_manifest(use_case.name, interval), manifest)
     log.info("scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds)

@@ -13,7 +13,7 @@ from mlops.core import faults, layout
 from mlops.core.results import PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.data.feature_store import parquet_writer
 from mlops.model import registry
-from mlops.model.promotion import bootstrap_difference, decide
+from mlops.model.promotion import APPROVE, AWAITING_APPROVAL, bootstrap_difference, decide
 from mlops.model.training import (
     SPLITS,
     X_y,
@@ -214,6 +214,10 @@ def train_and_register(
         )
 
 
+# Outcomes that move an alias: promoted (champion), rejected and awaiting approval (challenger).
+ALIAS_OUTCOMES = ("promoted", "rejected", AWAITING_APPROVAL)
+
+
 def evaluate_and_promote(
     use_case: UseCase,
     trained: TrainedModel,
@@ -245,7 +249,7 @@ def evaluate_and_promote(
     else:
         entry = _decide(use_case, trained, manifest, lake, client, mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id)
         lake.write_json(intent, entry)
-    if entry["outcome"] in ("promoted", "rejected"):  # not dry runs, not disabled
+    if entry["outcome"] in ALIAS_OUTCOMES:  # not dry runs, not disabled
         registry.apply_aliases(client, use_case, version, entry["promoted"], entry["champion_before"])
     faults.point("promote")
     client.set_model_version_tag(name, version, "promotion_outcome", entry["outcome"])
@@ -321,10 +325,101 @@ def _decide(
         comparison=decision.as_dict()["comparison"],
         threshold_failures=decision.threshold_failures,
         mode=mode or use_case.promotion.mode,
-        aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.apply else {},
+        aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.outcome in ALIAS_OUTCOMES else {},
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
         mlflow_run_id=trained["run_id"],
         holdout_rows=len(holdout),
         mlflow_run_url=trained["mlflow_run_url"],
+        lineage={
+            "data_window": [manifest["lineage"]["window_start"], manifest["lineage"]["window_end"]],
+            "feature_partitions": len(manifest["lineage"]["feature_partitions"]),
+            "training_rows": manifest["rows"],
+            "training_set_hash": manifest["training_set_hash"],
+            "training_set_uri": lake.uri(layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])),
+            "git_commit": registry.git_commit(),
+        },
     )
+
+
+def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, str]:
+    """Subject and body (Markdown) of the human-approval request: the gate's evidence."""
+    subject = f"Promote {use_case.registered_model_name} v{entry['version']} to champion?"
+    metrics = entry.get("challenger_metrics") or {}
+    lines = [
+        f"**Use case** {use_case.name} · **challenger** v{entry['version']} · **champion now** "
+        f"{'v' + entry['champion_before'] if entry['champion_before'] else 'none'}",
+        "",
+        f"**Gate** {entry['reason'].removeprefix('awaiting approval: ')}",
+        "",
+        "| metric | challenger |",
+        "|---|---|",
+        *[f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())],
+        "",
+        f"Holdout rows: {entry.get('holdout_rows', 'n/a')} · MLflow run: {entry.get('mlflow_run_url', 'n/a')}",
+        "",
+        f"Approve moves the `champion` alias to v{entry['version']}; Reject, or no answer within "
+        f"{use_case.promotion.approval_timeout_hours:g} hours, leaves production as it is.",
+    ]
+    return subject, "\n".join(lines)
+
+
+def apply_approval(
+    use_case: UseCase, gate: PromotionRecord, response: dict[str, Any] | None, lake: Lake, *, dag_id: str, airflow_run_id: str
+) -> PromotionRecord:
+    """Act on a person's answer to an approval request and record it in the ledger (safe to repeat).
+
+    ``response`` is the human-in-the-loop task's result (``chosen_options``, ``responded_by_user``,
+    ``params_input``); a timed-out request carries the default, Reject, and no user. Approve moves
+    the champion alias only if the champion is still the one the gate compared against.
+    """
+    client = registry.configure_mlflow()
+    name, version = use_case.registered_model_name, gate["version"]
+    final = ("approved", "rejected_by_reviewer", "approval_timed_out", "approval_stale")
+    for done in registry.promotion_history(lake, use_case.name):
+        if done["airflow_run_id"] == airflow_run_id and str(done["version"]) == version and done["outcome"] in final:
+            return done
+    response = response or {}
+    chosen = list(response.get("chosen_options") or [])
+    user = response.get("responded_by_user") or None
+    who = (user.get("name") or user.get("id")) if isinstance(user, dict) else None
+    comment = str((response.get("params_input") or {}).get("comment") or "").strip()[:1000]
+    current = registry.alias_version(client, name, registry.CHAMPION)
+    current_version = str(current.version) if current is not None else None
+    promoted = False
+    if chosen == [APPROVE] and who:
+        if current_version == version:
+            outcome, note = "approved", f"approved by {who}; v{version} is the champion"  # a retry after the move
+            promoted = True
+        elif current_version != gate["champion_before"]:
+            outcome = "approval_stale"
+            note = (
+                f"approved by {who}, but the champion changed from v{gate['champion_before']} to v{current_version} "
+                "while the request waited; nothing moved. Re-run training to compare against the new champion."
+            )
+        else:
+            registry.apply_aliases(client, use_case, version, True, gate["champion_before"])
+            outcome, note, promoted = "approved", f"approved by {who}", True
+    elif who:
+        outcome, note = "rejected_by_reviewer", f"rejected by {who}"
+    else:
+        outcome, note = "approval_timed_out", (
+            f"no answer within {use_case.promotion.approval_timeout_hours:g} hours: not promoted"
+        )
+    reason = f"{note}{': ' + comment if comment else ''} (gate: {gate['reason'].removeprefix('awaiting approval: ')})"
+    client.set_model_version_tag(name, version, "promotion_outcome", outcome)
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+    entry = PromotionRecord(
+        **{k: v for k, v in gate.items() if k not in ("decided_at", "outcome", "promoted", "reason", "aliases_after")},  # type: ignore[typeddict-item]
+        decided_at=registry.now_iso(),
+        outcome=outcome,
+        promoted=promoted,
+        reason=reason,
+        aliases_after=registry.aliases_after(version, promoted, gate["champion_before"]) if promoted else {"champion": current_version, "previous_champion": None},
+        reviewed_by=who,
+        reviewed_at=str(response.get("responded_at") or "") or None,
+        review_comment=comment,
+    )
+    registry.record_decision(lake, use_case.name, entry)
+    log.info("approval of %s v%s: %s - %s", name, version, outcome, reason)
+    return entry

@@ -124,4 +124,7 @@ def create_lake_app() -> Any:
         media = mimetypes.guess_type(rel)[0] or "application/octet-stream"
         return Response(content=lake.read_bytes(rel), media_type=media, headers=SECURITY_HEADERS)
 
+    from mlops.orchestration.platform_pages import add_pages
+
+    add_pages(app, reader)
     return app

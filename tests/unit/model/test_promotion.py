@@ -103,3 +103,16 @@ def test_lower_is_better_metric_sign() -> None:
     comparison = bootstrap_difference(y, good, bad, rmse, higher_is_better=False, samples=200, confidence=0.95)
     assert comparison.improvement > 0 and comparison.ci_low > 0
 
+
+
+def test_approval_mode_waits_instead_of_promoting() -> None:
+    comparison = Comparison("roc_auc", 0.90, 0.85, 0.05, 0.03, 0.07, 300, 0.95)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, mode="approval")
+    assert decision.outcome == "awaiting_approval" and decision.promote and not decision.apply
+    assert decision.reason.startswith("awaiting approval: beats champion")
+
+
+def test_approval_mode_rejects_a_loser_without_asking() -> None:
+    comparison = Comparison("roc_auc", 0.84, 0.85, -0.01, -0.03, 0.01, 300, 0.95)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, mode="approval")
+    assert decision.outcome == "rejected" and decision.apply and not decision.promote
