@@ -5,7 +5,7 @@ One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
 from mlops.core import results
 from mlops.orchestration import dag_support
@@ -17,7 +17,9 @@ DOC = """
 
 **What it does.** Builds a point-in-time training set from the feature store (the
 {window} days up to the run's interval, labels known by then), splits it
-({split}), fits `{estimator}` with a fixed seed, logs params, metrics, plots, permutation
+({split}), fits the candidate models in parallel (`{estimator}` as configured, plus the
+search's candidates: {candidates} by default; each an MLflow child run), keeps the best on the
+validation split, refits it with a fixed seed, logs params, metrics, plots, permutation
 importance, data version and git commit to MLflow (experiment `mlops/{name}`), registers a new
 version of `{model}`, then runs the promotion gate: thresholds, then champion vs challenger on
 the same holdout with a paired bootstrap. Only a clear win moves the `champion` alias.
@@ -71,6 +73,7 @@ def build(use_case):
             window=use_case.training.window_days,
             split=f"{use_case.split.strategy}: validation {use_case.split.validation}, holdout {use_case.split.holdout}",
             estimator=use_case.model.estimator,
+            candidates=use_case.model.search.budget if use_case.model.search else 1,
             model=use_case.registered_model_name,
             triggers="; ".join(triggers),
             approval_hours=use_case.promotion.approval_timeout_hours,
@@ -91,6 +94,17 @@ def build(use_case):
                 description=(
                     "auto: move the champion alias if the gate passes; approval: if it passes, ask a person "
                     "(Required Actions, the ML platform page or the REST API); dry_run: decide and record only."
+                ),
+            ),
+            "search_budget": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                maximum=200,
+                title="Candidates to train",
+                description=(
+                    f"How many candidate models to fit in parallel (the configured one first); empty = the config's "
+                    f"{use_case.model.search.budget if use_case.model.search else 1}."
                 ),
             ),
             "window_days": Param(
@@ -117,8 +131,36 @@ def build(use_case):
             window = context["params"].get("window_days")
             return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"], window_days=window)
 
+        @task(task_id="plan_candidates", retries=2)
+        def plan_candidates(manifest: results.TrainingSetManifest, **context) -> list[dict]:
+            from mlops.core.config import get_use_case
+            from mlops.model.search import plan_candidates as plan
+
+            params = context["params"]
+            return plan(
+                get_use_case(name), manifest, airflow_run_id=context["run_id"],
+                overrides=params.get("hyperparameters") or {}, budget=params.get("search_budget"),
+            )  # fmt: skip
+
+        @task(task_id="train_candidate", retries=1, map_index_template="{{ candidate_name }}")
+        def train_candidate(candidate: dict, manifest: results.TrainingSetManifest, **context) -> results.CandidateResult:
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.model.search import train_candidate as fit
+
+            get_current_context()["candidate_name"] = candidate["name"]  # names the mapped task in the UI
+            return fit(get_use_case(name), manifest, get_lake(), candidate, airflow_run_id=context["run_id"])
+
+        @task(task_id="select_candidate", retries=0, trigger_rule=TriggerRule.ALL_DONE)
+        def select_candidate(fitted: list[results.CandidateResult]) -> results.CandidateResult:
+            # Runs when some candidates failed too: the best of the rest goes on; none left fails.
+            from mlops.core.config import get_use_case
+            from mlops.model.search import select_best
+
+            return select_best(get_use_case(name), [r for r in fitted if r])
+
         @task(task_id="train_model", retries=1)
-        def train_model(manifest: results.TrainingSetManifest, **context) -> results.TrainedModel:
+        def train_model(manifest: results.TrainingSetManifest, best: results.CandidateResult, **context) -> results.TrainedModel:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.tasks import train_and_register
@@ -128,7 +170,9 @@ def build(use_case):
                 get_use_case(name),
                 manifest,
                 get_lake(),
-                hyperparameters=params.get("hyperparameters") or {},
+                hyperparameters=best["hyperparameters"],
+                estimator=best["estimator"],
+                parent_run_id=best["parent_run_id"],
                 dag_id=context["dag"].dag_id,
                 airflow_run_id=context["run_id"],
                 reason=params.get("reason") or (context["dag_run"].conf or {}).get("reason"),
@@ -169,7 +213,8 @@ def build(use_case):
             return done
 
         manifest = prepare_training_set()
-        gate = evaluate_and_promote(train_model(manifest), manifest)
+        fitted = train_candidate.partial(manifest=manifest).expand(candidate=plan_candidates(manifest))
+        gate = evaluate_and_promote(train_model(manifest, select_candidate(fitted)), manifest)
         approval = approval_task(use_case, gate_task_id="evaluate_and_promote")
         needs_approval(gate) >> approval
         apply_approval(gate, approval.output)

@@ -165,14 +165,26 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     assert _features_in_postgres() == (6000, 6000)
     assert len(s.s3_keys(f"lake/raw/churn/{DAYS[0]}/")) == 2  # batch + manifest on S3
 
-    # Train: registered on the MLflow server, artifacts on S3, promoted.
-    r = api.trigger("churn_training", {"interval": DAYS[9].isoformat(), "reason": "integration"}, "train-1")
+    # Train: eight candidates fan out over both Celery workers, the best is registered on the MLflow
+    # server (artifacts on S3), gated and promoted.
+    r = api.trigger("churn_training", {"interval": DAYS[9].isoformat(), "reason": "integration", "search_budget": 8}, "train-1")
     assert r.status_code == 200, r.text
     assert api.wait("churn_training", ["train-1"], s) == {"train-1": "success"}
+    fitted = []
+    for i in range(8):
+        x = api.request("GET", "/api/v2/dags/churn_training/dagRuns/train-1/taskInstances/train_candidate/xcomEntries/return_value", params={"map_index": i, "deserialize": True})
+        assert x.status_code == 200, x.text
+        value = x.json()["value"]
+        fitted.append(value if isinstance(value, dict) else json.loads(value))
+    assert {f["worker"] for f in fitted} == {"worker-1", "worker-2"}, [f["worker"] for f in fitted]
+    assert len({f["name"] for f in fitted}) == 8 and all(f["status"] == "ok" for f in fitted)
+    metric = "validation_roc_auc"
+    best = sorted(fitted, key=lambda f: (-f["metrics"][metric], f["name"]))[0]
     # Both URIs explicitly: an earlier test in this session may have set MLflow's global registry URI.
     mlflow = MlflowClient(tracking_uri=s.mlflow_url, registry_uri=s.mlflow_url)
     champion = mlflow.get_model_version_by_alias("churn_model", "champion")
     assert str(champion.version) == "1"
+    assert mlflow.get_run(champion.run_id).data.tags["best_candidate"] == best["name"]
     assert any(k.startswith("mlflow/") and k.endswith("model.skops") for k in s.s3_keys("mlflow/")), "model artifacts must be on S3"
 
     # Score eight partitions: the mapped tasks fan out over both Celery workers.

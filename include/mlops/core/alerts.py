@@ -264,8 +264,11 @@ def deliver_pending(
             pending.append(record["id"])
             continue
         try:
-            if taken_over is not None and already_posted(target, aid, taken_over - dt.timedelta(minutes=1)):
-                log.warning("alert %s was posted by a sender that died before recording it; recorded now", aid)
+            # A sender that died after posting, or an attempt whose answer was lost (a timeout after
+            # Slack took it), may have posted already: look in the channel first (Web API only).
+            unsure = taken_over or (dt.datetime.fromisoformat(record["queued_at"]) if record.get("attempts") else None)
+            if unsure is not None and already_posted(target, aid, unsure - dt.timedelta(minutes=1)):
+                log.warning("alert %s is already in the channel (an earlier attempt posted it); recorded now", aid)
             else:
                 post_to_slack(target, record["text"], record["blocks"], alert=aid)
         except SlackDeliveryError as exc:

@@ -327,21 +327,69 @@ class FeatureSpec(_Strict):
         return self
 
 
+def _estimator_known(value: str) -> str:
+    # Checked without importing scikit-learn: configs are loaded at DAG parse time.
+    module, _, name = value.rpartition(".")
+    if module not in ESTIMATOR_MODULES or not name.isidentifier() or not name[0].isupper():
+        raise ValueError(f"estimator {value!r} must be a scikit-learn class in one of {sorted(ESTIMATOR_MODULES)}")
+    return value
+
+
+class ParamRange(_Strict):
+    """One hyperparameter's search range: a list of ``values``, or ``low``..``high`` (``log``, ``integer``)."""
+
+    values: list[Any] | None = Field(default=None, min_length=1)
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamRange:
+        if (self.values is None) == (self.low is None or self.high is None):
+            raise ValueError("give either 'values' or both 'low' and 'high'")
+        if self.low is not None and self.high is not None:
+            if self.low >= self.high:
+                raise ValueError(f"low {self.low} must be below high {self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError("a log range needs low > 0")
+        return self
+
+
+class CandidateSpec(_Strict):
+    """A candidate model besides the configured one: another estimator and/or hyperparameters."""
+
+    estimator: Annotated[str, AfterValidator(_estimator_known)]
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchSpec(_Strict):
+    """Candidate search: explicit candidates, then samples of ``space`` until ``budget`` candidates.
+
+    The configured model is always candidate 0. Each candidate is fitted on the training split by
+    its own (mapped) task; the best on the validation split by the gate's metric is registered
+    and goes through the gate on the holdout. Deterministic for ``model.seed``.
+    """
+
+    candidates: list[CandidateSpec] = Field(default_factory=list)
+    space: dict[str, ParamRange] = Field(default_factory=dict)  # over the configured estimator
+    sampler: Literal["random", "grid"] = "random"
+    budget: int = Field(default=8, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _grid_needs_values(self) -> SearchSpec:
+        if self.sampler == "grid":
+            ranged = [k for k, r in self.space.items() if r.values is None]
+            if ranged:
+                raise ValueError(f"a grid needs 'values' for every parameter; {', '.join(ranged)} give a range")
+        return self
+
+
 class ModelSpec(_Strict):
-    estimator: str
+    estimator: Annotated[str, AfterValidator(_estimator_known)]
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
-
-    @field_validator("estimator")
-    @classmethod
-    def _estimator_known(cls, value: str) -> str:
-        # Checked without importing scikit-learn: configs are loaded at DAG parse time.
-        module, _, name = value.rpartition(".")
-        if module not in ESTIMATOR_MODULES or not name.isidentifier() or not name[0].isupper():
-            raise ValueError(
-                f"estimator {value!r} must be a scikit-learn class in one of {sorted(ESTIMATOR_MODULES)}"
-            )
-        return value
+    search: SearchSpec | None = None
 
 
 class SplitSpec(_Strict):

@@ -76,6 +76,20 @@ class TrainingSetManifest(TypedDict):
     uris: dict[str, str]
 
 
+class CandidateResult(TypedDict):
+    """``train_candidate`` (one per candidate) and ``select_candidate`` (the best): a fitted candidate."""
+
+    name: str
+    estimator: str
+    hyperparameters: dict[str, Any]
+    run_id: str  # the candidate's MLflow child run
+    parent_run_id: str  # the training run's MLflow run
+    worker: str
+    status: str  # ok | failed
+    metrics: dict[str, float]  # validation metrics
+    error: str | None
+
+
 class TrainedModel(TypedDict):
     """``train_model``: the registered model version and its MLflow run."""
 

@@ -97,10 +97,13 @@ class ParquetFeatureStore:
         self.lake.write_with(layout.store_partition("features", use_case, interval), parquet_writer(features))
         if labels is not None:
             self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
-            self.lake.write_json(layout.label_manifest(use_case, interval), label_manifest(use_case, interval, labels))
-        # The manifest goes last: a partition is read only once its files are in place.
+        # The manifests go last: a partition is read only once its files are in place. Features
+        # first: a day whose labels are not committed yet reads like labels still to come, while
+        # labels without their features would be a training row with nothing to learn from.
         faults.point("materialize")
         self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
+        if labels is not None:
+            self.lake.write_json(layout.label_manifest(use_case, interval), label_manifest(use_case, interval, labels))
         return manifest
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:

@@ -67,7 +67,7 @@ def prepare_training_set(
     return manifest
 
 
-def _read_split(lake: Lake, manifest: TrainingSetManifest, name: str) -> pd.DataFrame:
+def read_split(lake: Lake, manifest: TrainingSetManifest, name: str) -> pd.DataFrame:
     import pandas as pd
 
     with lake.open_read(layout.training_split(manifest["use_case"], manifest["interval"], manifest["run_key"], name)) as fh:
@@ -133,8 +133,15 @@ def train_and_register(
     dag_id: str,
     airflow_run_id: str,
     reason: str | None,
+    estimator: str | None = None,
+    parent_run_id: str | None = None,
 ) -> TrainedModel:
-    """Fit the configured pipeline, log everything to MLflow and register a new model version."""
+    """Fit the configured pipeline, log everything to MLflow and register a new model version.
+
+    After a candidate search, ``estimator`` and ``hyperparameters`` are the best candidate's (its
+    complete hyperparameters) and ``parent_run_id`` is the training run's MLflow run, which holds
+    the candidates as child runs; the model is fitted, logged and registered in that run.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -156,9 +163,9 @@ def train_and_register(
             mlflow_run_url=mlflow_run_url(run.info.experiment_id, existing.run_id),
         )
 
-    frames = {name: _read_split(lake, manifest, name) for name in SPLITS}
+    frames = {name: read_split(lake, manifest, name) for name in SPLITS}
     X_train, y_train = X_y(frames["train"], use_case)
-    pipe = make_pipeline(use_case, hyperparameters)
+    pipe = make_pipeline(use_case, hyperparameters, estimator=estimator)
     tags = {
         "use_case": use_case.name,
         "git_commit": registry.git_commit(),
@@ -169,10 +176,12 @@ def train_and_register(
         "data_window": f"{lineage['window_start']}..{lineage['window_end']}",
         "trigger_reason": reason or "",
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}") as run:
+    started = mlflow.start_run(run_id=parent_run_id) if parent_run_id else mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}")
+    with started as run:
         mlflow.set_tags(tags)
-        params = {"estimator": use_case.model.estimator, "seed": use_case.model.seed, "split_strategy": use_case.split.strategy}
-        params |= {f"hp.{k}": v for k, v in (dict(use_case.model.hyperparameters) | dict(hyperparameters or {})).items()}
+        params = {"estimator": estimator or use_case.model.estimator, "seed": use_case.model.seed, "split_strategy": use_case.split.strategy}
+        chosen = dict(hyperparameters or {}) if estimator else dict(use_case.model.hyperparameters) | dict(hyperparameters or {})
+        params |= {f"hp.{k}": v for k, v in chosen.items()}
         params |= {f"rows.{k}": v for k, v in manifest["rows"].items()}
         mlflow.log_params(params)
         mlflow.log_dict(lineage, "data_version.json")
@@ -202,7 +211,7 @@ def train_and_register(
                 # so the sklearn/numpy types skops asks about are ours; anything else is refused.
                 skops_trusted_types=_trusted_types(pipe),
             )
-        version = str(info.registered_model_version)
+        version = _one_version_per_run(client, model_name, run.info.run_id, str(info.registered_model_version))
         faults.point("register")
         registry.tag_version(client, model_name, version, tags | {"feature_partitions": json.dumps(lineage["feature_partitions"])})
         return TrainedModel(
@@ -216,6 +225,16 @@ def train_and_register(
 
 # Outcomes that move an alias: promoted (champion), rejected and awaiting approval (challenger).
 ALIAS_OUTCOMES = ("promoted", "rejected", AWAITING_APPROVAL)
+
+
+def _one_version_per_run(client: Any, model_name: str, run_id: str, version: str) -> str:
+    """The run's one model version. A registration whose answer was lost and that MLflow's client
+    sent again registers the same run twice; the later copies (no alias points at them yet) go."""
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"))
+    for extra in versions[1:]:
+        log.warning("model %s v%s duplicates v%s (same MLflow run %s, a retried registration); deleting it", model_name, extra, versions[0], run_id)
+        client.delete_model_version(model_name, str(extra))
+    return str(versions[0]) if versions else version
 
 
 def evaluate_and_promote(
@@ -278,7 +297,7 @@ def _decide(
 ) -> PromotionRecord:
     """Score challenger and champion on the holdout and decide; changes nothing."""
     name, version = use_case.registered_model_name, trained["version"]
-    holdout = _read_split(lake, manifest, "holdout")
+    holdout = read_split(lake, manifest, "holdout")
     X, y = X_y(holdout, use_case)
     challenger = registry.load_model(name, version)
     challenger_scores = predict_scores(challenger, X, use_case.task)

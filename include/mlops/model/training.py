@@ -88,22 +88,29 @@ def split(frame: pd.DataFrame, use_case: UseCase) -> dict[str, pd.DataFrame]:
     }
 
 
-def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None) -> Any:
-    """The scikit-learn pipeline the config declares: impute/scale numerics, one-hot categoricals."""
+def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None, *, estimator: str | None = None) -> Any:
+    """The scikit-learn pipeline the config declares: impute/scale numerics, one-hot categoricals.
+
+    ``estimator`` (a search candidate's) replaces the configured one, and then ``overrides`` are
+    its complete hyperparameters; otherwise they are merged over the config's.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    module, _, cls_name = use_case.model.estimator.rpartition(".")
+    from mlops.core.config import _estimator_known
+
+    name = _estimator_known(estimator or use_case.model.estimator)
+    module, _, cls_name = name.rpartition(".")
     estimator_cls = getattr(importlib.import_module(module), cls_name)
-    params = dict(use_case.model.hyperparameters) | dict(overrides or {})
+    params = dict(overrides or {}) if estimator else dict(use_case.model.hyperparameters) | dict(overrides or {})
     try:
-        estimator = estimator_cls(**params)
+        model = estimator_cls(**params)
     except TypeError as exc:
-        raise ValueError(f"use case {use_case.name!r}: bad hyperparameters for {use_case.model.estimator}: {exc}") from None
-    if "random_state" in estimator.get_params():
-        estimator.set_params(random_state=use_case.model.seed)
+        raise ValueError(f"use case {use_case.name!r}: bad hyperparameters for {name}: {exc}") from None
+    if "random_state" in model.get_params():
+        model.set_params(random_state=use_case.model.seed)
     pre = ColumnTransformer(
         [
             ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), use_case.numeric_features),
@@ -120,7 +127,7 @@ def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None) ->
         ],
         remainder="drop",
     )
-    return Pipeline([("features", pre), ("model", estimator)])
+    return Pipeline([("features", pre), ("model", model)])
 
 
 def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
