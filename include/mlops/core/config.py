@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -294,7 +295,7 @@ class LabelFeedSpec(_Strict):
         return self
 
 
-FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week"]
+FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week", "code"]
 
 
 class FeatureSpec(_Strict):
@@ -304,6 +305,19 @@ class FeatureSpec(_Strict):
     # clip bounds
     lower: float | None = None
     upper: float | None = None
+    # transform "code": a function of the team's feature repository (mlops.core.feature_repo)
+    function: str | None = None
+    dtype: Literal["numeric", "category"] = "numeric"
+    _code_version: str | None = PrivateAttr(default=None)
+
+    @property
+    def categorical(self) -> bool:
+        return self.transform == "category" or (self.transform == "code" and self.dtype == "category")
+
+    @property
+    def code_version(self) -> str | None:
+        """The hash of the feature function's file (transform ``code``), checked at load."""
+        return self._code_version
 
     @field_validator("name")
     @classmethod
@@ -321,6 +335,17 @@ class FeatureSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FeatureSpec:
+        if self.transform == "code":
+            if not self.function:
+                raise ValueError("transform 'code' needs 'function: <file>.<function>' from the feature repository")
+            if not self.inputs:
+                raise ValueError("transform 'code' needs 'inputs': the batch columns the function reads")
+            from mlops.core.feature_repo import check_function
+
+            self._code_version = check_function(self.function)
+            return self
+        if self.function is not None:
+            raise ValueError(f"'function' is only for transform 'code', not {self.transform!r}")
         arity = {"ratio": 2}.get(self.transform, 1)
         if len(self.inputs) != arity:
             raise ValueError(f"transform {self.transform!r} takes {arity} input(s), got {len(self.inputs)}")
@@ -612,11 +637,20 @@ class UseCase(_Strict):
 
     @property
     def categorical_features(self) -> list[str]:
-        return [f.name for f in self.features if f.transform == "category"]
+        return [f.name for f in self.features if f.categorical]
 
     @property
     def numeric_features(self) -> list[str]:
-        return [f.name for f in self.features if f.transform != "category"]
+        return [f.name for f in self.features if not f.categorical]
+
+    @property
+    def feature_version(self) -> str:
+        """One hash of every feature's definition and code: a partition built otherwise is stale."""
+        import hashlib
+        import json
+
+        definition = [f.model_dump(mode="json") | {"code_version": f.code_version} for f in self.features]
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _key_of(loc: tuple[Any, ...]) -> str:

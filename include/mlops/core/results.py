@@ -53,6 +53,8 @@ class FeaturePartition(TypedDict):
     rows: int
     label_rows: int
     content_hash: str
+    # The use case's feature definitions and code when it was built (UseCase.feature_version).
+    feature_version: NotRequired[str]
 
 
 class LabelPartition(TypedDict):

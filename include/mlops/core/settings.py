@@ -22,6 +22,11 @@ variable                           meaning (default)
 ``MLOPS_GIT_COMMIT``               code version recorded on models (else ``git rev-parse``)
 ``MLOPS_WORKER_NAME``              this worker's name in task results (else the host name)
 ``MLOPS_SERVICE_PORT``             port of the embedded service's Airflow API server and UI (8080)
+``MLOPS_SERVING_REFRESH_SECONDS``  how often the model server re-resolves ``champion`` (10)
+``MLOPS_SERVING_MAX_ROWS``         most rows one prediction request may carry (1000)
+``MLOPS_SERVING_FLUSH_ROWS``       the request log is written after this many rows (1000) ...
+``MLOPS_SERVING_FLUSH_SECONDS``    ... or this many seconds after its oldest unwritten row (60)
+``MLOPS_FEATURE_REPO``             the team's feature code (``<checkout>/include/feature_repo``)
 ``MLOPS_FAULT_POINT``              fault-injection tests only: a fault point to die at (unset)
 =================================  =========================================================
 """
@@ -31,6 +36,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+_Number = TypeVar("_Number", int, float)
 
 
 def project_root() -> Path:
@@ -40,6 +48,16 @@ def project_root() -> Path:
         if (parent / "pyproject.toml").exists() and (parent / "config").is_dir():
             return parent
     return Path.cwd()
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The model server (``mlops.serving``): alias refresh, request size, request-log batching."""
+
+    refresh_seconds: float = 10.0
+    max_rows: int = 1000
+    flush_rows: int = 1000
+    flush_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class Settings:
     git_commit: str | None = None
     worker_name: str | None = None
     service_port: int = 8080
+    feature_repo: Path = field(default_factory=lambda: project_root() / "include" / "feature_repo")
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     @property
     def embedded(self) -> bool:
@@ -94,6 +114,13 @@ def load_settings() -> Settings:
         git_commit=os.environ.get("MLOPS_GIT_COMMIT") or None,
         worker_name=os.environ.get("MLOPS_WORKER_NAME") or None,
         service_port=_port(os.environ.get("MLOPS_SERVICE_PORT", "8080")),
+        feature_repo=Path(os.environ.get("MLOPS_FEATURE_REPO") or root / "include" / "feature_repo").resolve(),
+        serving=ServingSettings(
+            refresh_seconds=_positive("MLOPS_SERVING_REFRESH_SECONDS", "10", float),
+            max_rows=_positive("MLOPS_SERVING_MAX_ROWS", "1000", int),
+            flush_rows=_positive("MLOPS_SERVING_FLUSH_ROWS", "1000", int),
+            flush_seconds=_positive("MLOPS_SERVING_FLUSH_SECONDS", "60", float),
+        ),
     )
 
 
@@ -106,6 +133,19 @@ def _port(value: str) -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"MLOPS_SERVICE_PORT={value!r} is not a TCP port (1-65535)")
     return int(value)
+
+
+def _positive(name: str, default: str, kind: type[_Number]) -> _Number:
+    """A setting that must be a finite number above 0; a bad value is refused, naming the variable."""
+    raw = os.environ.get(name) or default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name}={raw!r} is not {what} above 0 (the default is {default})")
+    return value
 
 
 def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:

@@ -39,14 +39,19 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def partition_manifest(use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None) -> FeaturePartition:
-    return FeaturePartition(
+def partition_manifest(
+    use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
+) -> FeaturePartition:
+    manifest = FeaturePartition(
         use_case=use_case,
         interval=interval.isoformat(),
         rows=len(features),
         label_rows=0 if labels is None else len(labels),
         content_hash=frame_hash(features),
     )
+    if feature_version is not None:
+        manifest["feature_version"] = feature_version
+    return manifest
 
 
 def label_manifest(use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
@@ -55,7 +60,7 @@ def label_manifest(use_case: str, interval: dt.date, labels: pd.DataFrame) -> La
 
 class FeatureStore(Protocol):
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
     ) -> FeaturePartition: ...
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition: ...
@@ -90,10 +95,10 @@ class ParquetFeatureStore:
         self.lake = lake
 
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
     ) -> FeaturePartition:
         """Features of a day, and its labels when they come in the batch (``None``: a label feed's)."""
-        manifest = partition_manifest(use_case, interval, features, labels)
+        manifest = partition_manifest(use_case, interval, features, labels, feature_version)
         self.lake.write_with(layout.store_partition("features", use_case, interval), parquet_writer(features))
         if labels is not None:
             self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
@@ -235,9 +240,9 @@ class PostgresFeatureStore:
         return label_manifest(use_case, interval, labels)
 
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None
+        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
     ) -> FeaturePartition:
-        manifest = partition_manifest(use_case, interval, features, labels)
+        manifest = partition_manifest(use_case, interval, features, labels, feature_version)
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:

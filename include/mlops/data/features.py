@@ -43,7 +43,25 @@ def _transform(frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
         return pd.to_datetime(cols[0]).dt.hour.astype("float64")
     if spec.transform == "day_of_week":
         return pd.to_datetime(cols[0]).dt.dayofweek.astype("float64")
+    if spec.transform == "code":
+        return _code(frame, spec)
     raise ValueError(f"feature {spec.name!r}: unknown transform {spec.transform!r}")
+
+
+def _code(frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+    """A feature computed by the team's own function: one value per row, numeric or categorical."""
+    import pandas as pd
+
+    from mlops.core.feature_repo import load_function
+
+    assert spec.function is not None
+    values = load_function(spec.function)(frame.copy())
+    if len(values) != len(frame):
+        raise ValueError(f"feature {spec.name!r}: {spec.function} returned {len(values)} values for {len(frame)} rows")
+    series = pd.Series(pd.Series(values).to_numpy(), index=frame.index)
+    if spec.dtype == "category":
+        return series.astype("string").astype("object")
+    return pd.to_numeric(series, errors="coerce").astype("float64")
 
 
 def entity_keys(values: pd.Series, key_type: str) -> Any:

@@ -123,9 +123,26 @@ def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store
     features = build_features(frame, use_case)
     # Labels in the batch are stored with it; a label feed's are stored by store_labels.
     labels = extract_labels(frame, use_case) if use_case.schema_.target else None
-    result = store.write_partition(use_case.name, interval, features, labels)
+    result = store.write_partition(use_case.name, interval, features, labels, use_case.feature_version)
     log.info("materialized %d feature rows for %r %s", result["rows"], use_case.name, interval)
     return result
+
+
+def refresh_stale_features(use_case: UseCase, days: list[dt.date], lake: Lake, store: FeatureStore) -> list[dt.date]:
+    """Rebuild, from the raw archive, the partitions among ``days`` built by other feature code.
+
+    A partition records the feature version it was built with; after a feature's definition or
+    code changes, training and scoring must not mix old and new features, so the days they are
+    about to read are rebuilt first (same validated raw bytes, the current code). Returns them.
+    """
+    current = use_case.feature_version
+    committed = store.partitions(use_case.name)
+    stale = [day for day in days if day in committed and committed[day].get("feature_version") != current]
+    for day in stale:
+        log.info("features of %r %s were built by other feature code (%s); rebuilding them as %s",
+                 use_case.name, day, committed[day].get("feature_version", "unversioned"), current)  # fmt: skip
+        materialize_features(use_case, day, lake, store)
+    return stale
 
 
 def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> LabelPartition:

@@ -23,6 +23,7 @@ from mlops.model.training import (
     metric_fn,
     predict_scores,
     split,
+    training_window,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +48,12 @@ def prepare_training_set(
     use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str, *, window_days: int | None = None
 ) -> TrainingSetManifest:
     """Build the point-in-time training set, split it and write the splits to the lake."""
+    from mlops.data.tasks import refresh_stale_features
+
+    start, end, _ = training_window(use_case, interval, window_days)
+    refresh_stale_features(use_case, [start + dt.timedelta(days=i) for i in range((end - start).days + 1)], lake, store)
     frame, lineage = build_training_set(store, use_case, interval, window_days)
+    lineage["feature_version"] = use_case.feature_version
     parts = split(frame, use_case)
     run_key = _safe(airflow_run_id)
     uris = {}
@@ -174,6 +180,7 @@ def train_and_register(
         "training_set_hash": manifest["training_set_hash"],
         "training_set_uri": lake.uri(layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])),
         "data_window": f"{lineage['window_start']}..{lineage['window_end']}",
+        "feature_version": str(lineage.get("feature_version", "")),
         "trigger_reason": reason or "",
     }
     started = mlflow.start_run(run_id=parent_run_id) if parent_run_id else mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}")
