@@ -7,12 +7,14 @@ S3, MLflow server, Airflow api-server / scheduler / dag-processor / workers; see
 * the training pipeline (prepare -> train -> promote) as an Airflow run on the stack, against the
   same three steps called in one plain Python process with the same settings (the floor);
 * batch scoring of 1, 2, 4 and 8 partitions as one DAG run (mapped tasks), against scoring the
-  same partitions one after another in plain Python.
+  same partitions one after another in plain Python;
+* candidate search: a training run with ``--candidates`` (8) candidates, one mapped task each,
+  in dry-run promotion mode (the wall time from trigger to the end of the run).
 
 Prints the ratios (stack / floor) and the fan-out speedup (1 worker / 2 workers) per partition
-count, and writes `bench/results/stack_fanout.json`.
+count and for the candidate search, and writes `bench/results/stack_fanout.json`.
 
-    .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8]
+    .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8] [--candidates 8]
 
 Needs PostgreSQL and Redis on 127.0.0.1 (as for the integration tests); takes ~15 minutes here.
 """
@@ -79,7 +81,7 @@ def _plain_scoring(days: list[dt.date]) -> float:
     return time.perf_counter() - t0
 
 
-def run_with_workers(workers: int, rows: int, partitions: list[int]) -> dict[str, Any]:
+def run_with_workers(workers: int, rows: int, partitions: list[int], candidates: int = 8) -> dict[str, Any]:
     from tests.integration.stack import Stack
     from tests.integration.test_production_stack import Api
     from tests.support.slack_standin import SlackStandin
@@ -109,6 +111,9 @@ def run_with_workers(workers: int, rows: int, partitions: list[int]) -> dict[str
         result: dict[str, Any] = {"workers": workers, "rows_per_partition": rows}
         result["training_stack_s"] = _time_run(api, stack, "churn_training", {"interval": days[-1].isoformat()}, "bench-train")
         result["training_plain_s"] = _plain_training(days[-1])
+        search = {"interval": days[-1].isoformat(), "search_budget": candidates, "promotion_mode": "dry_run"}
+        result["search_s"] = _time_run(api, stack, "churn_training", search, "bench-search")
+        print(f"  workers={workers} candidate search ({candidates} candidates): {result['search_s']:.1f}s", flush=True)
         result["scoring"] = {}
         for p in partitions:
             chosen = days[:p]
@@ -128,13 +133,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="rows per daily partition")
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--candidates", type=int, default=8, help="candidates in the search run")
     parser.add_argument("--only-workers", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("MLOPS_HOME", mkdtemp(prefix="bench-home-"))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     if args.only_workers:
-        result = run_with_workers(args.only_workers, args.rows, args.partitions)
+        result = run_with_workers(args.only_workers, args.rows, args.partitions, args.candidates)
         (out / f"stack_fanout_{args.only_workers}w.json").write_text(json.dumps(result, default=str))
         return 0
     # Each worker count in a fresh process: the S3 filesystem clients are cached per process.
@@ -142,7 +148,7 @@ def main() -> int:
 
     runs = {}
     for w in (1, 2):
-        cmd = [sys.executable, __file__, "--rows", str(args.rows), "--partitions", *map(str, args.partitions), "--only-workers", str(w)]
+        cmd = [sys.executable, __file__, "--rows", str(args.rows), "--partitions", *map(str, args.partitions), "--candidates", str(args.candidates), "--only-workers", str(w)]
         subprocess.run(cmd, check=True)
         raw = json.loads((out / f"stack_fanout_{w}w.json").read_text())
         raw["scoring"] = {int(k): v for k, v in raw["scoring"].items()}
@@ -150,6 +156,8 @@ def main() -> int:
     print(f"\nTraining pipeline (rows/partition {args.rows}):")
     for w, r in runs.items():
         print(f"  {w} worker(s): stack {r['training_stack_s']:.1f}s vs plain Python {r['training_plain_s']:.1f}s -> ratio {r['training_stack_s'] / r['training_plain_s']:.2f}")
+    one_s, two_s = runs[1]["search_s"], runs[2]["search_s"]
+    print(f"\nCandidate search ({args.candidates} candidates): 1 worker {one_s:.1f}s | 2 workers {two_s:.1f}s -> speedup {one_s / two_s:.2f}")
     print("\nScoring fan-out: stack seconds (1 worker | 2 workers), speedup, floor (plain, sequential)")
     table = []
     for p in args.partitions:
@@ -159,7 +167,8 @@ def main() -> int:
                "plain_s": two["plain_s"], "ratio_two_workers_to_plain": two["stack_s"] / two["plain_s"]}
         table.append(row)
         print(f"  {p} partition(s): {one['stack_s']:6.1f} | {two['stack_s']:6.1f}   speedup {speedup:.2f}   plain {two['plain_s']:6.1f}  (stack/plain {row['ratio_two_workers_to_plain']:.2f})")
-    (out / "stack_fanout.json").write_text(json.dumps({"runs": runs, "scoring": table}, indent=2, default=str))
+    search = {"candidates": args.candidates, "one_worker_s": one_s, "two_workers_s": two_s, "speedup": one_s / two_s}
+    (out / "stack_fanout.json").write_text(json.dumps({"runs": runs, "scoring": table, "search": search}, indent=2, default=str))
     return 0
 
 

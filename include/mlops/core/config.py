@@ -460,6 +460,9 @@ class PromotionSpec(_Strict):
 
 class ScoringSpec(_Strict):
     chunk_rows: int = Field(default=200_000, ge=1000)
+    # Write a contrib_<feature> column per feature beside each score (mlops.model.explain): one
+    # extra prediction per feature, so scoring takes about (features + 1) times as long.
+    explain: bool = False
 
 
 class DriftSpec(_Strict):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
-from mlops.model import registry
+from mlops.model import explain, registry
 from mlops.model.training import predict_scores
 
 if TYPE_CHECKING:
@@ -78,6 +78,19 @@ class FeatureStats:
         for col, counts in self.cats.items():
             out[col] = {"count": sum(counts.values()), "top": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:20])}
         return out
+
+
+def _explain_baseline(run_id: str) -> dict[str, Any]:
+    """The champion's explanation baseline, logged with its training run."""
+    import mlflow
+
+    try:
+        return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{explain.BASELINE_ARTIFACT}"))
+    except Exception as exc:
+        raise RuntimeError(
+            f"scoring.explain is on, but the champion's run {run_id} has no {explain.BASELINE_ARTIFACT} "
+            f"(it was trained before explanations were logged): retrain, or turn scoring.explain off ({type(exc).__name__})"
+        ) from exc
 
 
 class FeatureVersionMismatch(RuntimeError):
@@ -163,6 +176,8 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
     predicted = PredictionStats(use_case.task)
     out_col = "score" if use_case.task == "classification" else "prediction"
     key_type = pa.int64() if use_case.entity_type == "int" else pa.string()
+    base = _explain_baseline(version.run_id) if use_case.scoring.explain else None
+    contrib_cols = [f"{explain.PREFIX}{name}" for name in use_case.feature_names] if base is not None else []
     schema = pa.schema(
         [
             (ENTITY, key_type),
@@ -170,6 +185,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
             (out_col, pa.float64()),
             ("model_version", pa.string()),
             ("model_run_id", pa.string()),
+            *[(c, pa.float64()) for c in contrib_cols],
         ]
     )
     started = time.perf_counter()
@@ -191,6 +207,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
                         out_col: pa.array(scores, pa.float64()),
                         "model_version": pa.array([str(version.version)] * n, pa.string()),
                         "model_run_id": pa.array([version.run_id] * n, pa.string()),
+                        **({c: pa.array(v, pa.float64()) for c, v in explain.contributions(model, chunk[use_case.feature_names], base, use_case.task, scores).items()} if base is not None else {}),
                     },
                     schema=schema,
                 )

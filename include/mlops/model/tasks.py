@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.data.feature_store import parquet_writer
-from mlops.model import registry
+from mlops.model import explain, registry
 from mlops.model.promotion import APPROVE, AWAITING_APPROVAL, bootstrap_difference, decide
 from mlops.model.training import (
     SPLITS,
@@ -205,6 +205,12 @@ def train_and_register(
         importance = _permutation_importance(pipe, X_hold, y_hold, use_case)
         mlflow.log_dict(importance, "permutation_importance.json")
         mlflow.log_metrics({f"perm_importance.{k}": v for k, v in importance.items()})
+        base = explain.baseline(X_train, use_case)
+        mlflow.log_dict(base, explain.BASELINE_ARTIFACT)
+        sample = X_hold.head(2000)
+        contrib = explain.contributions(pipe, sample, base, use_case.task)
+        mlflow.log_metrics({f"contrib.{k.removeprefix(explain.PREFIX)}": float(v) for k, v in contrib.abs().mean().items()})
+        mlflow.log_text(contrib.head(200).to_csv(index=False), "contributions_sample.csv")
         example = X_train.head(5)
         signature = infer_signature(example, predict_scores(pipe, example, use_case.task))
         with registry.quiet_skops_type_scan():
