@@ -193,7 +193,9 @@ class Stack:
             argv, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
         )
 
-    def start_mlflow(self) -> None:
+    def start_mlflow(self, extra_hosts: tuple[str, ...] = ()) -> None:
+        """Start the tracking server; ``extra_hosts`` are more ``host:port`` names clients may use
+        (a proxy in front of it), beside its own address."""
         import requests
 
         env = self.env | {
@@ -205,7 +207,7 @@ class Stack:
         }
         port = self.mlflow_url.rsplit(":", 1)[1]
         argv = [*COMMANDS["mlflow"], "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", port, "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
+                "--host", "127.0.0.1", "--port", port, "--workers", "1", "--allowed-hosts", ",".join([f"127.0.0.1:{port}", f"localhost:{port}", *extra_hosts])]
         self._start("mlflow", argv, env)
         wait_for("MLflow server", lambda: requests.get(f"{self.mlflow_url}/health", timeout=2).ok, 180, self.logs)
 

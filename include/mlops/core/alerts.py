@@ -74,22 +74,28 @@ def slack_target() -> SlackTarget | None:
     raise ValueError(f"Slack connection {conn_id!r} needs a webhook URL as host or a bot token as password")
 
 
-def _retry_handlers() -> list[Any]:
+def _retry_handlers(*, connection: bool = True) -> list[Any]:
+    """slack-sdk's retries: 429 and 5xx answers, and (unless ``connection`` is off) connection errors.
+
+    A connection error may come after Slack took the message (the answer was lost), so the Web API
+    transport does not resend blindly: :func:`deliver_pending` looks in the channel first.
+    """
     from slack_sdk.http_retry.builtin_handlers import (
         ConnectionErrorRetryHandler,
         RateLimitErrorRetryHandler,
         ServerErrorRetryHandler,
     )
 
-    return [
-        ConnectionErrorRetryHandler(max_retry_count=2),
-        RateLimitErrorRetryHandler(max_retry_count=3),
-        ServerErrorRetryHandler(max_retry_count=3),
-    ]
+    handlers: list[Any] = [RateLimitErrorRetryHandler(max_retry_count=3), ServerErrorRetryHandler(max_retry_count=3)]
+    return [ConnectionErrorRetryHandler(max_retry_count=2), *handlers] if connection else handlers
 
 
 class SlackDeliveryError(RuntimeError):
     pass
+
+
+class SlackConnectionLost(SlackDeliveryError):
+    """The request may or may not have reached Slack (a timeout, a cut connection)."""
 
 
 METADATA_EVENT = "mlops_alert"
@@ -115,7 +121,7 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], 
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers())
+    web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers(connection=False))
     if target.base_url:
         web.base_url = target.base_url
     try:
@@ -124,7 +130,7 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], 
     except SlackApiError as exc:
         raise SlackDeliveryError(f"chat.postMessage failed: {exc.response.get('error')}") from exc
     except Exception as exc:
-        raise SlackDeliveryError(f"Slack API unreachable: {type(exc).__name__}") from exc
+        raise SlackConnectionLost(f"Slack API unreachable: {type(exc).__name__}") from exc
 
 
 def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
@@ -132,7 +138,8 @@ def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
 
     An incoming webhook cannot read its channel, so there the answer is False and a sender
     that died between posting and recording is followed by a second post (at least once).
-    The bot needs the ``channels:history`` scope; an error reading the history propagates.
+    The bot needs the ``channels:history`` scope. If the history cannot be read the answer is
+    unknown, so nothing may be posted: SlackDeliveryError, and the alert stays in the outbox.
     """
     if target.token is None:
         return False
@@ -141,7 +148,10 @@ def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
     web = WebClient(token=target.token, timeout=10, retry_handlers=_retry_handlers())
     if target.base_url:
         web.base_url = target.base_url
-    history = web.conversations_history(channel=target.channel or "", oldest=f"{since.timestamp():.6f}", include_all_metadata=True, limit=200)
+    try:
+        history = web.conversations_history(channel=target.channel or "", oldest=f"{since.timestamp():.6f}", include_all_metadata=True, limit=200)
+    except Exception as exc:  # SlackApiError (missing scope), connection errors: unknown, so do not post
+        raise SlackDeliveryError(f"could not read the channel to see whether the alert is there already: {type(exc).__name__}") from exc
     for message in history.get("messages") or []:
         metadata = message.get("metadata") or {}
         if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("alert_id") == alert:
@@ -270,7 +280,13 @@ def deliver_pending(
             if unsure is not None and already_posted(target, aid, unsure - dt.timedelta(minutes=1)):
                 log.warning("alert %s is already in the channel (an earlier attempt posted it); recorded now", aid)
             else:
-                post_to_slack(target, record["text"], record["blocks"], alert=aid)
+                try:
+                    post_to_slack(target, record["text"], record["blocks"], alert=aid)
+                except SlackConnectionLost:
+                    # Through the Web API: did it get there before the connection was lost? Look, then retry once.
+                    since = dt.datetime.fromisoformat(record["queued_at"]) - dt.timedelta(minutes=1)
+                    if not already_posted(target, aid, since):
+                        post_to_slack(target, record["text"], record["blocks"], alert=aid)
         except SlackDeliveryError as exc:
             log.error("alert %s not delivered, kept in the outbox for the next run: %s", record["id"], exc)
             record["attempts"] = record.get("attempts", 0) + 1
