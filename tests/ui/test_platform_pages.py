@@ -25,7 +25,7 @@ from tests.support.service import RunningService, clean_env, config_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
-START = dt.date(2026, 10, 1)
+START = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=12)  # the history ends yesterday: no "missing" days
 PAGES = ["overview", "promotions", "quality", "monitoring", "scoring"]
 WEAK = {"max_iter": 1, "max_leaf_nodes": 2}  # the first champion: one split, so a full model clearly beats it
 
