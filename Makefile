@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 
-.PHONY: setup browser demo stop test lint suites ui-airflow ui-mlflow bench clean
+.PHONY: setup browser demo stop test lint suites ui-airflow ui-mlflow serve bench clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ ui-airflow: setup
 
 ui-mlflow: setup
 	$(PY) -m mlops ui mlflow
+
+# The champion over HTTP (docs/operations.md, "Online serving"): make serve USE_CASE=delivery_time SERVE_PORT=8091
+USE_CASE ?= churn
+SERVE_PORT ?= 8090
+serve: setup
+	$(PY) -m mlops serve --use-case $(USE_CASE) --port $(SERVE_PORT)
 
 clean: stop
 	rm -rf var

@@ -14,8 +14,9 @@ from mlops.orchestration import dag_support
 DOC = """
 ### {name}: drift monitoring
 
-**What it does.** Compares the features scored in the last {window} day(s) (and their scores)
-with the feature data the current champion was trained on, using Evidently (data drift per
+**What it does.** Compares the features scored in the last {window} day(s) and those of the
+online requests the model server answered on those days (and their scores) with the feature
+data the current champion was trained on, using Evidently (data drift per
 feature, prediction drift, and live performance where labels have arrived). Writes
 `reports/{name}/<day>/drift_report.html` and `drift_summary.json`, logs both to MLflow with
 drift metrics. On drift it posts one Slack alert and triggers `{name}_training` with the reason,
@@ -27,7 +28,8 @@ already triggered one.
 
 **Triggers.** Schedule `{schedule}`; the UI form; the REST API.
 
-**When it fails.** "no champion yet" or "nothing was scored": train and score first. Alerts
+**When it fails.** "no champion yet" or "nothing was scored and no online request was served":
+train and score first. Alerts
 that Slack did not accept stay in the outbox and go out on the next run.
 """
 

@@ -116,6 +116,8 @@ SECRETS_BY_SERVICE: dict[str, set[str]] = {
         "FEATURES_DB_PASSWORD",
         "MLOPS_SLACK_WEBHOOK_URL",
     },
+    # Writes its request log to the lake; models come through the MLflow server's artifact proxy.
+    "model-server": {*LAKE_KEYS},
 }
 # Host addresses a published port may bind: this machine only.
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -859,6 +861,30 @@ def test_mlflow_serves_artifacts_with_a_postgresql_backend(services: dict[str, A
     assert spec["environment"].get("MLFLOW_S3_ENDPOINT_URL") == "http://minio:9000"
     # The workers reach it as mlflow:5000; its DNS-rebinding guard must accept that Host header.
     assert "mlflow:5000" in (option("--allowed-hosts") or "").split(",")
+
+
+def test_model_server_runs_the_serve_command_with_least_privilege(services: dict[str, Any]) -> None:
+    spec = services["model-server"]
+    argv = spec["command"]
+    assert argv[:4] == ["python", "-m", "mlops", "serve"], argv
+    assert spec["entrypoint"] == CHECK_PREFIX, "the start-up check must exec the server"
+    use_cases = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--use-case"]
+    assert use_cases, "the server needs at least one --use-case"
+    for name in use_cases:
+        assert (REPO / "config" / "use_cases" / f"{name}.yaml").exists(), f"--use-case {name}: no such config"
+    # It listens in the container on the port it publishes, on this machine only.
+    port = argv[argv.index("--port") + 1]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert spec["ports"] == [{"host_ip": "127.0.0.1", "published": port, "target": port, "protocol": "tcp"}]
+    # The lake and MLflow exactly as the workers see them, and nothing of Airflow's or the databases'.
+    env, worker = spec["environment"], services["airflow-worker"]["environment"]
+    shared = ("MLOPS_LAKE_URI", "MLOPS_CONFIG_DIR", "MLFLOW_TRACKING_URI", "AIRFLOW_CONN_AWS_LAKE")
+    for key in shared:
+        assert env.get(key) == worker[key], f"model-server: {key} differs from the workers'"
+    extra = sorted(key for key in env if key not in shared and not key.startswith("MLOPS_SERVING_"))
+    assert not extra, f"model-server receives {extra}, which serving does not need"
+    unknown = sorted(key for key in env if key.startswith("MLOPS_") and key not in _variables_the_package_reads())
+    assert not unknown, f"model-server: no module in include/mlops reads {unknown}"
 
 
 # Wiring between services ---------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert str(registry.alias_version(client, name, "champion").version) == "1"
 
     # A weaker challenger: registered, judged, not promoted.
-    weak = {"interval": DAYS[10].isoformat(), "hyperparameters": {"max_iter": 3, "learning_rate": 0.01, "max_leaf_nodes": 3}}
+    weak = {"interval": DAYS[10].isoformat(), "hyperparameters": {"max_iter": 3, "learning_rate": 0.01, "max_leaf_nodes": 3}, "search_budget": 1}
     assert run_dag(dags["churn_training"], DAYS[10], weak).state == "success"
     assert str(registry.alias_version(client, name, "champion").version) == "1"
     assert str(registry.alias_version(client, name, "challenger").version) == "2"

@@ -2,7 +2,7 @@
 
 The package follows the ML loop; a layer may import only the layers before it:
 
-    core -> data -> model -> monitoring -> orchestration -> dev
+    core -> data -> model -> serving -> monitoring -> orchestration -> dev
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "include" / "mlops"
-LAYERS = ("core", "data", "model", "monitoring", "orchestration", "dev")
-LAKE_ROOTS = ("raw", "quarantine", "validation", "features", "labels", "predictions", "reports", "registry", "alerts", "state", "training_sets")
+LAYERS = ("core", "data", "model", "serving", "monitoring", "orchestration", "dev")
+LAKE_ROOTS = ("raw", "quarantine", "validation", "features", "labels", "predictions", "serving", "reports", "registry", "alerts", "state", "training_sets")
 LAKE_PATH = re.compile(rf"^({'|'.join(LAKE_ROOTS)})/")
 
 

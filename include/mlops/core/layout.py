@@ -18,6 +18,8 @@ path                                                what it holds
 ``labels/<uc>/_manifests/<day>.json``               a committed label delivery (label feed)
 ``training_sets/<uc>/<day>/<run key>/``             train / validation / holdout + lineage
 ``predictions/<uc>/<day>/``                         scores of the day and their manifest
+``serving/<uc>/<day>/<batch>.parquet``              online requests received that day, one batch
+``serving/<uc>/<day>/_manifests/<batch>.json``      a committed batch of online requests
 ``reports/<uc>/<day>/``                             drift report, summary, retrain decision
 ``registry/<uc>/promotions/<stamp>_v<n>.json``      one record per promotion decision
 ``registry/<uc>/pending/<run>_v<n>.json``           a decision whose aliases may be moving
@@ -156,6 +158,30 @@ def predictions_file(use_case: str, day: dt.date | str) -> str:
 
 def predictions_manifest(use_case: str, day: dt.date | str) -> str:
     return f"{predictions_dir(use_case, day)}/{MANIFEST}"
+
+
+# Online requests (the model server's request log) -----------------------------------------------
+def serving_root(use_case: str) -> str:
+    return f"serving/{use_case}"
+
+
+def serving_dir(use_case: str, day: dt.date | str) -> str:
+    """The online requests received on ``day`` (UTC), in batches."""
+    return f"{serving_root(use_case)}/{_day(day)}"
+
+
+def serving_batch(use_case: str, day: dt.date | str, batch: str) -> str:
+    """One flush of the request log: written once under a name no other flush uses."""
+    return f"{serving_dir(use_case, day)}/{batch}.parquet"
+
+
+def serving_manifests_dir(use_case: str, day: dt.date | str) -> str:
+    return f"{serving_dir(use_case, day)}/_manifests"
+
+
+def serving_manifest(use_case: str, day: dt.date | str, batch: str) -> str:
+    """Written last: a batch of online requests is committed once its manifest exists."""
+    return f"{serving_manifests_dir(use_case, day)}/{batch}.json"
 
 
 # Monitoring (check_drift, decide_retrain) -------------------------------------------------------

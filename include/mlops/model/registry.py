@@ -174,8 +174,10 @@ def load_model(model_name: str, version: str) -> Any:
     cannot run code on the workers.
     """
     import mlflow
-    import skops.io
     import yaml
+
+    with quiet_skops_type_scan():  # importing skops scans scipy's ufuncs across every loaded module
+        import skops.io
 
     what = f"model {model_name!r} v{version}"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}"))

@@ -1,7 +1,9 @@
 """Drift monitoring with Evidently 0.7 and the guarded retrain decision.
 
 Reference: the feature partitions the champion was trained on (its ``feature_partitions`` tag).
-Current: the feature rows scored in the last ``drift.window_days`` days, with their scores.
+Current: the feature rows scored in the last ``drift.window_days`` days, with their scores, and
+the online requests the model server answered on those days (their features built from the
+logged request rows by the same ``build_features``), each row marked with its ``source``.
 
 Scale: both sides are sampled uniformly without replacement to ``drift.sample_size`` rows with a
 fixed seed. With more than 1,000 rows Evidently's default tests are distances (normed
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PREDICTION = "prediction_value"
+SOURCE = "source"  # where a current row comes from: "batch" (a scored partition) or "online"
 
 
 def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -140,8 +143,36 @@ def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.
     return frame, version, partitions
 
 
+def current_window(use_case: UseCase, days: list[dt.date], lake: Lake, store: FeatureStore) -> pd.DataFrame:
+    """The rows the model saw on ``days``: scored partitions, then online requests, marked by ``source``.
+
+    Both carry entity, event time, the features, the score (or prediction) and the model version;
+    only committed days and request-log batches are read.
+    """
+    import pandas as pd
+
+    from mlops.model.scoring import read_predictions
+    from mlops.serving.request_log import online_features, output_column, read_online_requests
+
+    out_col = output_column(use_case)
+    columns = [ENTITY, EVENT_TIME, *use_case.feature_names, out_col, "model_version"]
+    frames = []
+    preds = read_predictions(lake, use_case.name, days)
+    if not preds.empty:
+        scored = store.read_features(use_case.name, days[0], days[-1]).merge(
+            preds[[ENTITY, EVENT_TIME, out_col, "model_version"]], on=[ENTITY, EVENT_TIME], how="inner"
+        )
+        frames.append(scored[columns].assign(**{SOURCE: "batch"}))
+    requests = read_online_requests(lake, use_case.name, days)
+    if not requests.empty:
+        frames.append(online_features(requests, use_case)[columns].assign(**{SOURCE: "online"}))
+    if not frames:
+        return pd.DataFrame(columns=[*columns, SOURCE])
+    return pd.concat(frames, ignore_index=True)
+
+
 def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str) -> dict[str, Any]:
-    """Compare the last window's scored features with the champion's training data; write the report."""
+    """Compare the last window's scored and served features with the champion's training data; write the report."""
     import pandas as pd
 
     from mlops.model import registry
@@ -152,13 +183,13 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
     client = registry.configure_mlflow()
     reference_full, version, partitions = _reference(use_case, store, client)
     days = [day - dt.timedelta(days=i) for i in range(spec.window_days)][::-1]
-    preds = read_predictions(lake, use_case.name, days)
-    if preds.empty:
-        raise LookupError(f"use case {use_case.name!r}: nothing was scored in {days[0]}..{days[-1]}; run the scoring DAG first")
+    current_full = current_window(use_case, days, lake, store)
+    if current_full.empty:
+        raise LookupError(
+            f"use case {use_case.name!r}: nothing was scored and no online request was served in {days[0]}..{days[-1]}; "
+            "run the scoring DAG first"
+        )
     out_col = "score" if use_case.task == "classification" else "prediction"
-    current_full = store.read_features(use_case.name, days[0], days[-1]).merge(
-        preds[[ENTITY, EVENT_TIME, out_col, "model_version"]], on=[ENTITY, EVENT_TIME], how="inner"
-    )
     current = sample(current_full, spec.sample_size, spec.seed)
     reference = sample(reference_full, spec.sample_size, spec.seed)
     model = registry.load_model(use_case.registered_model_name, version.version)
@@ -213,6 +244,7 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
         "reference_partitions": sorted(partitions),
         "reference_rows": len(reference_full),
         "current_rows": len(current_full),
+        "current_rows_by_source": {src: int((current_full[SOURCE] == src).sum()) for src in ("batch", "online")},
         "sampled_rows": {"reference": len(reference), "current": len(current)},
         **summary,
         "performance": performance,

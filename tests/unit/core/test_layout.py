@@ -17,6 +17,8 @@ def test_paths_are_keyed_by_use_case_and_day() -> None:
     assert layout.store_partition("labels", "churn", DAY) == "labels/churn/2026-01-03.parquet"
     assert layout.predictions_file("churn", DAY).startswith(layout.predictions_dir("churn", DAY) + "/")
     assert layout.alert_record("churn", "sent", "drift-1") == layout.alert_record("churn", "sent", "drift-1.json")
+    assert layout.serving_batch("churn", DAY, "b1") == "serving/churn/2026-01-03/b1.parquet"
+    assert layout.serving_manifest("churn", DAY, "b1") == "serving/churn/2026-01-03/_manifests/b1.json"
 
 
 def test_promotion_records_sort_by_decision_time() -> None:
@@ -38,7 +40,7 @@ def test_every_path_is_relative_and_separates_use_cases(builder) -> None:
     sample = {"use_case": "churn", "day": DAY, "fmt": "csv", "sha256": "ab", "run_key": "k", "split": "train",
               "decided_at": "2026-01-03T00:00:00", "version": "1", "scope": "churn", "box": "sent",
               "alert_id": "a", "kind": "features", "dag_id": "churn_data", "attempt": 1,
-              "airflow_run_id": "manual__2026-01-03T00:00:00+00:00"}  # fmt: skip
+              "airflow_run_id": "manual__2026-01-03T00:00:00+00:00", "batch": "20260103T000000-ab12"}  # fmt: skip
     path = builder(**{name: sample[name] for name in params})
     assert not path.startswith("/") and ".." not in path.split("/")
     if "use_case" in params:

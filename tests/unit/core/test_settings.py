@@ -45,3 +45,29 @@ def test_env_defaults_never_override_what_is_set(monkeypatch: pytest.MonkeyPatch
     assert values == {"MLOPS_TEST_SET": "production", "MLOPS_TEST_UNSET": "embedded"}
     assert os.environ["MLOPS_TEST_UNSET"] == "embedded"
     monkeypatch.delenv("MLOPS_TEST_UNSET")
+
+
+def test_serving_settings_default_and_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MLOPS_SERVING_REFRESH_SECONDS", "MLOPS_SERVING_MAX_ROWS", "MLOPS_SERVING_FLUSH_ROWS", "MLOPS_SERVING_FLUSH_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    serving = load_settings().serving
+    assert (serving.refresh_seconds, serving.max_rows, serving.flush_rows, serving.flush_seconds) == (10.0, 1000, 1000, 60.0)
+    monkeypatch.setenv("MLOPS_SERVING_REFRESH_SECONDS", "0.5")
+    monkeypatch.setenv("MLOPS_SERVING_MAX_ROWS", "50")
+    assert (load_settings().serving.refresh_seconds, load_settings().serving.max_rows) == (0.5, 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("MLOPS_SERVING_REFRESH_SECONDS", "0", "is not a number above 0", id="zero"),
+        pytest.param("MLOPS_SERVING_REFRESH_SECONDS", "nan", "is not a number above 0", id="nan"),
+        pytest.param("MLOPS_SERVING_FLUSH_SECONDS", "soon", "is not a number above 0", id="text"),
+        pytest.param("MLOPS_SERVING_MAX_ROWS", "1.5", "is not a whole number above 0", id="fraction"),
+        pytest.param("MLOPS_SERVING_FLUSH_ROWS", "-1", "is not a whole number above 0", id="negative"),
+    ],
+)
+def test_bad_serving_settings_are_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=rf"{name}='{value}' {message}"):
+        load_settings()
