@@ -86,9 +86,12 @@ def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fre
         if kind not in {"empty_file", "unreadable_file"}:
             assert lake.exists(layout.quarantine_result("churn", day))
             assert "<html" in lake.read_bytes(layout.quarantine_docs("churn", day)).decode().lower()
-    # Each failed run left one failure alert (logged: no Slack configured in this test).
-    failures = lake.list("alerts/_failures/churn_data/sent")
+    # Each failed run left one failure alert: no Slack configured in this test, so it is logged once
+    # and kept in the outbox until Slack is configured.
+    failures = lake.list("alerts/_failures/churn_data/outbox")
     assert len(failures) == len(BAD_BATCH_KINDS)
+    assert all(lake.read_json(f"alerts/_failures/churn_data/outbox/{name}").get("logged_at") for name in failures)
+    assert lake.list("alerts/_failures/churn_data/sent") == []
 
 
 def test_warnings_do_not_block(dags: dict, fresh_home: Path) -> None:
@@ -110,6 +113,6 @@ def test_missing_upstream_batch_fails_clearly(dags: dict, fresh_home: Path) -> N
     day = START + dt.timedelta(days=40)
     run = run_dag(dags["churn_data"], day)
     assert run.state == "failed"
-    alert = get_lake().list("alerts/_failures/churn_data/sent")
-    record = get_lake().read_json(f"alerts/_failures/churn_data/sent/{alert[0]}")
+    alert = get_lake().list("alerts/_failures/churn_data/outbox")
+    record = get_lake().read_json(f"alerts/_failures/churn_data/outbox/{alert[0]}")
     assert "no upstream batch" in record["text"] and "extract_batch" in record["text"]
