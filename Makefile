@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/scoring_throughput.py
 	$(PY) bench/drift_sampling.py
 	$(PY) bench/ui_pages.py
+	$(PY) bench/serving_latency.py
 
 suites: setup
 	$(PY) -m mlops suites
