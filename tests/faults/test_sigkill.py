@@ -247,8 +247,9 @@ def test_promote_killed_after_the_alias_moved(home: Path, tmp_path: Path, tmp_pa
     assert registry.promotion_history(lake, "churn") == []  # not yet recorded
 
     retried = evaluate_and_promote(uc, trained, manifest, lake, mode=None, dag_id="churn_training", airflow_run_id=run)
-    volatile = ("decided_at", "mlflow_run_id", "mlflow_run_url")
+    volatile = ("decided_at", "mlflow_run_id", "mlflow_run_url", "lineage")
     assert without(retried, *volatile) == without(undisturbed, *volatile)  # not "first model"
+    assert without(retried["lineage"], "training_set_uri") == without(undisturbed["lineage"], "training_set_uri")  # other home
     assert retried["champion_before"] == "1" and retried["aliases_after"] == {"champion": "2", "previous_champion": "1"}
     assert [h["version"] for h in registry.promotion_history(lake, "churn")] == ["2"]
     assert registry.alias_version(client, "churn_model", registry.PREVIOUS).version == 1
