@@ -86,7 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Api
         s.start_mlflow()
         s.start_airflow(workers=2)
         api = Api(s.api_url, s.username, s.password)
-        wait_for("DAGs parsed", lambda: api.request("GET", "/api/v2/dags/churn_scoring").status_code == 200, 300, s.logs, interval=3)
+        dags = ("churn_data", "churn_training", "churn_scoring", "churn_drift", "churn_rollback")
+        wait_for("DAGs parsed", lambda: all(api.request("GET", f"/api/v2/dags/{d}").status_code == 200 for d in dags), 300, s.logs, interval=3)
         yield s, api, slack
     finally:
         s.stop()
