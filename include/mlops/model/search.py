@@ -146,12 +146,14 @@ def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake
         name=candidate["name"], estimator=candidate["estimator"], hyperparameters=candidate["hyperparameters"],
         run_id=run_id, parent_run_id=parent, worker=worker, status="failed", metrics={}, error=None,
     )  # fmt: skip
+    # Reading the splits is the platform's work: a storage error fails the task (and retries); only
+    # the candidate's own fit and evaluation below count as the candidate failing.
+    train, validation = read_split(lake, manifest, "train"), read_split(lake, manifest, "validation")
+    X_train, y_train = X_y(train, use_case)
+    X_val, y_val = X_y(validation, use_case)
     try:
-        train, validation = read_split(lake, manifest, "train"), read_split(lake, manifest, "validation")
-        X_train, y_train = X_y(train, use_case)
         pipe = make_pipeline(use_case, candidate["hyperparameters"], estimator=candidate["estimator"])
         pipe.fit(X_train, y_train)
-        X_val, y_val = X_y(validation, use_case)
         metrics = {f"validation_{k}": v for k, v in compute_metrics(y_val, predict_scores(pipe, X_val, use_case.task), use_case.task).items()}
     except Exception as exc:  # a candidate's own failure (bad hyperparameters, a fit that diverges) is its result
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
