@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +111,9 @@ class Stack:
         self.moto.start()
         host, port = self.moto.get_host_and_port()
         self.s3_endpoint = f"http://{host}:{port}"
+        # Moto keeps its buckets in this process's memory, shared by every server it starts: an
+        # earlier stack's objects (same bucket name) would still be there. Start from none.
+        requests.post(f"{self.s3_endpoint}/moto-api/reset", timeout=30).raise_for_status()
         boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
 
     def s3_keys(self, prefix: str) -> list[str]:

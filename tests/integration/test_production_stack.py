@@ -222,7 +222,7 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     rid = retrains[0]["dag_run_id"]
     assert api.wait("churn_training", [rid], s) == {rid: "success"}
     history = promotion_history(lake, "churn")
-    assert [h["version"] for h in history] == ["1", "2"]
+    assert [h["version"] for h in history] == ["1", "2"], [(h["version"], h["airflow_run_id"], h["outcome"], h["decided_at"]) for h in history]
     assert history[1]["airflow_run_id"] == rid and history[1]["outcome"] in {"promoted", "rejected"}
 
     # An upstream system announces new data with an asset event: scoring starts by itself.
@@ -261,11 +261,11 @@ def test_compose_agrees_with_native_stack(stack: tuple[Stack, Api, SlackStandin]
     assert s.env["MLOPS_LAKE_URI"] == worker_env["MLOPS_LAKE_URI"]
 
 
-LOAD_DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(25)]
+LOAD_DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(10)]
 
 
-def test_fifty_concurrent_triggers_make_twenty_five_runs(stack: tuple[Stack, Api, SlackStandin]) -> None:
-    """Upstream systems retry: 25 request ids, each sent twice, all 50 at once."""
+def test_fifty_concurrent_triggers_make_ten_runs(stack: tuple[Stack, Api, SlackStandin]) -> None:
+    """Upstream systems retry: 10 request ids, each sent five times, all 50 at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mlops.core import layout
@@ -276,7 +276,7 @@ def test_fifty_concurrent_triggers_make_twenty_five_runs(stack: tuple[Stack, Api
     assert api.request("PATCH", "/api/v2/dags/churn_scoring", json={"is_paused": True}).status_code == 200
     _land(LOAD_DAYS, rows=200)
     api.token()  # one login, before the burst
-    requests_ = [(f"load-{day}", day) for day in LOAD_DAYS] * 2
+    requests_ = [(f"load-{day}", day) for day in LOAD_DAYS] * 5
 
     def send(request: tuple[str, dt.date]) -> tuple[str, int, str]:
         request_id, day = request
@@ -289,11 +289,11 @@ def test_fifty_concurrent_triggers_make_twenty_five_runs(stack: tuple[Stack, Api
     for request_id, status, text in answers:
         assert status in {200, 409}, (request_id, status, text)  # no error but the duplicate's 409
         by_id.setdefault(request_id, []).append(status)
-    assert all(sorted(statuses) == [200, 409] for statuses in by_id.values()), by_id
+    assert all(sorted(statuses) == [200, 409, 409, 409, 409] for statuses in by_id.values()), by_id
 
     run_ids = [f"upstream__load-{day}" for day in LOAD_DAYS]
     assert sorted(r["dag_run_id"] for r in api.runs("churn_data") if r["dag_run_id"].startswith("upstream__load-")) == sorted(run_ids)
-    assert api.wait("churn_data", run_ids, s, timeout=1500) == {rid: "success" for rid in run_ids}
+    assert api.wait("churn_data", run_ids, s, timeout=900) == {rid: "success" for rid in run_ids}
     # Each interval processed once: one archived delivery, one committed feature partition.
     lake = get_lake()
     for day in LOAD_DAYS:
