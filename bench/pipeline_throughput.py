@@ -6,8 +6,10 @@ as the DAG calls them: ``extract_and_archive`` (fetch + archive with content has
 ``validate_batch`` (the Great Expectations gate, Data Docs included) and
 ``materialize_features`` (parse, ``build_features`` + labels, write the feature partition).
 
-The baseline, measured in the same run on the same file, is a plain ``pandas.read_csv`` of
-the landed batch. The ratio ``end-to-end rows/s / read_csv rows/s`` (= read_csv seconds /
+Two references are measured in the same run on the same file: a plain ``pandas.read_csv`` of
+the landed batch, and the floor, a plain script that does the data half's work in one process
+with nothing else (Arrow's multi-threaded CSV reader, the suite's checks as vectorised pandas,
+the same features and labels, a Parquet write; ``phase_floor``). The ratio ``end-to-end rows/s / read_csv rows/s`` (= read_csv seconds /
 end-to-end seconds) says what fraction of bare-parse speed the data half reaches; 0.1 means
 the three tasks together take as long as ten parses of the file. A second, smaller size
 shows how each stage scales.
@@ -122,6 +124,84 @@ def phase_read_csv(day_iso: str) -> dict[str, Any]:
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "rows": len(frame), "import_seconds": imported, "peak_rss_mb": peak_rss_mb(), "load_avg_1m": load}
 
 
+def _plain_checks(frame: Any, suite: dict[str, Any], parameters: dict[str, Any]) -> int:
+    """The suite's expectations as plain vectorised pandas, for the floor: the count that failed."""
+    import pandas as pd
+
+    failed = 0
+    for exp in suite["expectations"]:
+        kind, kw = exp["type"], dict(exp["kwargs"])
+        for key in ("min_value", "max_value"):
+            if isinstance(kw.get(key), dict) and "$PARAMETER" in kw[key]:
+                kw[key] = parameters[kw[key]["$PARAMETER"]]
+        col = frame[kw["column"]] if "column" in kw and kw["column"] in frame else None
+        if kind == "expect_table_row_count_to_be_between":
+            ok = (kw["min_value"] is None or len(frame) >= kw["min_value"]) and (kw["max_value"] is None or len(frame) <= kw["max_value"])
+        elif kind == "expect_table_columns_to_match_set":
+            ok = set(frame.columns) == set(kw["column_set"])
+        elif kind == "expect_compound_columns_to_be_unique":
+            ok = not frame.duplicated(kw["column_list"]).any()
+        elif kind == "expect_column_to_exist":
+            ok = col is not None
+        elif kind == "expect_column_values_to_be_in_type_list":
+            ok = col is not None and str(col.dtype) in kw["type_list"]
+        elif kind == "expect_column_values_to_not_be_null":
+            ok = col is not None and not col.isna().any()
+        elif kind == "expect_column_values_to_be_between":
+            present = col.dropna() if col is not None else pd.Series([])
+            low, high = kw.get("min_value"), kw.get("max_value")
+            ok = col is not None and bool(
+                ((present >= low) if low is not None else True).all()
+                & ((present < high) if kw.get("strict_max") else (present <= high) if high is not None else True).all()
+            )
+        elif kind == "expect_column_values_to_be_in_set":
+            ok = col is not None and bool(col.dropna().isin(kw["value_set"]).all())
+        else:
+            raise ValueError(f"the floor does not implement {kind}")
+        failed += not ok
+    return failed
+
+
+def phase_floor(day_iso: str) -> dict[str, Any]:
+    """The floor: one plain process that parses the landed CSV with Arrow's multi-threaded reader,
+    runs the suite's checks as vectorised pandas, builds the same features and labels and writes
+    them as Parquet. No archive, no Great Expectations, no report, no feature-store bookkeeping."""
+    t0 = time.perf_counter()
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from mlops.data.features import build_features, extract_labels
+    from mlops.data.validation import event_time_window, load_suite
+
+    settings, use_case, lake, _ = _context()
+    warm_up(lake)
+    day = dt.date.fromisoformat(day_iso)
+    suite = load_suite(settings.config_dir, use_case)
+    feed = use_case.feed("batch")
+    window = event_time_window(day, feed.expectations.event_time_tolerance_hours, dt.datetime.now(dt.UTC))
+    text = [name for name, col in use_case.schema_.columns.items() if col.type == "str"]
+    out_dir = Path(tempfile.mkdtemp(prefix="floor-", dir=settings.home))
+    out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0, "load_avg_1m": os.getloadavg()[0]}
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    import pyarrow as pa
+
+    table = pacsv.read_csv(landing_path(day), convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}))
+    frame = table.to_pandas()
+    out["failed_checks"] = _plain_checks(frame, suite, window)
+    features = build_features(frame, use_case)
+    pq.write_table(pa.Table.from_pandas(features, preserve_index=False), out_dir / "features.parquet")
+    if use_case.schema_.target:
+        labels = extract_labels(frame, use_case)
+        pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), out_dir / "labels.parquet")
+    out["seconds"] = time.perf_counter() - started
+    out["cpu_seconds"] = cpu_seconds() - cpu
+    out["rows"] = len(frame)
+    out["peak_rss_mb"] = peak_rss_mb()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return out
+
+
 def warm_up(lake: Any) -> None:
     """Pay one-off per-process costs before the clock: the libraries the stages import lazily,
     Airflow's filesystem registry (provider discovery, on the lake's first call) and the hook
@@ -199,16 +279,20 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
     print(f"\n== {rows:,} rows (day {day}) ==", flush=True)
     landed = in_fresh_process(phase_land, rows, day.isoformat())
     print(f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", *STAGES)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES)}
     for rep in range(1, repeats + 1):
         runs["read_csv"].append(in_fresh_process(phase_read_csv, day.isoformat()))
         if runs["read_csv"][-1]["rows"] != rows:
             raise RuntimeError(f"read_csv saw {runs['read_csv'][-1]['rows']} rows, expected {rows}")
+        runs["floor"].append(in_fresh_process(phase_floor, day.isoformat()))
+        if runs["floor"][-1]["failed_checks"]:
+            raise RuntimeError(f"the floor's checks failed {runs['floor'][-1]['failed_checks']} expectations on the simulated batch")
         for stage in STAGES:  # in DAG order: each stage reads what the one before wrote
             runs[stage].append(in_fresh_process(phase_stage, stage, day.isoformat()))
         times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s" for name, r in runs.items())
         print(f"  repeat {rep}/{repeats} (load {runs['read_csv'][-1]['load_avg_1m']:.1f}): {times}", flush=True)
     baseline = best(runs["read_csv"])
+    floor = best(runs["floor"])
     stages = {stage: best(runs[stage]) for stage in STAGES}
     e2e = sum(s["seconds"] for s in stages.values())
     return {
@@ -217,12 +301,14 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         "csv_bytes": landed["bytes"],
         "land_seconds": landed["seconds"],
         "baseline_read_csv": baseline | {"rows_per_second": rows / baseline["seconds"]},
+        "floor_plain_script": floor | {"rows_per_second": rows / floor["seconds"]},
         "stages": {k: v | {"rows_per_second": rows / v["seconds"]} for k, v in stages.items()},
         "end_to_end": {
             "seconds": e2e,
             "cpu_seconds": sum(s["cpu_seconds"] for s in stages.values()),
             "rows_per_second": rows / e2e,
             "ratio_to_read_csv": baseline["seconds"] / e2e,
+            "ratio_to_floor": floor["seconds"] / e2e,
             "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
             "load_avg_1m": max(s["load_avg_1m"] for s in stages.values()),
         },
@@ -231,17 +317,18 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    head = f"{'rows':>10}  {'stage':<22} {'seconds':>8} {'cpu s':>6} {'rows/s':>11} {'x read_csv':>10} {'peak RSS MiB':>12} {'load':>5}"
+    head = f"{'rows':>10}  {'stage':<22} {'seconds':>8} {'cpu s':>6} {'rows/s':>11} {'x read_csv':>10} {'x floor':>8} {'peak RSS MiB':>12} {'load':>5}"
     print("\n" + head)
     print("-" * len(head))
     for r in results:
-        base = r["baseline_read_csv"]
-        lines = [("read_csv (baseline)", base)]
+        base, floor = r["baseline_read_csv"], r["floor_plain_script"]
+        lines = [("read_csv (baseline)", base), ("plain script (floor)", floor)]
         lines += list(r["stages"].items())
         lines.append(("end-to-end (3 stages)", r["end_to_end"]))
         for name, m in lines:
             ratio = m["rows_per_second"] / base["rows_per_second"]
-            print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}")
+            to_floor = m["rows_per_second"] / floor["rows_per_second"]
+            print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {to_floor:>8.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}")
         print(f"{'':>10}  (Great Expectations import, not in the timings: {r['gx_import_seconds']:.1f} s)")
     if len(results) > 1:
         big, small = max(results, key=lambda r: r["rows"]), min(results, key=lambda r: r["rows"])

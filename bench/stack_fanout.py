@@ -14,7 +14,13 @@ S3, MLflow server, Airflow api-server / scheduler / dag-processor / workers; see
 Prints the ratios (stack / floor) and the fan-out speedup (1 worker / 2 workers) per partition
 count and for the candidate search, and writes `bench/results/stack_fanout.json`.
 
-    .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8] [--candidates 8]
+Both workers share this machine's cores, and a HistGradientBoosting fit already uses every core
+(OpenMP). ``--pin-workers`` runs worker i on core i only with one OpenMP thread per task, so one
+worker vs two behaves like one one-core machine vs two; ``--search-only`` skips the training and
+scoring measurements (writes `bench/results/stack_fanout_search_pinned.json` when pinned).
+
+    .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8] [--candidates 8] [--days 9]
+                                           [--pin-workers] [--search-only]
 
 Needs PostgreSQL and Redis on 127.0.0.1 (as for the integration tests); takes ~15 minutes here.
 """
@@ -81,12 +87,15 @@ def _plain_scoring(days: list[dt.date]) -> float:
     return time.perf_counter() - t0
 
 
-def run_with_workers(workers: int, rows: int, partitions: list[int], candidates: int = 8) -> dict[str, Any]:
+def run_with_workers(
+    workers: int, rows: int, partitions: list[int], candidates: int = 8, days_loaded: int | None = None, *, pin: bool = False, search_only: bool = False
+) -> dict[str, Any]:
     from tests.integration.stack import Stack
     from tests.integration.test_production_stack import Api
     from tests.support.slack_standin import SlackStandin
 
-    days = [START + dt.timedelta(days=i) for i in range(max(partitions) + 1)]
+    # Labels arrive days after their events: training needs more days than scoring does.
+    days = [START + dt.timedelta(days=i) for i in range(max(days_loaded or 0, max(partitions) + 1))]
     slack = SlackStandin().start()
     stack = Stack(home=Path(mkdtemp(prefix=f"bench-stack-{workers}w-")))
     saved = dict(os.environ)
@@ -97,7 +106,7 @@ def run_with_workers(workers: int, rows: int, partitions: list[int], candidates:
         os.environ.update({k: v for k, v in stack.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))})
         stack.migrate()
         stack.start_mlflow()
-        stack.start_airflow(workers=workers)
+        stack.start_airflow(workers=workers, pin_workers=pin)
         api = Api(stack.api_url, stack.username, stack.password)
         from tests.integration.stack import wait_for
 
@@ -108,14 +117,15 @@ def run_with_workers(workers: int, rows: int, partitions: list[int], candidates:
             api.trigger("churn_data", {"interval": day.isoformat()}, f"bench__{day}").raise_for_status()
             run_ids.append(f"bench__{day}")
         api.wait("churn_data", run_ids, stack, timeout=1800)
-        result: dict[str, Any] = {"workers": workers, "rows_per_partition": rows}
-        result["training_stack_s"] = _time_run(api, stack, "churn_training", {"interval": days[-1].isoformat()}, "bench-train")
-        result["training_plain_s"] = _plain_training(days[-1])
+        result: dict[str, Any] = {"workers": workers, "rows_per_partition": rows, "pinned": pin}
+        if not search_only:
+            result["training_stack_s"] = _time_run(api, stack, "churn_training", {"interval": days[-1].isoformat()}, "bench-train")
+            result["training_plain_s"] = _plain_training(days[-1])
         search = {"interval": days[-1].isoformat(), "search_budget": candidates, "promotion_mode": "dry_run"}
         result["search_s"] = _time_run(api, stack, "churn_training", search, "bench-search")
         print(f"  workers={workers} candidate search ({candidates} candidates): {result['search_s']:.1f}s", flush=True)
         result["scoring"] = {}
-        for p in partitions:
+        for p in [] if search_only else partitions:
             chosen = days[:p]
             stack_s = _time_run(api, stack, "churn_scoring", {"intervals": [d.isoformat() for d in chosen]}, f"bench-score-{p}")
             plain_s = _plain_scoring(chosen)
@@ -134,13 +144,16 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="rows per daily partition")
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--candidates", type=int, default=8, help="candidates in the search run")
+    parser.add_argument("--days", type=int, default=9, help="days of data loaded (at least max(partitions) + 1)")
+    parser.add_argument("--pin-workers", action="store_true", help="worker i on CPU core i, one OpenMP thread per task (two one-core machines)")
+    parser.add_argument("--search-only", action="store_true", help="measure the candidate search only")
     parser.add_argument("--only-workers", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("MLOPS_HOME", mkdtemp(prefix="bench-home-"))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     if args.only_workers:
-        result = run_with_workers(args.only_workers, args.rows, args.partitions, args.candidates)
+        result = run_with_workers(args.only_workers, args.rows, args.partitions, args.candidates, args.days, pin=args.pin_workers, search_only=args.search_only)
         (out / f"stack_fanout_{args.only_workers}w.json").write_text(json.dumps(result, default=str))
         return 0
     # Each worker count in a fresh process: the S3 filesystem clients are cached per process.
@@ -148,19 +161,22 @@ def main() -> int:
 
     runs = {}
     for w in (1, 2):
-        cmd = [sys.executable, __file__, "--rows", str(args.rows), "--partitions", *map(str, args.partitions), "--candidates", str(args.candidates), "--only-workers", str(w)]
+        cmd = [sys.executable, __file__, "--rows", str(args.rows), "--partitions", *map(str, args.partitions), "--candidates", str(args.candidates), "--days", str(args.days), "--only-workers", str(w)]
+        cmd += ["--pin-workers"] * args.pin_workers + ["--search-only"] * args.search_only
         subprocess.run(cmd, check=True)
         raw = json.loads((out / f"stack_fanout_{w}w.json").read_text())
         raw["scoring"] = {int(k): v for k, v in raw["scoring"].items()}
         runs[w] = raw
     print(f"\nTraining pipeline (rows/partition {args.rows}):")
     for w, r in runs.items():
+        if args.search_only:
+            break
         print(f"  {w} worker(s): stack {r['training_stack_s']:.1f}s vs plain Python {r['training_plain_s']:.1f}s -> ratio {r['training_stack_s'] / r['training_plain_s']:.2f}")
     one_s, two_s = runs[1]["search_s"], runs[2]["search_s"]
     print(f"\nCandidate search ({args.candidates} candidates): 1 worker {one_s:.1f}s | 2 workers {two_s:.1f}s -> speedup {one_s / two_s:.2f}")
     print("\nScoring fan-out: stack seconds (1 worker | 2 workers), speedup, floor (plain, sequential)")
     table = []
-    for p in args.partitions:
+    for p in [] if args.search_only else args.partitions:
         one, two = runs[1]["scoring"][p], runs[2]["scoring"][p]
         speedup = one["stack_s"] / two["stack_s"]
         row = {"partitions": p, "one_worker_s": one["stack_s"], "two_workers_s": two["stack_s"], "speedup": speedup,
@@ -168,7 +184,9 @@ def main() -> int:
         table.append(row)
         print(f"  {p} partition(s): {one['stack_s']:6.1f} | {two['stack_s']:6.1f}   speedup {speedup:.2f}   plain {two['plain_s']:6.1f}  (stack/plain {row['ratio_two_workers_to_plain']:.2f})")
     search = {"candidates": args.candidates, "one_worker_s": one_s, "two_workers_s": two_s, "speedup": one_s / two_s}
-    (out / "stack_fanout.json").write_text(json.dumps({"runs": runs, "scoring": table, "search": search}, indent=2, default=str))
+    search["pinned"] = args.pin_workers
+    name = "stack_fanout_search_pinned.json" if args.search_only and args.pin_workers else "stack_fanout.json"
+    (out / name).write_text(json.dumps({"runs": runs, "scoring": table, "search": search}, indent=2, default=str))
     return 0
 
 

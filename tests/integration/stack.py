@@ -218,7 +218,12 @@ class Stack:
     def migrate(self) -> None:
         subprocess.run(["airflow", "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=600)
 
-    def start_airflow(self, workers: int = 2) -> None:
+    def start_airflow(self, workers: int = 2, pin_workers: bool = False) -> None:
+        """Start Airflow's components and ``workers`` Celery workers (concurrency 1 each).
+
+        ``pin_workers`` (benchmarks): worker i runs on CPU core i only, its tasks with one OpenMP
+        thread, so that two workers on one machine behave like two one-core machines.
+        """
         import requests
 
         port = self.api_url.rsplit(":", 1)[1]
@@ -227,7 +232,11 @@ class Stack:
         self._start("dag-processor", COMMANDS["airflow-dag-processor"])
         for i in range(1, workers + 1):
             env = self.env | {"MLOPS_WORKER_NAME": f"worker-{i}", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
-            self._start(f"worker-{i}", [*COMMANDS["airflow-worker"], "--celery-hostname", f"worker-{i}@%h", "--concurrency", "1"], env)
+            argv = [*COMMANDS["airflow-worker"], "--celery-hostname", f"worker-{i}@%h", "--concurrency", "1"]
+            if pin_workers:
+                env |= {"OMP_NUM_THREADS": "1"}
+                argv = ["taskset", "--cpu-list", str((i - 1) % (os.cpu_count() or 1)), *argv]
+            self._start(f"worker-{i}", argv, env)
         wait_for("Airflow API server", lambda: requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=3).ok, 240, self.logs)
 
     def assert_alive(self) -> None:

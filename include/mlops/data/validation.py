@@ -14,7 +14,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlops.core.results import ValidationSummary
 
@@ -151,12 +151,7 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
             hint = f" (it contains {guess!r}: wrong delimiter?)" if guess else " (wrong delimiter?)"
             raise BatchUnreadable(f"the file has 1 column where {len(columns)} are expected{hint}; the platform reads comma-separated files")
     try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(io.BytesIO(data))
-        else:
-            # Text columns stay text ("00123" is a key, not the number 123); a BOM is not data.
-            text = {name: "string" for name, col in columns.items() if col.type == "str"}
-            frame = pd.read_csv(io.BytesIO(data), low_memory=False, dtype=text, encoding="utf-8-sig")
+        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns)
     except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
@@ -171,8 +166,39 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     return frame
 
 
+def _read_csv(data: bytes, columns: dict[str, Any]) -> pd.DataFrame:
+    """Arrow's multi-threaded reader, which also parses ISO 8601 event times (offsets to UTC) that
+    pandas would leave as text for a second, slower pass. A file Arrow refuses (a short or long
+    row, say) is read again by pandas' tolerant reader, so that the suite names what is wrong
+    (the nulls of a truncated last row) as it always has; if that fails too, the file is unreadable.
+
+    Text columns stay text ("00123" is a key, not the number 123); a byte-order mark is not data.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    text = [name for name, col in columns.items() if col.type == "str"]
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in text}, strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):  # refused: the tolerant reader decides
+        return pd.read_csv(io.BytesIO(data), low_memory=False, dtype=dict.fromkeys(text, "string"), encoding="utf-8-sig")
+    frame = table.to_pandas()
+    for name in text:
+        if name in frame:
+            frame[name] = frame[name].astype("string")
+    return frame
+
+
 def _as_utc_naive(values: pd.Series) -> pd.Series:
-    """Event times as naive UTC; text that does not parse is left for the type check to report."""
+    """Event times as naive UTC nanoseconds; text that does not parse is left for the type check to report.
+
+    Nanoseconds whatever the reader produced (Arrow gives seconds): Great Expectations' pandas
+    checks take twice as long on other units.
+    """
     import pandas as pd
 
     if values.dtype == object:
@@ -183,6 +209,11 @@ def _as_utc_naive(values: pd.Series) -> pd.Series:
     tz = getattr(values.dtype, "tz", None)
     if tz is not None:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(values.dtype) and values.dtype != "datetime64[ns]":
+        try:
+            values = values.astype("datetime64[ns]")
+        except (ValueError, OverflowError):  # beyond 2262: kept as read, for the range check to report
+            return values
     return values
 
 
@@ -282,13 +313,14 @@ def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime, 
     return {EVENT_TIME_MIN: pd.Timestamp(start), EVENT_TIME_MAX: pd.Timestamp(end)}
 
 
-def validate_frame(
-    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
-) -> ValidationOutcome:
-    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
-
-    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
-    """
+def _checkpoint(
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    parameters: dict[str, Any],
+    result_format: Literal["BOOLEAN_ONLY", "SUMMARY"],
+    with_docs: bool,
+) -> tuple[dict[str, Any], str | None]:
+    """One GX checkpoint run over ``frame`` in a throw-away file context: the result and its Data Docs page."""
     import logging
 
     import great_expectations as gx
@@ -305,14 +337,32 @@ def validate_frame(
         )
         actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if with_docs else []
         checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format="SUMMARY")
+            gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format=result_format)
         )
-        run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters or {})
-        result = next(iter(run.run_results.values())).to_json_dict()
+        run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
+        result: dict[str, Any] = next(iter(run.run_results.values())).to_json_dict()
         html = None
         if with_docs:
             pages = sorted(Path(root).glob("gx/uncommitted/data_docs/local_site/validations/**/*.html"))
             html = pages[-1].read_text() if pages else None
+    return result, html
+
+
+def validate_frame(
+    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
+) -> ValidationOutcome:
+    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
+
+    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
+
+    Two passes, so that a good batch pays only for the verdict: the first collects pass/fail per
+    expectation (result format ``BOOLEAN_ONLY``); only when an expectation fails is the batch
+    evaluated again with ``SUMMARY``, which collects what the report shows of a failure
+    (unexpected counts and percentages, observed values, sample values). Both write Data Docs.
+    """
+    result, html = _checkpoint(frame, suite, parameters or {}, "BOOLEAN_ONLY", with_docs)
+    if not all(item["success"] for item in result["results"]):
+        result, html = _checkpoint(frame, suite, parameters or {}, "SUMMARY", with_docs)
 
     failures = []
     for item in result["results"]:
