@@ -101,6 +101,17 @@ class SlackConnectionLost(SlackDeliveryError):
 METADATA_EVENT = "mlops_alert"
 
 
+def _slack_errors() -> tuple[type[Exception], ...]:
+    """What a request to Slack raises when Slack refused it or the network failed: slack-sdk's own
+    errors, and the transport's (URLError, timeouts and reset connections are OSErrors; a cut
+    response is an HTTPException). Anything else is a fault of ours and propagates."""
+    from http.client import HTTPException
+
+    from slack_sdk.errors import SlackClientError
+
+    return (SlackClientError, OSError, HTTPException)
+
+
 def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], alert: str | None = None) -> None:
     """Send one message; raise SlackDeliveryError if Slack did not accept it after retries.
 
@@ -113,7 +124,7 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], 
         client = WebhookClient(target.webhook_url, timeout=10, retry_handlers=_retry_handlers())
         try:
             response = client.send(text=text, blocks=blocks)
-        except Exception as exc:  # URLError, timeouts: Slack unreachable
+        except _slack_errors() as exc:  # URLError, timeouts: Slack unreachable
             raise SlackDeliveryError(f"Slack webhook unreachable: {type(exc).__name__}") from exc
         if response.status_code != 200:
             raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {response.body[:200]}")
@@ -129,7 +140,7 @@ def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], 
         web.chat_postMessage(channel=target.channel or "", text=text, blocks=blocks, metadata=metadata)
     except SlackApiError as exc:
         raise SlackDeliveryError(f"chat.postMessage failed: {exc.response.get('error')}") from exc
-    except Exception as exc:
+    except _slack_errors() as exc:
         raise SlackConnectionLost(f"Slack API unreachable: {type(exc).__name__}") from exc
 
 
@@ -150,7 +161,7 @@ def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
         web.base_url = target.base_url
     try:
         history = web.conversations_history(channel=target.channel or "", oldest=f"{since.timestamp():.6f}", include_all_metadata=True, limit=200)
-    except Exception as exc:  # SlackApiError (missing scope), connection errors: unknown, so do not post
+    except _slack_errors() as exc:  # SlackApiError (missing scope), connection errors: unknown, so do not post
         raise SlackDeliveryError(f"could not read the channel to see whether the alert is there already: {type(exc).__name__}") from exc
     for message in history.get("messages") or []:
         metadata = message.get("metadata") or {}

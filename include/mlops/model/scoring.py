@@ -84,13 +84,14 @@ def _explain_baseline(run_id: str) -> dict[str, Any]:
     """The champion's explanation baseline, logged with its training run."""
     import mlflow
 
-    try:
-        return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{explain.BASELINE_ARTIFACT}"))
-    except Exception as exc:
+    logged = {artifact.path for artifact in registry.configure_mlflow().list_artifacts(run_id)}
+    if explain.BASELINE_ARTIFACT not in logged:
         raise RuntimeError(
             f"scoring.explain is on, but the champion's run {run_id} has no {explain.BASELINE_ARTIFACT} "
-            f"(it was trained before explanations were logged): retrain, or turn scoring.explain off ({type(exc).__name__})"
-        ) from exc
+            "(it was trained before explanations were logged): retrain, or turn scoring.explain off"
+        )
+    # Listed, so any error reading it (storage, network) is that error, not a missing baseline.
+    return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{explain.BASELINE_ARTIFACT}"))
 
 
 class FeatureVersionMismatch(RuntimeError):

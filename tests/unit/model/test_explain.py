@@ -60,3 +60,14 @@ def test_contributions_are_logged_and_written_beside_scores(fresh_home: Path, mo
     for name, value in base.items():
         at_base[name] = value
     assert explain.contributions(model, at_base, base, uc.task).abs().to_numpy().max() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scoring_with_explanations_names_a_champion_run_without_a_baseline(fresh_home: Path) -> None:
+    from mlops.model.scoring import _explain_baseline
+
+    client = registry.configure_mlflow()
+    experiment = client.create_experiment("no-baseline")
+    run = client.create_run(experiment)  # a training run from before explanations were logged
+    client.set_terminated(run.info.run_id)
+    with pytest.raises(RuntimeError, match=f"{run.info.run_id} has no {explain.BASELINE_ARTIFACT}"):
+        _explain_baseline(run.info.run_id)
