@@ -167,6 +167,7 @@ def phase_floor(day_iso: str) -> dict[str, Any]:
     runs the suite's checks as vectorised pandas, builds the same features and labels and writes
     them as Parquet. No archive, no Great Expectations, no report, no feature-store bookkeeping."""
     t0 = time.perf_counter()
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -184,8 +185,6 @@ def phase_floor(day_iso: str) -> dict[str, Any]:
     out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0, "load_avg_1m": os.getloadavg()[0]}
     cpu = cpu_seconds()
     started = time.perf_counter()
-    import pyarrow as pa
-
     table = pacsv.read_csv(landing_path(day), convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}))
     frame = table.to_pandas()
     out["failed_checks"] = _plain_checks(frame, suite, window)

@@ -200,7 +200,6 @@ class Stack:
     def start_mlflow(self, extra_hosts: tuple[str, ...] = ()) -> None:
         """Start the tracking server; ``extra_hosts`` are more ``host:port`` names clients may use
         (a proxy in front of it), beside its own address."""
-        import requests
 
         env = self.env | {
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
@@ -224,7 +223,6 @@ class Stack:
         ``pin_workers`` (benchmarks): worker i runs on CPU core i only, its tasks with one OpenMP
         thread, so that two workers on one machine behave like two one-core machines.
         """
-        import requests
 
         port = self.api_url.rsplit(":", 1)[1]
         self._start("api-server", [*COMMANDS["airflow-api-server"], "--port", port, "--host", "127.0.0.1", "--workers", "1"])
