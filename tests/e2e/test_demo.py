@@ -33,8 +33,21 @@ WEBHOOK_SECRET = "WEBHOOKSECRET" + secrets.token_hex(8)
 CONN_SECRET = "CONNSECRET" + secrets.token_hex(8)
 
 
+def _wait_out_midnight(margin: dt.timedelta = dt.timedelta(minutes=16)) -> None:
+    """The demo's story happens within one UTC day (its feeds end yesterday; it stops with a clear
+    error when the day changes under it), and it takes about ten minutes: start it after midnight
+    rather than let it run into one."""
+    import time
+
+    now = dt.datetime.now(dt.UTC)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    if midnight - now < margin:
+        time.sleep((midnight - now).total_seconds() + 5)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
+    _wait_out_midnight()
     home = tmp_path_factory.mktemp("demo-home")
     port = free_port()
     with SlackStandin(token="xoxb-test", webhook_path=f"/services/T000/B000/{WEBHOOK_SECRET}") as slack:
