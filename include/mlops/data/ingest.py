@@ -10,8 +10,10 @@ its object already there; nothing is ever overwritten or lost.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
 
 from mlops.core import faults, layout
 from mlops.core.lake import sha256
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
 
 class BatchMissing(FileNotFoundError):
     """The upstream batch for the interval is not there (yet)."""
+
+
+class BatchChanged(RuntimeError):
+    """The upstream file changed while it was being archived (the upstream was still writing it)."""
 
 
 def as_feed(feed: UseCase | Feed) -> Feed:
@@ -48,11 +54,16 @@ def batch_available(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -
     return ObjectStoragePath(source_uri(feed, interval, landing_uri)).exists()
 
 
-def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
-    """The delivered bytes of a feed for one day, their format and where they came from."""
+Opener = Callable[[], IO[bytes]]
+CHUNK_BYTES = 8 << 20  # what the archive holds in memory at a time
+
+
+def open_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tuple[Opener, str, str]:
+    """How to open a feed's delivery for one day (a file is streamed, never held whole), its format and origin."""
     feed = as_feed(feed)
     if feed.source.kind == "sql":
-        return _fetch_sql(feed, interval)
+        data, fmt, origin = _fetch_sql(feed, interval)
+        return (lambda: io.BytesIO(data)), fmt, origin
     from airflow.sdk import ObjectStoragePath
 
     uri = source_uri(feed, interval, landing_uri)
@@ -63,8 +74,14 @@ def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tu
             f"use case {feed.use_case!r}: no upstream {what} for {interval} at {uri}; "
             "the upstream system has not delivered it (re-run once it lands, or set source.on_missing: wait)"
         )
-    with path.open("rb") as fh:
-        return fh.read(), feed.source.format, uri
+    return (lambda: path.open("rb")), feed.source.format, uri
+
+
+def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
+    """The delivered bytes of a feed for one day, their format and where they came from."""
+    opener, fmt, origin = open_batch(feed, interval, landing_uri)
+    with opener() as fh:
+        return fh.read(), fmt, origin
 
 
 def landed_at(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> str | None:
@@ -106,7 +123,28 @@ def archive_batch(
     lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str, landed: str | None = None
 ) -> RawManifest:
     """Store the batch unmodified with its content hash; return the manifest."""
-    digest = sha256(data)
+    return archive_stream(lake, use_case, interval, lambda: io.BytesIO(data), fmt, source, received_at, landed)
+
+
+def _digest(opener: Opener) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with opener() as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def archive_stream(
+    lake: Lake, use_case: str, interval: dt.date, opener: Opener, fmt: str, source: str, received_at: str, landed: str | None = None
+) -> RawManifest:
+    """Store a delivery unmodified under its content hash, streaming it (memory stays flat at any size).
+
+    The source is read twice: once for the hash that names the object, once to copy it. The copy
+    is hashed as it goes, and if the upstream changed the file in between, the copy is discarded
+    and the task fails: the archive never holds bytes under a hash that is not theirs.
+    """
+    digest, size = _digest(opener)
     manifest_rel = layout.raw_manifest(use_case, interval)
     previous: RawManifest | None = lake.read_json(manifest_rel) if lake.exists(manifest_rel) else None
     if previous is not None and previous["sha256"] == digest:
@@ -116,7 +154,20 @@ def archive_batch(
     # (writes are moved into place), so it is not written again.
     batch_rel = layout.raw_object(use_case, interval, digest, fmt)
     if not lake.exists(batch_rel):
-        lake.write_bytes(batch_rel, data)
+
+        def copy(out: IO[bytes]) -> None:
+            check = hashlib.sha256()
+            with opener() as fh:
+                while chunk := fh.read(CHUNK_BYTES):
+                    check.update(chunk)
+                    out.write(chunk)
+            if check.hexdigest() != digest:
+                raise BatchChanged(
+                    f"use case {use_case!r}: the upstream file for {interval} ({source}) changed while it was being "
+                    "archived; nothing was archived. Re-run once the upstream has finished writing it"
+                )
+
+        lake.write_with(batch_rel, copy)
     faults.point("archive")
     superseded = []
     if previous is not None:
@@ -125,7 +176,7 @@ def archive_batch(
         use_case=use_case,
         interval=interval.isoformat(),
         sha256=digest,
-        bytes=len(data),
+        bytes=size,
         format=fmt,
         source=source,
         received_at=received_at,

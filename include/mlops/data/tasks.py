@@ -17,7 +17,7 @@ from mlops.core.lake import Lake
 from mlops.core.results import FeaturePartition, LabelPartition, RawManifest, ValidationSummary
 from mlops.data.feature_store import FeatureStore
 from mlops.data.features import build_features, delivered_labels, extract_labels
-from mlops.data.ingest import archive_batch, fetch_batch, landed_at, read_archived
+from mlops.data.ingest import archive_stream, landed_at, open_batch, read_archived
 from mlops.data.validation import (
     BatchUnreadable,
     event_time_window,
@@ -39,9 +39,9 @@ def extract_and_archive(
 ) -> RawManifest:
     """Fetch one day of a feed (the batches, or the label feed) and archive it unmodified."""
     source = use_case.feed(feed)
-    data, fmt, origin = fetch_batch(source, interval, landing_uri)
+    opener, fmt, origin = open_batch(source, interval, landing_uri)
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    manifest = archive_batch(lake, source.stream, interval, data, fmt, origin, received, landed_at(source, interval, landing_uri))
+    manifest = archive_stream(lake, source.stream, interval, opener, fmt, origin, received, landed_at(source, interval, landing_uri))
     log.info("archived %s bytes of %s for %s at %s", manifest["bytes"], source.stream, interval, manifest["uri"])
     return manifest
 

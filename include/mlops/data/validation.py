@@ -122,7 +122,8 @@ def _sniff(data: bytes, fmt: str) -> None:
 def _header(data: bytes) -> list[str]:
     import csv
 
-    first = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    end = data.find(b"\n")
+    first = data[: end if end >= 0 else len(data)].decode("utf-8-sig", errors="replace").rstrip("\r")
     return next(csv.reader([first]), [])
 
 
