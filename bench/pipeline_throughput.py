@@ -1,23 +1,28 @@
 """Rows per second through the data half of the platform: extract -> validate -> features.
 
 Lands one simulated churn batch (CSV, as the churn source delivers it) of ``--rows`` rows in
-the landing folder, then times the three tasks of the ``churn_data`` DAG one by one, exactly
-as the DAG calls them: ``extract_and_archive`` (fetch + archive with content hash),
-``validate_batch`` (the Great Expectations gate, Data Docs included) and
-``materialize_features`` (parse, ``build_features`` + labels, write the feature partition).
+the landing folder, then times the tasks of the ``churn_data`` DAG one by one, exactly as the DAG
+calls them: ``extract_and_archive`` (streamed into the archive with its content hash),
+``split_batch`` (the day cut into partitions of ``source.partition_mb``), ``check_partition``
+(one mapped task per partition: parse once, Great Expectations, the parsed rows staged as
+Parquet), ``validate_batch`` (the partitions' results combined into the day's verdict and Data
+Docs) and ``materialize_features`` (features and labels from the staged partitions, committed in
+one go). The partition checks run on one warm worker process, then on two: "end-to-end, 2
+workers" is the same day with the mapped checks spread over two workers, as on the Celery stack.
 
 Two references are measured in the same run on the same file: a plain ``pandas.read_csv`` of
 the landed batch, and the floor, a plain script that does the data half's work in one process
 with nothing else (Arrow's multi-threaded CSV reader, the suite's checks as vectorised pandas,
 the same features and labels, a Parquet write; ``phase_floor``). The ratio ``end-to-end rows/s / read_csv rows/s`` (= read_csv seconds /
 end-to-end seconds) says what fraction of bare-parse speed the data half reaches; 0.1 means
-the three tasks together take as long as ten parses of the file. A second, smaller size
-shows how each stage scales.
+the tasks together take as long as ten parses of the file; ``x floor`` says the same against
+the floor. A second, smaller size shows how each stage scales.
 
 Each phase is measured ``--repeats`` times (default 3) and the fastest run is reported, the
 one least disturbed by other work on the machine; the 1-minute load average at each
 measurement is recorded next to it. Every measured phase runs in a fresh process
-(``multiprocessing`` "spawn"), so its peak RSS (``ru_maxrss``) is its own; the parent only
+(``multiprocessing`` "spawn"; the partition checks in worker processes of their own), so its
+peak RSS (``ru_maxrss``) is its own, as a task's is; the parent only
 orchestrates and never loads data, because a spawned child inherits its parent's
 ``ru_maxrss`` high-water mark at spawn time. One-off per-process costs (imports of
 pandas/mlops/Airflow, Airflow's provider and plugin discovery, and Great Expectations' ~5-10 s
@@ -27,6 +32,7 @@ Run (from the project root; takes ~6-8 minutes at the default sizes on 2 cores):
 
     .venv/bin/python bench/pipeline_throughput.py                      # --rows 1000000 100000
     .venv/bin/python bench/pipeline_throughput.py --rows 200000 20000  # quicker
+    .venv/bin/python bench/pipeline_throughput.py --rows 10000000 --repeats 1  # ten million rows a day
 
 Writes ``bench/results/pipeline_throughput.json``. Timings are never asserted anywhere.
 """
@@ -52,7 +58,7 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 USE_CASE = "churn"
 FIRST_DAY = dt.date(2026, 3, 2)
-STAGES = ("extract_and_archive", "validate_batch", "materialize_features")
+STAGES = ("extract_and_archive", "split_batch", "check_partition", "validate_batch", "materialize_features")
 
 
 # Helpers (run in the parent and in the children) ------------------------------------------------
@@ -219,10 +225,18 @@ def warm_up(lake: Any) -> None:
         fh.read()
 
 
-def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
+def phase_stage(stage: str, day_iso: str, arg: Any = None) -> dict[str, Any]:
+    """One task of the data DAG, as the DAG calls it. ``arg``: the partition (check_partition) or
+    the partition checks (validate_batch)."""
     t0 = time.perf_counter()
     from mlops.core import layout
-    from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
+    from mlops.data.tasks import (
+        check_partition,
+        extract_and_archive,
+        materialize_features,
+        split_batch,
+        validate_batch,
+    )
 
     settings, use_case, lake, store = _context()
     warm_up(lake)
@@ -231,7 +245,7 @@ def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
         # A repeat must do the work again: with the same bytes already archived it is a no-op.
         lake.delete(layout.raw_dir(use_case.name, day))
     out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0}
-    if stage == "validate_batch":
+    if stage in ("check_partition", "validate_batch"):
         t1 = time.perf_counter()
         import great_expectations  # noqa: F401  (seconds to import; kept off the clock)
 
@@ -243,12 +257,20 @@ def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
     if stage == "extract_and_archive":
         result = extract_and_archive(use_case, day, lake, settings.landing_uri)
         out["bytes"] = result["bytes"]
+    elif stage == "split_batch":
+        out["parts"] = split_batch(use_case, day, lake)
+    elif stage == "check_partition":
+        check = check_partition(use_case, day, lake, settings.config_dir, arg)
+        if not check["passed"]:
+            raise RuntimeError(f"partition {arg} of the simulated batch unexpectedly failed its checks")
+        out["rows"] = check["rows"]
+        out["check"] = check
     elif stage == "validate_batch":
-        result = validate_batch(use_case, day, lake, settings.config_dir)
-        if not result["passed"]:
-            raise RuntimeError(f"the simulated batch unexpectedly failed validation: {result['errors']}")
-        out["rows"] = result["rows"]
-        out["expectations"] = result["expectations_evaluated"]
+        summary = validate_batch(use_case, day, lake, settings.config_dir, checks=arg)
+        if not summary["passed"]:
+            raise RuntimeError(f"the simulated batch unexpectedly failed validation: {summary['errors']}")
+        out["rows"] = summary["rows"]
+        out["expectations"] = summary["expectations_evaluated"]
     elif stage == "materialize_features":
         result = materialize_features(use_case, day, lake, store)
         out["rows"] = result["rows"]
@@ -259,6 +281,45 @@ def phase_stage(stage: str, day_iso: str) -> dict[str, Any]:
     out["peak_rss_mb"] = peak_rss_mb()
     out["peak_rss_before_stage_mb"] = rss_before
     return out
+
+
+def _worker_ready(barrier: Any) -> None:
+    """Warm a pool worker (imports, GX) and wait until every worker of the pool is warm."""
+    import great_expectations  # noqa: F401
+
+    from mlops.data import tasks  # noqa: F401
+
+    _, _, lake, _ = _context()
+    warm_up(lake)
+    barrier.wait()
+
+
+def run_checks(day_iso: str, parts: list[Any], workers: int) -> dict[str, Any]:
+    """The mapped ``check_partition`` tasks on ``workers`` warm worker processes: the wall time from
+    the first partition handed out to the last one done (imports paid before), each check's own
+    time and peak RSS."""
+    import multiprocessing
+
+    ctx = get_context("spawn")
+    with multiprocessing.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        barrier = manager.Barrier(workers)
+        for ready in [pool.submit(_worker_ready, barrier) for _ in range(workers)]:
+            ready.result()
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        checks = list(pool.map(phase_stage, ["check_partition"] * len(parts), [day_iso] * len(parts), parts))
+        wall = time.perf_counter() - started
+    return {
+        "workers": workers,
+        "seconds": wall,
+        "cpu_seconds": sum(c["cpu_seconds"] for c in checks),
+        "partitions": len(parts),
+        "partition_seconds": [c["seconds"] for c in checks],
+        "peak_rss_mb": max(c["peak_rss_mb"] for c in checks),
+        "load_avg_1m": load,
+        "checks": [c["check"] for c in checks],
+        "gx_import_seconds": checks[0]["gx_import_seconds"],
+    }
 
 
 # Orchestration (parent: stays small on purpose) -------------------------------------------------
@@ -278,41 +339,62 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
     print(f"\n== {rows:,} rows (day {day}) ==", flush=True)
     landed = in_fresh_process(phase_land, rows, day.isoformat())
     print(f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES, "check_partition x2")}
+    iso = day.isoformat()
     for rep in range(1, repeats + 1):
-        runs["read_csv"].append(in_fresh_process(phase_read_csv, day.isoformat()))
+        runs["read_csv"].append(in_fresh_process(phase_read_csv, iso))
         if runs["read_csv"][-1]["rows"] != rows:
             raise RuntimeError(f"read_csv saw {runs['read_csv'][-1]['rows']} rows, expected {rows}")
-        runs["floor"].append(in_fresh_process(phase_floor, day.isoformat()))
+        runs["floor"].append(in_fresh_process(phase_floor, iso))
         if runs["floor"][-1]["failed_checks"]:
             raise RuntimeError(f"the floor's checks failed {runs['floor'][-1]['failed_checks']} expectations on the simulated batch")
-        for stage in STAGES:  # in DAG order: each stage reads what the one before wrote
-            runs[stage].append(in_fresh_process(phase_stage, stage, day.isoformat()))
+        # In DAG order: each task reads what the one before wrote.
+        runs["extract_and_archive"].append(in_fresh_process(phase_stage, "extract_and_archive", iso))
+        runs["split_batch"].append(in_fresh_process(phase_stage, "split_batch", iso))
+        parts = runs["split_batch"][-1]["parts"]
+        runs["check_partition x2"].append(run_checks(iso, parts, 2))
+        runs["check_partition"].append(run_checks(iso, parts, 1))
+        runs["validate_batch"].append(in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"]))
+        runs["materialize_features"].append(in_fresh_process(phase_stage, "materialize_features", iso))
         times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s" for name, r in runs.items())
-        print(f"  repeat {rep}/{repeats} (load {runs['read_csv'][-1]['load_avg_1m']:.1f}): {times}", flush=True)
+        print(f"  repeat {rep}/{repeats} (load {runs['read_csv'][-1]['load_avg_1m']:.1f}, {len(parts)} partitions): {times}", flush=True)
     baseline = best(runs["read_csv"])
     floor = best(runs["floor"])
     stages = {stage: best(runs[stage]) for stage in STAGES}
-    e2e = sum(s["seconds"] for s in stages.values())
+    two = best(runs["check_partition x2"])
+
+    def end_to_end(checks: dict[str, Any]) -> dict[str, Any]:
+        parts = [*(stages[s] for s in STAGES if s != "check_partition"), checks]
+        seconds = sum(p["seconds"] for p in parts)
+        return {
+            "seconds": seconds,
+            "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
+            "rows_per_second": rows / seconds,
+            "ratio_to_read_csv": baseline["seconds"] / seconds,
+            "ratio_to_floor": floor["seconds"] / seconds,
+            "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+            "load_avg_1m": max(p["load_avg_1m"] for p in parts),
+        }
+
+    one_worker, two_workers = end_to_end(stages["check_partition"]), end_to_end(two)
     return {
         "rows": rows,
-        "day": day.isoformat(),
+        "day": iso,
         "csv_bytes": landed["bytes"],
         "land_seconds": landed["seconds"],
+        "partitions": stages["check_partition"]["partitions"],
         "baseline_read_csv": baseline | {"rows_per_second": rows / baseline["seconds"]},
         "floor_plain_script": floor | {"rows_per_second": rows / floor["seconds"]},
-        "stages": {k: v | {"rows_per_second": rows / v["seconds"]} for k, v in stages.items()},
-        "end_to_end": {
-            "seconds": e2e,
-            "cpu_seconds": sum(s["cpu_seconds"] for s in stages.values()),
-            "rows_per_second": rows / e2e,
-            "ratio_to_read_csv": baseline["seconds"] / e2e,
-            "ratio_to_floor": floor["seconds"] / e2e,
-            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
-            "load_avg_1m": max(s["load_avg_1m"] for s in stages.values()),
-        },
-        "gx_import_seconds": stages["validate_batch"]["gx_import_seconds"],
+        "stages": {k: _public(v) | {"rows_per_second": rows / v["seconds"]} for k, v in stages.items()},
+        "check_partition_2_workers": _public(two) | {"rows_per_second": rows / two["seconds"]},
+        "end_to_end": one_worker,
+        "end_to_end_2_workers": two_workers | {"speedup": one_worker["seconds"] / two_workers["seconds"]},
+        "gx_import_seconds": stages["check_partition"]["gx_import_seconds"],
     }
+
+
+def _public(measured: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in measured.items() if k not in ("checks", "parts")}
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -322,12 +404,15 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         base, floor = r["baseline_read_csv"], r["floor_plain_script"]
         lines = [("read_csv (baseline)", base), ("plain script (floor)", floor)]
-        lines += list(r["stages"].items())
-        lines.append(("end-to-end (3 stages)", r["end_to_end"]))
+        lines += [(name if name != "check_partition" else f"check_partition x{r['partitions']}", m) for name, m in r["stages"].items()]
+        lines.append(("  same on 2 workers", r["check_partition_2_workers"]))
+        lines.append(("end-to-end, 1 worker", r["end_to_end"]))
+        lines.append(("end-to-end, 2 workers", r["end_to_end_2_workers"]))
         for name, m in lines:
             ratio = m["rows_per_second"] / base["rows_per_second"]
             to_floor = m["rows_per_second"] / floor["rows_per_second"]
             print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {to_floor:>8.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}")
+        print(f"{'':>10}  2 workers / 1 worker: {r['end_to_end_2_workers']['speedup']:.2f}x end to end")
         print(f"{'':>10}  (Great Expectations import, not in the timings: {r['gx_import_seconds']:.1f} s)")
     if len(results) > 1:
         big, small = max(results, key=lambda r: r["rows"]), min(results, key=lambda r: r["rows"])

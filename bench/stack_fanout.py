@@ -9,7 +9,9 @@ S3, MLflow server, Airflow api-server / scheduler / dag-processor / workers; see
 * batch scoring of 1, 2, 4 and 8 partitions as one DAG run (mapped tasks), against scoring the
   same partitions one after another in plain Python;
 * candidate search: a training run with ``--candidates`` (8) candidates, one mapped task each,
-  in dry-run promotion mode (the wall time from trigger to the end of the run).
+  in dry-run promotion mode (the wall time from trigger to the end of the run);
+* with ``--data-rows N`` only: the data DAG on one day of N rows (extract from S3, partition
+  checks as mapped tasks, features committed to PostgreSQL), the wall time and each task's.
 
 Prints the ratios (stack / floor) and the fan-out speedup (1 worker / 2 workers) per partition
 count and for the candidate search, and writes `bench/results/stack_fanout.json`.
@@ -21,6 +23,7 @@ scoring measurements (writes `bench/results/stack_fanout_search_pinned.json` whe
 
     .venv/bin/python bench/stack_fanout.py [--rows 20000] [--partitions 1 2 4 8] [--candidates 8] [--days 9]
                                            [--pin-workers] [--search-only]
+    .venv/bin/python bench/stack_fanout.py --data-rows 10000000
 
 Needs PostgreSQL and Redis on 127.0.0.1 (as for the integration tests); takes ~15 minutes here.
 """
@@ -139,6 +142,46 @@ def run_with_workers(
         os.environ.update(saved)
 
 
+def run_data_day(workers: int, rows: int, *, pin: bool = False) -> dict[str, Any]:
+    """One day of ``rows`` rows through ``churn_data`` on the stack (S3 lake, PostgreSQL feature
+    store): the wall time from trigger to the end of the run, and each task's duration."""
+    from tests.integration.stack import Stack, wait_for
+    from tests.integration.test_production_stack import Api
+    from tests.support.slack_standin import SlackStandin
+
+    day = START
+    slack = SlackStandin().start()
+    stack = Stack(home=Path(mkdtemp(prefix=f"bench-data-{workers}w-")))
+    saved = dict(os.environ)
+    try:
+        dbs = stack.create_databases()
+        stack.start_s3()
+        stack.build_env(dbs, slack.webhook_url)
+        os.environ.update({k: v for k, v in stack.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))})
+        stack.migrate()
+        stack.start_mlflow()
+        stack.start_airflow(workers=workers, pin_workers=pin)
+        api = Api(stack.api_url, stack.username, stack.password)
+        wait_for("DAGs parsed", lambda: api.request("GET", "/api/v2/dags/churn_data").status_code == 200, 300, stack.logs)
+        t0 = time.perf_counter()
+        _land([day], rows)
+        land_s = time.perf_counter() - t0
+        seconds = _time_run(api, stack, "churn_data", {"interval": day.isoformat()}, f"bench-data-{rows}")
+        r = api.request("GET", f"/api/v2/dags/churn_data/dagRuns/bench-data-{rows}/taskInstances", params={"limit": 500})
+        r.raise_for_status()
+        tasks: dict[str, list[float]] = {}
+        for ti in r.json()["task_instances"]:
+            tasks.setdefault(ti["task_id"], []).append(float(ti.get("duration") or 0))
+        print(f"  workers={workers}: churn_data with {rows:,} rows in {seconds:.1f}s "
+              f"({len(tasks.get('check_partition', []))} partitions)", flush=True)  # fmt: skip
+        return {"workers": workers, "rows": rows, "pinned": pin, "land_s": land_s, "data_run_s": seconds, "task_seconds": tasks}
+    finally:
+        stack.stop()
+        slack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="rows per daily partition")
@@ -147,11 +190,14 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=9, help="days of data loaded (at least max(partitions) + 1)")
     parser.add_argument("--pin-workers", action="store_true", help="worker i on CPU core i, one OpenMP thread per task (two one-core machines)")
     parser.add_argument("--search-only", action="store_true", help="measure the candidate search only")
+    parser.add_argument("--data-rows", type=int, default=None, help="measure only the data DAG on one day of this many rows")
     parser.add_argument("--only-workers", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("MLOPS_HOME", mkdtemp(prefix="bench-home-"))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    if args.data_rows:
+        return data_day(args, out)
     if args.only_workers:
         result = run_with_workers(args.only_workers, args.rows, args.partitions, args.candidates, args.days, pin=args.pin_workers, search_only=args.search_only)
         (out / f"stack_fanout_{args.only_workers}w.json").write_text(json.dumps(result, default=str))
@@ -187,6 +233,28 @@ def main() -> int:
     search["pinned"] = args.pin_workers
     name = "stack_fanout_search_pinned.json" if args.search_only and args.pin_workers else "stack_fanout.json"
     (out / name).write_text(json.dumps({"runs": runs, "scoring": table, "search": search}, indent=2, default=str))
+    return 0
+
+
+def data_day(args: argparse.Namespace, out: Path) -> int:
+    """The data DAG on one large day, with 1 and then 2 workers (each in a fresh process)."""
+    import subprocess
+
+    if args.only_workers:
+        result = run_data_day(args.only_workers, args.data_rows, pin=args.pin_workers)
+        (out / f"stack_data_{args.only_workers}w.json").write_text(json.dumps(result))
+        return 0
+    runs = {}
+    for w in (1, 2):
+        cmd = [sys.executable, __file__, "--data-rows", str(args.data_rows), "--only-workers", str(w)]
+        subprocess.run(cmd + ["--pin-workers"] * args.pin_workers, check=True)
+        runs[w] = json.loads((out / f"stack_data_{w}w.json").read_text())
+    one, two = runs[1]["data_run_s"], runs[2]["data_run_s"]
+    print(f"\nData DAG, one day of {args.data_rows:,} rows: 1 worker {one:.1f}s | 2 workers {two:.1f}s -> speedup {one / two:.2f}")
+    for w, r in runs.items():
+        for task, durations in sorted(r["task_seconds"].items()):
+            print(f"  {w} worker(s) {task:<22} x{len(durations):<3} sum {sum(durations):7.1f}s  max {max(durations):6.1f}s")
+    (out / "stack_data.json").write_text(json.dumps({"rows": args.data_rows, "runs": runs, "speedup": one / two}, indent=2))
     return 0
 
 

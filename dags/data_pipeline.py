@@ -1,5 +1,8 @@
 """Data pipeline per use case: extract -> validate (Great Expectations) -> materialize features.
 
+Validation is split: ``split_batch`` cuts a large day into partitions, ``check_partition`` (one
+mapped task each) parses and checks one, ``validate_batch`` combines them into the day's verdict.
+
 One DAG per `config/use_cases/<name>.yaml`, id `<name>_data`. This file only wires tasks; the
 logic is in `mlops.data.tasks`.
 """
@@ -20,6 +23,10 @@ DOC = """
 upstream batch ({source}), archives it unmodified at `raw/{name}/<day>/` with its SHA-256,
 validates it with the Great Expectations suite `config/expectations/{name}.json`, and writes the
 day's feature and label rows to the feature store.
+
+**Partitions.** A delivery larger than `source.partition_mb` is checked in partitions, one
+`check_partition` task each (spread over the workers); `validate_batch` combines them into one
+verdict and one report for the day, and `materialize_features` commits the day at once.
 
 **Which day.** A scheduled run processes the day that has just closed: the run for day D has
 the data interval D 00:00 to D+1 00:00 UTC and starts at D+1 00:00. Catchup and
@@ -96,8 +103,26 @@ def build(use_case):
             except BatchMissing as exc:
                 raise AirflowFailException(str(exc)) from None
 
+        @task(task_id="split_batch")
+        def split_batch(manifest: results.RawManifest, **context) -> list[results.BatchPart]:
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.data.tasks import split_batch as split
+
+            return split(get_use_case(name), dag_support.resolve_interval(context), get_lake())
+
+        @task(task_id="check_partition", retries=1)
+        def check_partition(part: results.BatchPart, **context) -> results.PartCheck:
+            from mlops.core.config import get_use_case
+            from mlops.core.lake import get_lake
+            from mlops.core.settings import load_settings
+            from mlops.data.tasks import check_partition as check
+
+            day = dag_support.resolve_interval(context)
+            return check(get_use_case(name), day, get_lake(), load_settings().config_dir, part)
+
         @task(task_id="validate_batch", retries=0)
-        def validate_batch(manifest: results.RawManifest, **context) -> results.ValidationSummary:
+        def validate_batch(checks: list[results.PartCheck], **context) -> results.ValidationSummary:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.core.settings import load_settings
@@ -105,8 +130,9 @@ def build(use_case):
             from mlops.data.tasks import validate_batch as run_gate
 
             day = dag_support.resolve_interval(context)
+            parts = [checks[i] for i in range(len(checks))]  # indexed: iterating probes one past the end
             try:
-                return run_gate(get_use_case(name), day, get_lake(), load_settings().config_dir)
+                return run_gate(get_use_case(name), day, get_lake(), load_settings().config_dir, checks=parts)
             except BatchRejected as exc:
                 raise AirflowFailException(str(exc)) from None
 
@@ -129,7 +155,8 @@ def build(use_case):
         extracted = extract_batch()
         if waiter is not None:
             waiter >> extracted
-        materialize_features(validate_batch(extracted))
+        checks = check_partition.expand(part=split_batch(extracted))
+        materialize_features(validate_batch(checks))
     return dag
 
 

@@ -204,6 +204,9 @@ class SourceSpec(_Strict):
     # What a missing batch does: fail at once, or wait (sensor) up to wait_timeout_minutes.
     on_missing: Literal["fail", "wait"] = "fail"
     wait_timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # A CSV delivery larger than this is validated in partitions of about this size, one mapped
+    # task each (memory per task stays flat, workers share a day); 0: never split.
+    partition_mb: float = Field(default=32, ge=0, le=4096)
 
     @model_validator(mode="after")
     def _check(self) -> SourceSpec:

@@ -83,6 +83,21 @@ def validation_docs(use_case: str, day: dt.date | str) -> str:
     return f"{validation_dir(use_case, day)}/data_docs.html"
 
 
+def validation_part(use_case: str, day: dt.date | str, sha256: str, index: int) -> str:
+    """One partition's check (its GX result), for the delivery with this content hash."""
+    return f"{validation_dir(use_case, day)}/parts/{sha256}/{index:05d}.json"
+
+
+def parsed_part(use_case: str, day: dt.date | str, sha256: str, index: int) -> str:
+    """One partition as parsed by its check (Parquet): materialize_features reads it instead of
+    parsing the CSV again. Staging only: removed once the day's features are committed."""
+    return f"staging/{use_case}/{_day(day)}/{sha256}/{index:05d}.parquet"
+
+
+def parsed_parts_dir(use_case: str, day: dt.date | str) -> str:
+    return f"staging/{use_case}/{_day(day)}"
+
+
 def quarantine_root(use_case: str) -> str:
     return f"quarantine/{use_case}"
 

@@ -29,6 +29,28 @@ class RawManifest(TypedDict):
     landed_at: NotRequired[str | None]
 
 
+class BatchPart(TypedDict):
+    """``split_batch``: one partition of a day's delivery, the unit a mapped task validates.
+
+    A CSV part is the byte range ``[start, end)`` of the archived object, cut at line ends (the
+    header line is read with every part); a Parquet delivery is one part.
+    """
+
+    index: int
+    start: int
+    end: int
+
+
+class PartCheck(TypedDict):
+    """``check_partition``: a partition's rows and whether its checks passed; the details (the GX
+    result, the event-time range) are at ``validation/<uc>/<day>/parts/<sha256>/<index>.json``."""
+
+    index: int
+    rows: int
+    passed: bool
+    readable: bool
+
+
 class ValidationSummary(TypedDict):
     """``validate_batch``: the gate's verdict (also ``validation/<uc>/<day>/summary.json``)."""
 
@@ -43,6 +65,8 @@ class ValidationSummary(TypedDict):
     sha256: str
     data_docs_uri: NotRequired[str]
     quarantine_uri: NotRequired[str]
+    # The partitions the day was checked in; materialize_features reads the same ones.
+    parts: NotRequired[list[BatchPart]]
 
 
 class FeaturePartition(TypedDict):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from mlops.core import faults, layout
@@ -28,26 +28,50 @@ if TYPE_CHECKING:
     from mlops.core.lake import Lake
 
 
+class FrameHash:
+    """A content hash of a frame fed in consecutive parts (order-sensitive): the same for the
+    whole frame at once and for any split of it, since pandas hashes row by row."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._digest = hashlib.sha256()
+        self._columns: list[str] | None = None
+        self.rows = 0
+
+    def update(self, frame: pd.DataFrame) -> None:
+        import pandas as pd
+
+        self._digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        self._columns = self._columns or [str(c) for c in frame.columns]
+        self.rows += len(frame)
+
+    def hexdigest(self) -> str:
+        digest = self._digest.copy()
+        digest.update(",".join(self._columns or []).encode())
+        return digest.hexdigest()
+
+
 def frame_hash(frame: pd.DataFrame) -> str:
     """A content hash of a frame (order-sensitive), used as the partition's data version."""
-    import hashlib
-
-    import pandas as pd
-
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    digest.update(",".join(map(str, frame.columns)).encode())
-    return digest.hexdigest()
+    hasher = FrameHash()
+    hasher.update(frame)
+    return hasher.hexdigest()
 
 
-def partition_manifest(
-    use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
+def _partition_manifest(
+    use_case: str,
+    interval: dt.date,
+    features: FrameHash,
+    labels: FrameHash | None,
+    feature_version: str | None,
 ) -> FeaturePartition:
     manifest = FeaturePartition(
         use_case=use_case,
         interval=interval.isoformat(),
-        rows=len(features),
-        label_rows=0 if labels is None else len(labels),
-        content_hash=frame_hash(features),
+        rows=features.rows,
+        label_rows=0 if labels is None else labels.rows,
+        content_hash=features.hexdigest(),
     )
     if feature_version is not None:
         manifest["feature_version"] = feature_version
@@ -55,12 +79,32 @@ def partition_manifest(
 
 
 def label_manifest(use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
-    return LabelPartition(use_case=use_case, interval=interval.isoformat(), rows=len(labels), content_hash=frame_hash(labels))
+    return LabelPartition(
+        use_case=use_case, interval=interval.isoformat(), rows=len(labels), content_hash=frame_hash(labels)
+    )
+
+
+Parts = Iterable[tuple["pd.DataFrame", "pd.DataFrame | None"]]
 
 
 class FeatureStore(Protocol):
     def write_partition(
-        self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
+        self,
+        use_case: str,
+        interval: dt.date,
+        features: pd.DataFrame,
+        labels: pd.DataFrame | None,
+        feature_version: str | None = None,
+    ) -> FeaturePartition: ...
+
+    def write_partition_parts(
+        self,
+        use_case: str,
+        interval: dt.date,
+        parts: Parts,
+        feature_version: str | None = None,
+        *,
+        with_labels: bool,
     ) -> FeaturePartition: ...
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition: ...
@@ -84,8 +128,54 @@ def parquet_writer(frame: pd.DataFrame) -> Callable[[IO[bytes]], None]:
     return write
 
 
+class _PartWriter:
+    """Appends frames to one Parquet file, each cast to the first one's schema (text stays text
+    when a later part's text column happens to be all null), and hashes them as they pass."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.hash = FrameHash()
+        self._writer: Any = None
+        self._schema: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.hash.update(frame)
+        if self._schema is None:
+            schema = pa.Schema.from_pandas(frame, preserve_index=False)
+            for i, field in enumerate(schema):
+                if pa.types.is_null(field.type):
+                    schema = schema.set(i, field.with_type(pa.string()))
+            self._schema = schema
+            self._writer = pq.ParquetWriter(self.fh, schema)
+        self._writer.write_table(
+            pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False),
+            row_group_size=ROW_GROUP_ROWS,
+        )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _drain(parts: Parts, features: _PartWriter, labels: _PartWriter | None) -> None:
+    try:
+        for part_features, part_labels in parts:
+            features.write(part_features)
+            if labels is not None:
+                if part_labels is None:
+                    raise ValueError("a part without labels in a day written with labels")
+                labels.write(part_labels)
+    finally:
+        features.close()
+        if labels is not None:
+            labels.close()
 
 
 class ParquetFeatureStore:
@@ -98,17 +188,54 @@ class ParquetFeatureStore:
         self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
     ) -> FeaturePartition:
         """Features of a day, and its labels when they come in the batch (``None``: a label feed's)."""
-        manifest = partition_manifest(use_case, interval, features, labels, feature_version)
-        self.lake.write_with(layout.store_partition("features", use_case, interval), parquet_writer(features))
-        if labels is not None:
-            self.lake.write_with(layout.store_partition("labels", use_case, interval), parquet_writer(labels))
+        return self.write_partition_parts(
+            use_case, interval, [(features, labels)], feature_version, with_labels=labels is not None
+        )
+
+    def write_partition_parts(
+        self,
+        use_case: str,
+        interval: dt.date,
+        parts: Parts,
+        feature_version: str | None = None,
+        *,
+        with_labels: bool,
+    ) -> FeaturePartition:
+        """A day's features (and labels) from consecutive parts, streamed into one file each; one part in memory at a time."""
+        writers: dict[str, _PartWriter] = {}
+
+        def write_features(features_fh: IO[bytes]) -> None:
+            writers["features"] = _PartWriter(features_fh)
+            if not with_labels:
+                _drain(parts, writers["features"], None)
+                return
+
+            def write_labels(labels_fh: IO[bytes]) -> None:
+                writers["labels"] = _PartWriter(labels_fh)
+                _drain(parts, writers["features"], writers["labels"])
+
+            self.lake.write_with(layout.store_partition("labels", use_case, interval), write_labels)
+
+        self.lake.write_with(layout.store_partition("features", use_case, interval), write_features)
+        labels = writers.get("labels")
+        manifest = _partition_manifest(
+            use_case, interval, writers["features"].hash, labels.hash if labels else None, feature_version
+        )
         # The manifests go last: a partition is read only once its files are in place. Features
         # first: a day whose labels are not committed yet reads like labels still to come, while
         # labels without their features would be a training row with nothing to learn from.
         faults.point("materialize")
         self.lake.write_json(layout.feature_manifest(use_case, interval), manifest)
         if labels is not None:
-            self.lake.write_json(layout.label_manifest(use_case, interval), label_manifest(use_case, interval, labels))
+            self.lake.write_json(
+                layout.label_manifest(use_case, interval),
+                LabelPartition(
+                    use_case=use_case,
+                    interval=interval.isoformat(),
+                    rows=labels.hash.rows,
+                    content_hash=labels.hash.hexdigest(),
+                ),
+            )
         return manifest
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
@@ -218,11 +345,18 @@ class PostgresFeatureStore:
 
     def _replace(self, cur: Any, use_case: str, kind: str, interval: dt.date, frame: pd.DataFrame) -> None:
         """Replace one day of a table (inside the caller's transaction)."""
+        self._copy(cur, use_case, kind, interval, frame, replace=True)
+
+    def _copy(
+        self, cur: Any, use_case: str, kind: str, interval: dt.date, frame: pd.DataFrame, *, replace: bool
+    ) -> None:
+        """Add rows to one day of a table, first deleting the day's rows if ``replace`` (inside the caller's transaction)."""
         from psycopg2 import sql
 
-        self._ensure(cur, use_case, kind, frame)
         table = self._ident(use_case, kind)
-        cur.execute(sql.SQL("DELETE FROM {} WHERE interval = %s").format(table), (interval,))
+        if replace:
+            self._ensure(cur, use_case, kind, frame)
+            cur.execute(sql.SQL("DELETE FROM {} WHERE interval = %s").format(table), (interval,))
         buf = io.StringIO()
         frame.assign(interval=interval.isoformat()).to_csv(buf, index=False, header=False, na_rep="\\N")
         buf.seek(0)
@@ -242,13 +376,33 @@ class PostgresFeatureStore:
     def write_partition(
         self, use_case: str, interval: dt.date, features: pd.DataFrame, labels: pd.DataFrame | None, feature_version: str | None = None
     ) -> FeaturePartition:
-        manifest = partition_manifest(use_case, interval, features, labels, feature_version)
+        return self.write_partition_parts(
+            use_case, interval, [(features, labels)], feature_version, with_labels=labels is not None
+        )
+
+    def write_partition_parts(
+        self,
+        use_case: str,
+        interval: dt.date,
+        parts: Parts,
+        feature_version: str | None = None,
+        *,
+        with_labels: bool,
+    ) -> FeaturePartition:
+        """A day's rows from consecutive parts, COPY by COPY, committed in one transaction."""
+        feature_hash, label_hash = FrameHash(), FrameHash() if with_labels else None
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
-                self._replace(cur, use_case, "features", interval, features)
-                if labels is not None:
-                    self._replace(cur, use_case, "labels", interval, labels)
+                for i, (features, labels) in enumerate(parts):
+                    self._copy(cur, use_case, "features", interval, features, replace=i == 0)
+                    feature_hash.update(features)
+                    if label_hash is not None:
+                        if labels is None:
+                            raise ValueError("a part without labels in a day written with labels")
+                        self._copy(cur, use_case, "labels", interval, labels, replace=i == 0)
+                        label_hash.update(labels)
+                manifest = _partition_manifest(use_case, interval, feature_hash, label_hash, feature_version)
                 cur.execute(
                     "INSERT INTO feature_partitions (use_case, interval, manifest) VALUES (%s, %s, %s)"
                     " ON CONFLICT (use_case, interval) DO UPDATE SET manifest = EXCLUDED.manifest, written_at = now()",

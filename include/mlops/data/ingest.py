@@ -188,11 +188,27 @@ def archive_stream(
     return manifest
 
 
-def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, RawManifest]:
+def read_manifest(lake: Lake, use_case: str, interval: dt.date) -> RawManifest:
+    """The current delivery of a day (its manifest), or BatchMissing."""
     manifest_rel = layout.raw_manifest(use_case, interval)
     if not lake.exists(manifest_rel):
         raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(layout.raw_dir(use_case, interval))}")
     manifest: RawManifest = lake.read_json(manifest_rel)
+    return manifest
+
+
+def verify_archived(lake: Lake, manifest: RawManifest) -> None:
+    """Check, streaming, that the archived object still has the hash its manifest names."""
+    rel = layout.raw_object(
+        manifest["use_case"], manifest["interval"], manifest["sha256"], manifest["format"]
+    )
+    digest, _ = _digest(lambda: lake.open_read(rel))
+    if digest != manifest["sha256"]:
+        raise ValueError(f"archived batch {lake.uri(rel)} does not match its manifest hash")
+
+
+def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, RawManifest]:
+    manifest = read_manifest(lake, use_case, interval)
     batch_rel = layout.raw_object(use_case, interval, manifest["sha256"], manifest["format"])
     data = lake.read_bytes(batch_rel)
     if sha256(data) != manifest["sha256"]:

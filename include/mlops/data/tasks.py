@@ -9,23 +9,39 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
-from mlops.core.config import FeedKind, UseCase
+from mlops.core.config import Feed, FeedKind, UseCase
 from mlops.core.lake import Lake
-from mlops.core.results import FeaturePartition, LabelPartition, RawManifest, ValidationSummary
+from mlops.core.results import (
+    BatchPart,
+    FeaturePartition,
+    LabelPartition,
+    PartCheck,
+    RawManifest,
+    ValidationSummary,
+)
+from mlops.data import partitions
 from mlops.data.feature_store import FeatureStore
 from mlops.data.features import build_features, delivered_labels, extract_labels
-from mlops.data.ingest import archive_stream, landed_at, open_batch, read_archived
+from mlops.data.ingest import archive_stream, landed_at, open_batch, read_manifest, verify_archived
 from mlops.data.validation import (
     BatchUnreadable,
+    evaluate,
     event_time_window,
+    event_times_seen,
     load_suite,
+    outcome_from_result,
     read_batch,
+    render_data_docs,
     unreadable_outcome,
-    validate_frame,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +62,70 @@ def extract_and_archive(
     return manifest
 
 
+def split_batch(
+    use_case: UseCase, interval: dt.date, lake: Lake, *, feed: FeedKind = "batch"
+) -> list[BatchPart]:
+    """The partitions a day's archived delivery is checked in (one, unless it is larger than
+    ``source.partition_mb``); the object's hash is verified on the way."""
+    source = use_case.feed(feed)
+    manifest = read_manifest(lake, source.stream, interval)
+    verify_archived(lake, manifest)
+    parts = partitions.split(lake, source.stream, manifest, int(source.source.partition_mb * 2**20))
+    if len(parts) > 1:
+        log.info("%s %s: %d bytes in %d partitions", source.stream, interval, manifest["bytes"], len(parts))
+    return parts
+
+
+def check_partition(
+    use_case: UseCase,
+    interval: dt.date,
+    lake: Lake,
+    config_dir: Path,
+    part: BatchPart,
+    *,
+    as_of: dt.datetime | None = None,
+    feed: FeedKind = "batch",
+) -> PartCheck:
+    """Parse one partition once and check it against the suite: its result goes to the lake, the
+    parsed rows to staging (Parquet) for materialize_features; safe to run twice.
+
+    ``as_of`` is when the check started (default: now): no event may be later than that.
+    """
+    source = use_case.feed(feed)
+    as_of = as_of or dt.datetime.now(dt.UTC)
+    manifest = read_manifest(lake, source.stream, interval)
+    sha = manifest["sha256"]
+    suite = load_suite(config_dir, source)
+    window = _window(source, interval, as_of)
+    record: dict[str, Any] = {**part, "as_of": as_of.isoformat()}
+    try:
+        frame = read_batch(
+            partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"]
+        )
+    except BatchUnreadable as exc:
+        record |= {"readable": False, "rows": 0, "reason": str(exc)}
+    else:
+        result = evaluate(frame, partitions.part_suite(suite), window)
+        seen = event_times_seen(frame, suite)
+        record |= {"readable": True, "rows": len(frame), "result": result, "event_times_seen": seen}
+        lake.write_with(
+            layout.parsed_part(source.stream, interval, sha, part["index"]),
+            lambda fh: frame.to_parquet(fh, index=False),
+        )
+    lake.write_json(layout.validation_part(source.stream, interval, sha, part["index"]), record)
+    passed = record["readable"] and all(
+        item["success"]
+        for item in record["result"]["results"]
+        if (item["expectation_config"].get("meta") or {}).get("severity", "error") == "error"
+    )
+    return PartCheck(index=part["index"], rows=record["rows"], passed=passed, readable=record["readable"])
+
+
+def _window(source: Feed, interval: dt.date, as_of: dt.datetime) -> dict[str, Any]:
+    tolerance = source.expectations.event_time_tolerance_hours
+    return event_time_window(interval, tolerance, as_of, days_before=source.days_before)
+
+
 def validate_batch(
     use_case: UseCase,
     interval: dt.date,
@@ -54,29 +134,73 @@ def validate_batch(
     *,
     as_of: dt.datetime | None = None,
     feed: FeedKind = "batch",
+    checks: list[PartCheck] | None = None,
 ) -> ValidationSummary:
-    """Validate one archived delivery; quarantine it and raise BatchRejected if an error expectation fails.
+    """The gate's verdict on one archived delivery; quarantine it and raise BatchRejected if an error expectation fails.
 
-    ``as_of`` is when the run started (default: now): no event may be later than that.
+    ``checks`` are the day's partition checks (mapped tasks); without them the day is split and
+    checked here, partition by partition. ``as_of`` is when the run started (default: now): no
+    event may be later than that.
     """
     source = use_case.feed(feed)
-    data, manifest = read_archived(lake, source.stream, interval)
-    suite = load_suite(config_dir, source)
-    tolerance = source.expectations.event_time_tolerance_hours
-    window = event_time_window(interval, tolerance, as_of or dt.datetime.now(dt.UTC), days_before=source.days_before)
-    try:
-        frame = read_batch(data, source, manifest["format"])
-    except BatchUnreadable as exc:
-        outcome = unreadable_outcome(str(exc))
-    else:
-        outcome = validate_frame(frame, suite, parameters=window)
-
+    if checks is None:
+        checks = [
+            check_partition(use_case, interval, lake, config_dir, part, as_of=as_of, feed=feed)
+            for part in split_batch(use_case, interval, lake, feed=feed)
+        ]
     name = source.stream
-    summary = outcome.summary(use_case=use_case.name, interval=interval.isoformat(), sha256=manifest["sha256"])
+    manifest = read_manifest(lake, name, interval)
+    sha = manifest["sha256"]
+    records = [
+        lake.read_json(layout.validation_part(name, interval, sha, c["index"]))
+        for c in sorted(checks, key=lambda c: c["index"])
+    ]
+    if [r["index"] for r in records] != list(range(len(records))):
+        raise ValueError(
+            f"{name} {interval}: partition checks {[r['index'] for r in records]} are not the partitions 0..{len(records) - 1}"
+        )
+    parts = [BatchPart(index=r["index"], start=r["start"], end=r["end"]) for r in records]
+    unreadable = next((r for r in records if not r["readable"]), None)
+    if unreadable is not None:
+        where = (
+            ""
+            if len(records) == 1
+            else f"partition {unreadable['index'] + 1} of {len(records)} (bytes {unreadable['start']}..{unreadable['end']}): "
+        )
+        outcome = unreadable_outcome(where + unreadable["reason"])
+    else:
+        suite = load_suite(config_dir, source)
+        duplicates = None
+        if len(records) > 1:
+            keys = [source.entity, source.event_time]
+            duplicates = partitions.duplicate_keys(
+                (
+                    _read_parquet(lake, layout.parsed_part(name, interval, sha, p["index"]), keys)
+                    for p in parts
+                ),
+                keys,
+            )
+        result = partitions.combine_results(
+            suite, [r["result"] for r in records], [r["rows"] for r in records], duplicates
+        )
+        seen = partitions.seen_range([r.get("event_times_seen") for r in records])
+        checked_at = min(dt.datetime.fromisoformat(r["as_of"]) for r in records)  # the window the checks used
+        outcome = outcome_from_result(
+            result,
+            sum(r["rows"] for r in records),
+            parameters=_window(source, interval, checked_at),
+            event_times_seen=seen,
+        )
+        outcome.data_docs_html = render_data_docs(result)
+
+    summary = outcome.summary(use_case=use_case.name, interval=interval.isoformat(), sha256=sha)
+    summary["parts"] = parts
     if outcome.result is not None:
         lake.write_json(layout.validation_result(name, interval), outcome.result)
     if outcome.data_docs_html:
-        summary["data_docs_uri"] = lake.write_bytes(layout.validation_docs(name, interval), outcome.data_docs_html.encode())
+        summary["data_docs_uri"] = lake.write_bytes(
+            layout.validation_docs(name, interval), outcome.data_docs_html.encode()
+        )
     lake.write_json(layout.validation_summary(name, interval), summary)
 
     for warning in outcome.warnings:
@@ -84,11 +208,19 @@ def validate_batch(
     quarantine = layout.quarantine_dir(name, interval)
     if outcome.passed:
         lake.delete(quarantine)  # an earlier rejected delivery stays in the raw archive under its hash
-        log.info("batch %s of %r passed %d expectations", interval, name, outcome.evaluated)
+        log.info(
+            "batch %s of %r passed %d expectations (%d rows, %d partitions)",
+            interval,
+            name,
+            outcome.evaluated,
+            outcome.rows,
+            len(parts),
+        )
         return summary
 
+    lake.delete(layout.parsed_parts_dir(name, interval))  # nothing will read them
     fmt = manifest["format"]
-    lake.copy(layout.raw_object(name, interval, manifest["sha256"], fmt), layout.quarantine_batch(name, interval, fmt))
+    lake.copy(layout.raw_object(name, interval, sha, fmt), layout.quarantine_batch(name, interval, fmt))
     if outcome.result is not None:
         lake.write_json(layout.quarantine_result(name, interval), outcome.result)
     if outcome.data_docs_html:
@@ -103,10 +235,19 @@ def validate_batch(
     )
 
 
-def _validated(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> tuple[bytes, RawManifest]:
-    """The archived delivery of a feed, only if the gate passed these very bytes."""
+def _read_parquet(lake: Lake, rel: str, columns: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    with lake.open_read(rel) as fh:
+        return pd.read_parquet(fh, columns=columns)
+
+
+def _validated(
+    use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake
+) -> tuple[ValidationSummary, RawManifest]:
+    """The gate's verdict on the current delivery of a feed, only if it passed these very bytes."""
     stream = use_case.feed(feed).stream
-    data, manifest = read_archived(lake, stream, interval)
+    manifest = read_manifest(lake, stream, interval)
     summary: ValidationSummary = lake.read_json(layout.validation_summary(stream, interval))
     if not summary["passed"] or summary["sha256"] != manifest["sha256"]:
         what, task = ("batch", "validate_batch") if feed == "batch" else ("label delivery", "validate_labels")
@@ -114,16 +255,41 @@ def _validated(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake)
             f"use case {use_case.name!r}: {what} {interval} has not passed validation "
             f"(or was re-delivered since); run {task} first"
         )
-    return data, manifest
+    return summary, manifest
 
 
-def materialize_features(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> FeaturePartition:
-    data, manifest = _validated(use_case, "batch", interval, lake)
-    frame = read_batch(data, use_case, manifest["format"])
-    features = build_features(frame, use_case)
-    # Labels in the batch are stored with it; a label feed's are stored by store_labels.
-    labels = extract_labels(frame, use_case) if use_case.schema_.target else None
-    result = store.write_partition(use_case.name, interval, features, labels, use_case.feature_version)
+def _parsed_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> Iterator[pd.DataFrame]:
+    """The validated delivery, partition by partition: as its check parsed it (staging), or parsed
+    again from the raw archive when staging is gone (a retry after the commit, a rebuild)."""
+    source = use_case.feed(feed)
+    summary, manifest = _validated(use_case, feed, interval, lake)
+    parts = summary.get("parts") or [BatchPart(index=0, start=0, end=manifest["bytes"])]
+    if "parts" not in summary or (len(parts) == 1 and parts[0]["end"] == manifest["bytes"]):
+        verify_archived(lake, manifest)
+    for part in parts:
+        staged = layout.parsed_part(source.stream, interval, manifest["sha256"], part["index"])
+        if lake.exists(staged):
+            yield _read_parquet(lake, staged)
+        else:
+            yield read_batch(
+                partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"]
+            )
+
+
+def materialize_features(
+    use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore
+) -> FeaturePartition:
+    """Build the day's features (and the labels a batch carries) partition by partition, and commit
+    the day in the store at once; then drop the staged partitions."""
+    with_labels = bool(use_case.schema_.target)  # a label feed's labels are stored by store_labels
+    parts = (
+        (build_features(frame, use_case), extract_labels(frame, use_case) if with_labels else None)
+        for frame in _parsed_parts(use_case, "batch", interval, lake)
+    )
+    result = store.write_partition_parts(
+        use_case.name, interval, parts, use_case.feature_version, with_labels=with_labels
+    )
+    lake.delete(layout.parsed_parts_dir(use_case.feed("batch").stream, interval))
     log.info("materialized %d feature rows for %r %s", result["rows"], use_case.name, interval)
     return result
 
@@ -147,9 +313,11 @@ def refresh_stale_features(use_case: UseCase, days: list[dt.date], lake: Lake, s
 
 def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> LabelPartition:
     """Put the labels delivered on ``interval`` (validated) into the label table, known from the end of that day."""
-    source = use_case.feed("labels")
-    data, manifest = _validated(use_case, "labels", interval, lake)
-    labels = delivered_labels(read_batch(data, source, manifest["format"]), use_case, interval)
+    import pandas as pd
+
+    frame = pd.concat(list(_parsed_parts(use_case, "labels", interval, lake)), ignore_index=True)
+    labels = delivered_labels(frame, use_case, interval)
     result = store.write_labels(use_case.name, interval, labels)
+    lake.delete(layout.parsed_parts_dir(use_case.feed("labels").stream, interval))
     log.info("stored %d labels of %r delivered on %s", result["rows"], use_case.name, interval)
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -319,52 +318,65 @@ def _checkpoint(
     suite: dict[str, Any],
     parameters: dict[str, Any],
     result_format: Literal["BOOLEAN_ONLY", "SUMMARY"],
-    with_docs: bool,
-) -> tuple[dict[str, Any], str | None]:
-    """One GX checkpoint run over ``frame`` in a throw-away file context: the result and its Data Docs page."""
+) -> dict[str, Any]:
+    """One GX checkpoint run over ``frame`` in an ephemeral context: the validation result (JSON form)."""
     import logging
 
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="gx-") as root:
-        context = gx.get_context(mode="file", project_root_dir=root)
-        context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
-        source = context.data_sources.add_pandas("batches")
-        batch_def = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"]))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name="gate", data=batch_def, suite=gx_suite)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
+    source = context.data_sources.add_pandas("batches")
+    batch_def = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"]))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="gate", data=batch_def, suite=gx_suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="gate", validation_definitions=[definition], actions=[], result_format=result_format
         )
-        actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if with_docs else []
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name="gate", validation_definitions=[definition], actions=actions, result_format=result_format)
-        )
-        run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
-        result: dict[str, Any] = next(iter(run.run_results.values())).to_json_dict()
-        html = None
-        if with_docs:
-            pages = sorted(Path(root).glob("gx/uncommitted/data_docs/local_site/validations/**/*.html"))
-            html = pages[-1].read_text() if pages else None
-    return result, html
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
+    return dict(next(iter(run.run_results.values())).to_json_dict())
 
 
-def validate_frame(
-    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
-) -> ValidationOutcome:
-    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
-
-    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
+def evaluate(
+    frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The suite's validation result on ``frame`` (GX's JSON form).
 
     Two passes, so that a good batch pays only for the verdict: the first collects pass/fail per
     expectation (result format ``BOOLEAN_ONLY``); only when an expectation fails is the batch
     evaluated again with ``SUMMARY``, which collects what the report shows of a failure
-    (unexpected counts and percentages, observed values, sample values). Both write Data Docs.
+    (unexpected counts and percentages, observed values, sample values).
     """
-    result, html = _checkpoint(frame, suite, parameters or {}, "BOOLEAN_ONLY", with_docs)
+    result = _checkpoint(frame, suite, parameters or {}, "BOOLEAN_ONLY")
     if not all(item["success"] for item in result["results"]):
-        result, html = _checkpoint(frame, suite, parameters or {}, "SUMMARY", with_docs)
+        result = _checkpoint(frame, suite, parameters or {}, "SUMMARY")
+    return result
 
+
+def render_data_docs(result: dict[str, Any]) -> str:
+    """The Data Docs page of a validation result, rendered by GX's own page renderer (a tenth of a
+    second; building a Data Docs site takes about one)."""
+    from great_expectations.core.expectation_validation_result import expectationSuiteValidationResultSchema
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    document = ValidationResultsPageRenderer().render(expectationSuiteValidationResultSchema.load(result))
+    return str(DefaultJinjaPageView().render(document))
+
+
+def outcome_from_result(
+    result: dict[str, Any],
+    rows: int,
+    *,
+    parameters: dict[str, Any] | None = None,
+    event_times_seen: tuple[str, str] | None = None,
+) -> ValidationOutcome:
+    """The gate's verdict from a validation result: failures by severity, and the reason in words."""
     failures = []
     for item in result["results"]:
         if item["success"]:
@@ -377,7 +389,8 @@ def validate_frame(
         failures.append(
             Failure(
                 expectation=cfg["type"],
-                column=cfg["kwargs"].get("column") or (",".join(cfg["kwargs"].get("column_list", [])) or None),
+                column=cfg["kwargs"].get("column")
+                or (",".join(cfg["kwargs"].get("column_list", [])) or None),
                 severity=(cfg.get("meta") or {}).get("severity", "error"),
                 unexpected_count=res.get("unexpected_count"),
                 unexpected_percent=res.get("unexpected_percent"),
@@ -386,20 +399,52 @@ def validate_frame(
                 check=(cfg.get("meta") or {}).get("check"),
             )
         )
-        if failures[-1].check == EVENT_TIME_CHECK and failures[-1].exception is None:
-            column = frame[cfg["kwargs"]["column"]]
+        if failures[-1].check == EVENT_TIME_CHECK and failures[-1].exception is None and event_times_seen:
             failures[-1].observed = {
-                "seen": [str(column.min()), str(column.max())],
-                "allowed": [str((parameters or {}).get(EVENT_TIME_MIN)), str((parameters or {}).get(EVENT_TIME_MAX))],
+                "seen": list(event_times_seen),
+                "allowed": [
+                    str((parameters or {}).get(EVENT_TIME_MIN)),
+                    str((parameters or {}).get(EVENT_TIME_MAX)),
+                ],
             }
     passed = not any(f.severity == "error" for f in failures)
     reason = None if passed else "; ".join(f.describe() for f in failures if f.severity == "error")
     return ValidationOutcome(
         passed=passed,
-        rows=len(frame),
+        rows=rows,
         evaluated=len(result["results"]),
         failures=failures,
         reason=reason,
         result=result,
-        data_docs_html=html,
     )
+
+
+def event_times_seen(frame: pd.DataFrame, suite: dict[str, Any]) -> tuple[str, str] | None:
+    """The earliest and latest event time in ``frame`` (the column the event-time check names)."""
+    column = next(
+        (
+            e["kwargs"]["column"]
+            for e in suite["expectations"]
+            if (e.get("meta") or {}).get("check") == EVENT_TIME_CHECK
+        ),
+        None,
+    )
+    if column is None or column not in frame or not len(frame):
+        return None
+    return str(frame[column].min()), str(frame[column].max())
+
+
+def validate_frame(
+    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
+) -> ValidationOutcome:
+    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
+
+    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
+    """
+    result = evaluate(frame, suite, parameters)
+    outcome = outcome_from_result(
+        result, len(frame), parameters=parameters, event_times_seen=event_times_seen(frame, suite)
+    )
+    if with_docs:
+        outcome.data_docs_html = render_data_docs(result)
+    return outcome
