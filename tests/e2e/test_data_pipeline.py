@@ -116,3 +116,60 @@ def test_missing_upstream_batch_fails_clearly(dags: dict, fresh_home: Path) -> N
     alert = get_lake().list("alerts/_failures/churn_data/outbox")
     record = get_lake().read_json(f"alerts/_failures/churn_data/outbox/{alert[0]}")
     assert "no upstream batch" in record["text"] and "extract_batch" in record["text"]
+
+
+def _partitioned_config(tmp: Path, partition_mb: float) -> Path:
+    """The repo's churn use case with a partition size that splits a small day."""
+    import json
+
+    import yaml
+
+    from mlops.core.config import load_use_case_file
+    from mlops.data.validation import derive_suite
+
+    root = Path(__file__).resolve().parents[2]
+    raw = yaml.safe_load((root / "config" / "use_cases" / "churn.yaml").read_text())
+    raw["source"]["partition_mb"] = partition_mb
+    config = tmp / "config"
+    (config / "use_cases").mkdir(parents=True)
+    (config / "expectations").mkdir()
+    path = config / "use_cases" / "churn.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    (config / "expectations" / "churn.json").write_text(json.dumps(derive_suite(load_use_case_file(path))))
+    return config
+
+
+def test_a_partitioned_day_runs_as_mapped_checks_and_commits_once(
+    airflow_db: Path, fresh_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day larger than source.partition_mb: one check_partition task per partition, one verdict,
+    the day's features committed whole; a bad day is quarantined whole with one report."""
+    from mlops.core.config import get_use_case
+    from mlops.data.features import build_features
+    from mlops.data.validation import read_batch
+
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(_partitioned_config(tmp_path, 0.03)))
+    dags = load_dags()
+    lake = get_lake()
+    good, bad = START + dt.timedelta(days=40), START + dt.timedelta(days=41)
+
+    landed = land("churn", good, rows=2000)
+    run = run_dag(dags["churn_data"], good)
+    assert run.state == "success"
+    checks = [ti for ti in run.get_task_instances() if ti.task_id == "check_partition"]
+    summary = lake.read_json(layout.validation_summary("churn", good))
+    assert len(checks) == len(summary["parts"]) >= 4 and all(ti.state == "success" for ti in checks)
+    assert summary["passed"] and summary["rows"] == 2000
+    features = ParquetFeatureStore(lake).read_features("churn", good, good)
+    expected = build_features(read_batch(landed, get_use_case("churn"), "csv"), get_use_case("churn"))
+    pd.testing.assert_frame_equal(features, expected, check_dtype=False)
+    assert not lake.exists(layout.parsed_parts_dir("churn", good))
+
+    land("churn", bad, rows=2000, bad="unknown_category")
+    run = run_dag(dags["churn_data"], bad)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id != "check_partition"}
+    assert run.state == "failed" and states["validate_batch"] == "failed" and states["materialize_features"] == "upstream_failed"
+    reason = lake.read_json(layout.quarantine_reason("churn", bad))
+    assert [e["expectation"] for e in reason["errors"]] == ["expect_column_values_to_be_in_set"]
+    assert len(reason["parts"]) >= 4 and lake.exists(layout.quarantine_docs("churn", bad))
+    assert not lake.exists(layout.feature_manifest("churn", bad))

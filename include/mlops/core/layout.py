@@ -89,9 +89,9 @@ def validation_part(use_case: str, day: dt.date | str, sha256: str, index: int) 
 
 
 def parsed_part(use_case: str, day: dt.date | str, sha256: str, index: int) -> str:
-    """One partition as parsed by its check (Parquet): materialize_features reads it instead of
+    """One partition as parsed by its check (Arrow IPC): materialize_features reads it instead of
     parsing the CSV again. Staging only: removed once the day's features are committed."""
-    return f"staging/{use_case}/{_day(day)}/{sha256}/{index:05d}.parquet"
+    return f"staging/{use_case}/{_day(day)}/{sha256}/{index:05d}.arrow"
 
 
 def parsed_parts_dir(use_case: str, day: dt.date | str) -> str:

@@ -35,22 +35,23 @@ _SCAN = 1 << 16
 
 
 def split(lake: Lake, stream: str, manifest: RawManifest, part_bytes: int) -> list[BatchPart]:
-    """The partitions of an archived delivery: byte ranges of about ``part_bytes``, cut after a newline.
+    """The partitions of an archived delivery: equal byte ranges of at most about ``part_bytes``, each cut after a newline.
 
     Parquet, small files and ``part_bytes`` 0 give one partition: the whole object.
     """
     size = manifest["bytes"]
     if manifest["format"] != "csv" or part_bytes <= 0 or size <= part_bytes:
         return [BatchPart(index=0, start=0, end=size)]
+    step = size / -(-size // part_bytes)  # as many partitions as needed, of equal size
     cuts = [0]
     with lake.open_read(layout.raw_object(stream, manifest["interval"], manifest["sha256"], "csv")) as fh:
-        target = max(part_bytes, _line_end(fh, 0, size))  # the first partition holds at least one row
-        while target < size:
-            cut = _line_end(fh, target, size)
+        first_row = _line_end(fh, 0, size)  # the first partition holds the header and a row at least
+        for k in range(1, -(-size // part_bytes)):
+            cut = _line_end(fh, max(int(k * step), first_row, cuts[-1]), size)
             if cut >= size:
                 break
-            cuts.append(cut)
-            target = cut + part_bytes
+            if cut > cuts[-1]:
+                cuts.append(cut)
     cuts.append(size)
     return [BatchPart(index=i, start=a, end=b) for i, (a, b) in enumerate(itertools.pairwise(cuts))]
 

@@ -87,7 +87,7 @@ def check_partition(
     feed: FeedKind = "batch",
 ) -> PartCheck:
     """Parse one partition once and check it against the suite: its result goes to the lake, the
-    parsed rows to staging (Parquet) for materialize_features; safe to run twice.
+    parsed rows to staging (Arrow IPC, LZ4) for materialize_features; safe to run twice.
 
     ``as_of`` is when the check started (default: now): no event may be later than that.
     """
@@ -110,7 +110,7 @@ def check_partition(
         record |= {"readable": True, "rows": len(frame), "result": result, "event_times_seen": seen}
         lake.write_with(
             layout.parsed_part(source.stream, interval, sha, part["index"]),
-            lambda fh: frame.to_parquet(fh, index=False),
+            lambda fh: frame.to_feather(fh, compression="lz4"),
         )
     lake.write_json(layout.validation_part(source.stream, interval, sha, part["index"]), record)
     passed = record["readable"] and all(
@@ -175,7 +175,7 @@ def validate_batch(
             keys = [source.entity, source.event_time]
             duplicates = partitions.duplicate_keys(
                 (
-                    _read_parquet(lake, layout.parsed_part(name, interval, sha, p["index"]), keys)
+                    _read_staged(lake, layout.parsed_part(name, interval, sha, p["index"]), keys)
                     for p in parts
                 ),
                 keys,
@@ -235,11 +235,11 @@ def validate_batch(
     )
 
 
-def _read_parquet(lake: Lake, rel: str, columns: list[str] | None = None) -> pd.DataFrame:
+def _read_staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
     with lake.open_read(rel) as fh:
-        return pd.read_parquet(fh, columns=columns)
+        return pd.read_feather(fh, columns=columns)
 
 
 def _validated(
@@ -269,7 +269,7 @@ def _parsed_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: La
     for part in parts:
         staged = layout.parsed_part(source.stream, interval, manifest["sha256"], part["index"])
         if lake.exists(staged):
-            yield _read_parquet(lake, staged)
+            yield _read_staged(lake, staged)
         else:
             yield read_batch(
                 partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"]

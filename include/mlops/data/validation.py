@@ -178,7 +178,7 @@ def _read_csv(data: bytes, columns: dict[str, Any]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    text = [name for name, col in columns.items() if col.type == "str"]
+    text = [name for name, col in columns.items() if col.type in ("str", "category")]
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
