@@ -28,6 +28,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _registry_errors() -> tuple[type[Exception], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, OSError)
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """One loaded model version and what identifies it in responses and the request log."""
@@ -82,10 +88,12 @@ class ServedModel:
             self.last_check = self._clock()
             try:
                 entry = self._resolve()
-            except Exception as exc:
-                # The registry's client raises many types (MlflowException, requests' and
-                # urllib3's connection errors, timeouts); none of them says anything about which
+            except _registry_errors() as exc:
+                # The registry refused or could not be reached (MlflowException; requests'
+                # connection errors and timeouts are OSErrors): that says nothing about which
                 # version is champion, so the loaded model keeps serving and /health reports it.
+                # Any other error is a fault of ours: it stops the refresh, and /health turns
+                # stale once the alias has not been re-resolved for a while.
                 self.error = f"could not ask the registry which version is champion: {type(exc).__name__}: {exc}"
                 log.warning("%s: %s", self.model_name, self.error)
                 return self._current
