@@ -36,6 +36,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
@@ -90,17 +92,15 @@ def _plain_scoring(days: list[dt.date]) -> float:
     return time.perf_counter() - t0
 
 
-def run_with_workers(
-    workers: int, rows: int, partitions: list[int], candidates: int = 8, days_loaded: int | None = None, *, pin: bool = False, search_only: bool = False
-) -> dict[str, Any]:
-    from tests.integration.stack import Stack
+@contextmanager
+def _running_stack(workers: int, prefix: str, *, pin: bool = False) -> Iterator[tuple[Any, Any]]:
+    """A fresh production stack with ``workers`` Celery workers, its DAGs parsed: (stack, REST client)."""
+    from tests.integration.stack import Stack, wait_for
     from tests.integration.test_production_stack import Api
     from tests.support.slack_standin import SlackStandin
 
-    # Labels arrive days after their events: training needs more days than scoring does.
-    days = [START + dt.timedelta(days=i) for i in range(max(days_loaded or 0, max(partitions) + 1))]
     slack = SlackStandin().start()
-    stack = Stack(home=Path(mkdtemp(prefix=f"bench-stack-{workers}w-")))
+    stack = Stack(home=Path(mkdtemp(prefix=f"{prefix}-{workers}w-")))
     saved = dict(os.environ)
     try:
         dbs = stack.create_databases()
@@ -111,9 +111,21 @@ def run_with_workers(
         stack.start_mlflow()
         stack.start_airflow(workers=workers, pin_workers=pin)
         api = Api(stack.api_url, stack.username, stack.password)
-        from tests.integration.stack import wait_for
+        wait_for("DAGs parsed", lambda: all(api.request("GET", f"/api/v2/dags/{d}").status_code == 200 for d in ("churn_data", "churn_scoring")), 300, stack.logs)
+        yield stack, api
+    finally:
+        stack.stop()
+        slack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
 
-        wait_for("DAGs parsed", lambda: api.request("GET", "/api/v2/dags/churn_scoring").status_code == 200, 300, stack.logs)
+
+def run_with_workers(
+    workers: int, rows: int, partitions: list[int], candidates: int = 8, days_loaded: int | None = None, *, pin: bool = False, search_only: bool = False
+) -> dict[str, Any]:
+    # Labels arrive days after their events: training needs more days than scoring does.
+    days = [START + dt.timedelta(days=i) for i in range(max(days_loaded or 0, max(partitions) + 1))]
+    with _running_stack(workers, "bench-stack", pin=pin) as (stack, api):
         _land(days, rows)
         run_ids = []
         for day in days:
@@ -135,34 +147,13 @@ def run_with_workers(
             result["scoring"][p] = {"stack_s": stack_s, "plain_s": plain_s}
             print(f"  workers={workers} partitions={p}: stack {stack_s:.1f}s, plain {plain_s:.1f}s", flush=True)
         return result
-    finally:
-        stack.stop()
-        slack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_data_day(workers: int, rows: int, *, pin: bool = False) -> dict[str, Any]:
     """One day of ``rows`` rows through ``churn_data`` on the stack (S3 lake, PostgreSQL feature
     store): the wall time from trigger to the end of the run, and each task's duration."""
-    from tests.integration.stack import Stack, wait_for
-    from tests.integration.test_production_stack import Api
-    from tests.support.slack_standin import SlackStandin
-
     day = START
-    slack = SlackStandin().start()
-    stack = Stack(home=Path(mkdtemp(prefix=f"bench-data-{workers}w-")))
-    saved = dict(os.environ)
-    try:
-        dbs = stack.create_databases()
-        stack.start_s3()
-        stack.build_env(dbs, slack.webhook_url)
-        os.environ.update({k: v for k, v in stack.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))})
-        stack.migrate()
-        stack.start_mlflow()
-        stack.start_airflow(workers=workers, pin_workers=pin)
-        api = Api(stack.api_url, stack.username, stack.password)
-        wait_for("DAGs parsed", lambda: api.request("GET", "/api/v2/dags/churn_data").status_code == 200, 300, stack.logs)
+    with _running_stack(workers, "bench-data", pin=pin) as (stack, api):
         t0 = time.perf_counter()
         _land([day], rows)
         land_s = time.perf_counter() - t0
@@ -175,11 +166,6 @@ def run_data_day(workers: int, rows: int, *, pin: bool = False) -> dict[str, Any
         print(f"  workers={workers}: churn_data with {rows:,} rows in {seconds:.1f}s "
               f"({len(tasks.get('check_partition', []))} partitions)", flush=True)  # fmt: skip
         return {"workers": workers, "rows": rows, "pinned": pin, "land_s": land_s, "data_run_s": seconds, "task_seconds": tasks}
-    finally:
-        stack.stop()
-        slack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def main() -> int:
