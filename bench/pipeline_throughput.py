@@ -2,12 +2,11 @@
 
 Lands one simulated churn batch (CSV, as the churn source delivers it) of ``--rows`` rows in
 the landing folder, then times the tasks of the ``churn_data`` DAG one by one, exactly as the DAG
-calls them: ``extract_and_archive`` (streamed into the archive with its content hash),
-``split_batch`` (the day cut into partitions of ``source.partition_mb``), ``check_partition``
-(one mapped task per partition: parse once, Great Expectations, the parsed rows staged as
-Parquet), ``validate_batch`` (the partitions' results combined into the day's verdict and Data
-Docs) and ``materialize_features`` (features and labels from the staged partitions, committed in
-one go). The partition checks run on one warm worker process, then on two: "end-to-end, 2
+calls them: ``extract_batch`` (streamed into the archive with its content hash, then cut into
+partitions of ``source.partition_mb``), ``check_partition`` (one mapped task per partition: parse
+once, Great Expectations, the partition's features and labels built and staged as Arrow IPC),
+``validate_batch`` (the partitions' results combined into the day's verdict and Data Docs) and
+``materialize_features`` (the staged features and labels committed to the store in one go). The partition checks run on one warm worker process, then on two: "end-to-end, 2
 workers" is the same day with the mapped checks spread over two workers, as on the Celery stack.
 
 Two references are measured in the same run on the same file: a plain ``pandas.read_csv`` of
@@ -58,7 +57,7 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 USE_CASE = "churn"
 FIRST_DAY = dt.date(2026, 3, 2)
-STAGES = ("extract_and_archive", "split_batch", "check_partition", "validate_batch", "materialize_features")
+STAGES = ("extract_batch", "check_partition", "validate_batch", "materialize_features")
 
 
 # Helpers (run in the parent and in the children) ------------------------------------------------
@@ -230,18 +229,12 @@ def phase_stage(stage: str, day_iso: str, arg: Any = None) -> dict[str, Any]:
     the partition checks (validate_batch)."""
     t0 = time.perf_counter()
     from mlops.core import layout
-    from mlops.data.tasks import (
-        check_partition,
-        extract_and_archive,
-        materialize_features,
-        split_batch,
-        validate_batch,
-    )
+    from mlops.data.tasks import check_partition, extract_and_split, materialize_features, validate_batch
 
     settings, use_case, lake, store = _context()
     warm_up(lake)
     day = dt.date.fromisoformat(day_iso)
-    if stage == "extract_and_archive":
+    if stage == "extract_batch":
         # A repeat must do the work again: with the same bytes already archived it is a no-op.
         lake.delete(layout.raw_dir(use_case.name, day))
     out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0}
@@ -254,11 +247,9 @@ def phase_stage(stage: str, day_iso: str, arg: Any = None) -> dict[str, Any]:
     out["load_avg_1m"] = os.getloadavg()[0]
     cpu = cpu_seconds()
     started = time.perf_counter()
-    if stage == "extract_and_archive":
-        result = extract_and_archive(use_case, day, lake, settings.landing_uri)
-        out["bytes"] = result["bytes"]
-    elif stage == "split_batch":
-        out["parts"] = split_batch(use_case, day, lake)
+    if stage == "extract_batch":
+        out["parts"] = extract_and_split(use_case, day, lake, settings.landing_uri)
+        out["bytes"] = out["parts"][-1]["end"]
     elif stage == "check_partition":
         check = check_partition(use_case, day, lake, settings.config_dir, arg)
         if not check["passed"]:
@@ -349,9 +340,8 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         if runs["floor"][-1]["failed_checks"]:
             raise RuntimeError(f"the floor's checks failed {runs['floor'][-1]['failed_checks']} expectations on the simulated batch")
         # In DAG order: each task reads what the one before wrote.
-        runs["extract_and_archive"].append(in_fresh_process(phase_stage, "extract_and_archive", iso))
-        runs["split_batch"].append(in_fresh_process(phase_stage, "split_batch", iso))
-        parts = runs["split_batch"][-1]["parts"]
+        runs["extract_batch"].append(in_fresh_process(phase_stage, "extract_batch", iso))
+        parts = runs["extract_batch"][-1]["parts"]
         runs["check_partition x2"].append(run_checks(iso, parts, 2))
         runs["check_partition"].append(run_checks(iso, parts, 1))
         runs["validate_batch"].append(in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"]))

@@ -1,7 +1,8 @@
 """Data pipeline per use case: extract -> validate (Great Expectations) -> materialize features.
 
-Validation is split: ``split_batch`` cuts a large day into partitions, ``check_partition`` (one
-mapped task each) parses and checks one, ``validate_batch`` combines them into the day's verdict.
+Validation is split: ``extract_batch`` archives the day and cuts a large one into partitions,
+``check_partition`` (one mapped task each) parses and checks one and builds its features,
+``validate_batch`` combines the checks into the day's verdict, ``materialize_features`` commits.
 
 One DAG per `config/use_cases/<name>.yaml`, id `<name>_data`. This file only wires tasks; the
 logic is in `mlops.data.tasks`.
@@ -25,8 +26,9 @@ validates it with the Great Expectations suite `config/expectations/{name}.json`
 day's feature and label rows to the feature store.
 
 **Partitions.** A delivery larger than `source.partition_mb` is checked in partitions, one
-`check_partition` task each (spread over the workers); `validate_batch` combines them into one
-verdict and one report for the day, and `materialize_features` commits the day at once.
+`check_partition` task each (spread over the workers), which also builds the partition's
+features; `validate_batch` combines the checks into one verdict and one report for the day, and
+`materialize_features` commits the day's features at once.
 
 **Which day.** A scheduled run processes the day that has just closed: the run for day D has
 the data interval D 00:00 to D+1 00:00 UTC and starts at D+1 00:00. Catchup and
@@ -90,26 +92,18 @@ def build(use_case):
             waiter = None
 
         @task(task_id="extract_batch", retries=3)
-        def extract_batch(**context) -> results.RawManifest:
+        def extract_batch(**context) -> list[results.BatchPart]:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.core.settings import load_settings
             from mlops.data.ingest import BatchMissing
-            from mlops.data.tasks import extract_and_archive
+            from mlops.data.tasks import extract_and_split
 
             day = dag_support.resolve_interval(context)
             try:
-                return extract_and_archive(get_use_case(name), day, get_lake(), load_settings().landing_uri)
+                return extract_and_split(get_use_case(name), day, get_lake(), load_settings().landing_uri)
             except BatchMissing as exc:
                 raise AirflowFailException(str(exc)) from None
-
-        @task(task_id="split_batch")
-        def split_batch(manifest: results.RawManifest, **context) -> list[results.BatchPart]:
-            from mlops.core.config import get_use_case
-            from mlops.core.lake import get_lake
-            from mlops.data.tasks import split_batch as split
-
-            return split(get_use_case(name), dag_support.resolve_interval(context), get_lake())
 
         @task(task_id="check_partition", retries=1)
         def check_partition(part: results.BatchPart, **context) -> results.PartCheck:
@@ -152,10 +146,10 @@ def build(use_case):
             }
             return manifest
 
-        extracted = extract_batch()
+        parts = extract_batch()
         if waiter is not None:
-            waiter >> extracted
-        checks = check_partition.expand(part=split_batch(extracted))
+            waiter >> parts
+        checks = check_partition.expand(part=parts)
         materialize_features(validate_batch(checks))
     return dag
 

@@ -88,10 +88,15 @@ def validation_part(use_case: str, day: dt.date | str, sha256: str, index: int) 
     return f"{validation_dir(use_case, day)}/parts/{sha256}/{index:05d}.json"
 
 
-def parsed_part(use_case: str, day: dt.date | str, sha256: str, index: int) -> str:
-    """One partition as parsed by its check (Arrow IPC): materialize_features reads it instead of
-    parsing the CSV again. Staging only: removed once the day's features are committed."""
-    return f"staging/{use_case}/{_day(day)}/{sha256}/{index:05d}.arrow"
+StagedKind = Literal["keys", "features", "labels", "rows"]
+
+
+def staged_part(use_case: str, day: dt.date | str, sha256: str, index: int, kind: StagedKind) -> str:
+    """What a partition's check leaves for the tasks after it (Arrow IPC), so nothing parses the
+    CSV twice: its ``keys`` (the day's key-uniqueness check), the ``features`` and ``labels`` it
+    built (materialize_features commits them), or a label delivery's parsed ``rows``. Staging
+    only: removed once the day is committed or quarantined."""
+    return f"staging/{use_case}/{_day(day)}/{sha256}/{index:05d}.{kind}.arrow"
 
 
 def parsed_parts_dir(use_case: str, day: dt.date | str) -> str:

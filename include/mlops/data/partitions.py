@@ -8,7 +8,7 @@ day's verdict combines them, so a day is accepted or quarantined whole, with one
 * a column expectation fails if it fails in any partition; its unexpected counts add up;
 * the row-count expectation is decided on the day's total, not per partition;
 * the compound key must be unique across the day: with more than one partition, the keys of all
-  partitions are counted together (two columns, read back from the parsed partitions).
+  partitions are counted together (two columns, staged by each check as Arrow).
 
 The raw object stays as archived; partitions are only ranges of it.
 """
@@ -18,14 +18,14 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
 from mlops.core.results import BatchPart, RawManifest
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
     from mlops.core.lake import Lake
 
@@ -96,17 +96,17 @@ def part_suite(suite: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def duplicate_keys(frames: Iterator[pd.DataFrame], columns: list[str]) -> int:
+def duplicate_keys(tables: Iterable[pa.Table], columns: list[str]) -> int:
     """How many rows of the day share their compound key with another row (GX's count of the expectation)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    tables = [pa.Table.from_pandas(frame[columns], preserve_index=False) for frame in frames]
-    if not tables:
+    keys = [table.select(columns) for table in tables]
+    if not keys:
         return 0
-    keys = pa.concat_tables(tables, promote_options="permissive")
-    counts = keys.group_by(columns).aggregate([([], "count_all")])
-    repeated = counts.filter(pa.compute.greater(counts["count_all"], 1))
-    return int(pa.compute.sum(repeated["count_all"]).as_py() or 0)
+    counts = pa.concat_tables(keys, promote_options="permissive").group_by(columns).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))
+    return int(pc.sum(repeated["count_all"]).as_py() or 0)
 
 
 def combine_results(

@@ -8,6 +8,7 @@ short JSON-able summary for XCom. All are safe to run twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from mlops.core.results import (
     ValidationSummary,
 )
 from mlops.data import partitions
-from mlops.data.feature_store import FeatureStore
+from mlops.data.feature_store import FeatureStore, Rows
 from mlops.data.features import build_features, delivered_labels, extract_labels
 from mlops.data.ingest import archive_stream, landed_at, open_batch, read_manifest, verify_archived
 from mlops.data.validation import (
@@ -42,6 +43,7 @@ from mlops.data.validation import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,32 @@ def split_batch(
 ) -> list[BatchPart]:
     """The partitions a day's archived delivery is checked in (one, unless it is larger than
     ``source.partition_mb``); the object's hash is verified on the way."""
-    source = use_case.feed(feed)
-    manifest = read_manifest(lake, source.stream, interval)
+    manifest = read_manifest(lake, use_case.feed(feed).stream, interval)
     verify_archived(lake, manifest)
+    return _split(lake, use_case.feed(feed), manifest)
+
+
+def _split(lake: Lake, source: Feed, manifest: RawManifest) -> list[BatchPart]:
     parts = partitions.split(lake, source.stream, manifest, int(source.source.partition_mb * 2**20))
     if len(parts) > 1:
-        log.info("%s %s: %d bytes in %d partitions", source.stream, interval, manifest["bytes"], len(parts))
+        log.info("%s %s: %d bytes in %d partitions", source.stream, manifest["interval"], manifest["bytes"], len(parts))
     return parts
+
+
+def extract_and_split(
+    use_case: UseCase, interval: dt.date, lake: Lake, landing_uri: str, *, feed: FeedKind = "batch"
+) -> list[BatchPart]:
+    """Archive a day's delivery and cut it into the partitions it is checked in, in one task.
+
+    The bytes archived now were hashed as they were copied, so they are not read again; a day
+    whose same bytes were archived before is verified against its hash first.
+    """
+    stream = use_case.feed(feed).stream
+    before = read_manifest(lake, stream, interval)["sha256"] if lake.exists(layout.raw_manifest(stream, interval)) else None
+    manifest = extract_and_archive(use_case, interval, lake, landing_uri, feed=feed)
+    if manifest["sha256"] == before:
+        verify_archived(lake, manifest)
+    return _split(lake, use_case.feed(feed), manifest)
 
 
 def check_partition(
@@ -86,8 +107,12 @@ def check_partition(
     as_of: dt.datetime | None = None,
     feed: FeedKind = "batch",
 ) -> PartCheck:
-    """Parse one partition once and check it against the suite: its result goes to the lake, the
-    parsed rows to staging (Arrow IPC, LZ4) for materialize_features; safe to run twice.
+    """Parse one partition once and check it against the suite; safe to run twice.
+
+    Its result goes to the lake; to staging (Arrow IPC, LZ4) go its keys (for the day's
+    key-uniqueness check) and, when it passed, what the next tasks would otherwise parse the CSV
+    again for: a batch's features and labels, built here so that the workers share that work too,
+    or a label delivery's parsed rows.
 
     ``as_of`` is when the check started (default: now): no event may be later than that.
     """
@@ -108,17 +133,65 @@ def check_partition(
         result = evaluate(frame, partitions.part_suite(suite), window)
         seen = event_times_seen(frame, suite)
         record |= {"readable": True, "rows": len(frame), "result": result, "event_times_seen": seen}
-        lake.write_with(
-            layout.parsed_part(source.stream, interval, sha, part["index"]),
-            lambda fh: frame.to_feather(fh, compression="lz4"),
-        )
+        staged = functools.partial(layout.staged_part, source.stream, interval, sha, part["index"])
+        keys = [source.entity, source.event_time]
+        if all(key in frame for key in keys):
+            _stage(lake, staged("keys"), _arrow(frame[keys]))
+        if _passed(result):
+            if feed == "labels":
+                _stage(lake, staged("rows"), _arrow(frame))
+            else:
+                features, labels = _built(frame, use_case)
+                version = use_case.feature_version
+                _stage(lake, staged("features"), features.staged(), feature_version=version)
+                if labels is not None:
+                    _stage(lake, staged("labels"), labels.staged(), feature_version=version)
     lake.write_json(layout.validation_part(source.stream, interval, sha, part["index"]), record)
-    passed = record["readable"] and all(
+    passed = record["readable"] and _passed(record["result"])
+    return PartCheck(index=part["index"], rows=record["rows"], passed=passed, readable=record["readable"])
+
+
+def _passed(result: dict[str, Any]) -> bool:
+    """No expectation of severity ``error`` failed."""
+    return all(
         item["success"]
-        for item in record["result"]["results"]
+        for item in result["results"]
         if (item["expectation_config"].get("meta") or {}).get("severity", "error") == "error"
     )
-    return PartCheck(index=part["index"], rows=record["rows"], passed=passed, readable=record["readable"])
+
+
+def _built(frame: pd.DataFrame, use_case: UseCase) -> tuple[Rows, Rows | None]:
+    """A batch's feature rows, and its label rows when the batch carries its labels."""
+    labels = Rows.of(extract_labels(frame, use_case)) if use_case.schema_.target else None
+    return Rows.of(build_features(frame, use_case)), labels
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+FEATURE_VERSION_KEY = b"mlops.feature_version"
+
+
+def _stage(lake: Lake, rel: str, table: pa.Table, *, feature_version: str | None = None) -> None:
+    """Write a table to staging as Arrow IPC (LZ4), with the feature code version that built it."""
+    import pyarrow.feather as feather
+
+    if feature_version is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), FEATURE_VERSION_KEY: feature_version.encode()})
+    lake.write_with(rel, lambda fh: feather.write_feather(table, fh, compression="lz4"))
+
+
+def _staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
+    """A staged table (None if there is none)."""
+    import pyarrow.feather as feather
+
+    if not lake.exists(rel):
+        return None
+    with lake.open_read(rel) as fh:
+        return feather.read_table(fh, columns=columns)
 
 
 def _window(source: Feed, interval: dt.date, as_of: dt.datetime) -> dict[str, Any]:
@@ -173,13 +246,9 @@ def validate_batch(
         duplicates = None
         if len(records) > 1:
             keys = [source.entity, source.event_time]
-            duplicates = partitions.duplicate_keys(
-                (
-                    _read_staged(lake, layout.parsed_part(name, interval, sha, p["index"]), keys)
-                    for p in parts
-                ),
-                keys,
-            )
+            staged = [_staged(lake, layout.staged_part(name, interval, sha, p["index"], "keys"), keys) for p in parts]
+            if all(table is not None for table in staged):  # else a key column is missing: the suite says so
+                duplicates = partitions.duplicate_keys([t for t in staged if t is not None], keys)
         result = partitions.combine_results(
             suite, [r["result"] for r in records], [r["rows"] for r in records], duplicates
         )
@@ -235,13 +304,6 @@ def validate_batch(
     )
 
 
-def _read_staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pd.DataFrame:
-    import pandas as pd
-
-    with lake.open_read(rel) as fh:
-        return pd.read_feather(fh, columns=columns)
-
-
 def _validated(
     use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake
 ) -> tuple[ValidationSummary, RawManifest]:
@@ -258,36 +320,46 @@ def _validated(
     return summary, manifest
 
 
-def _parsed_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> Iterator[pd.DataFrame]:
-    """The validated delivery, partition by partition: as its check parsed it (staging), or parsed
-    again from the raw archive when staging is gone (a retry after the commit, a rebuild)."""
-    source = use_case.feed(feed)
+def _day_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> tuple[RawManifest, list[BatchPart]]:
+    """The validated delivery and the partitions it was checked in."""
     summary, manifest = _validated(use_case, feed, interval, lake)
     parts = summary.get("parts") or [BatchPart(index=0, start=0, end=manifest["bytes"])]
     if "parts" not in summary or (len(parts) == 1 and parts[0]["end"] == manifest["bytes"]):
         verify_archived(lake, manifest)
+    return manifest, parts
+
+
+def _parse_part(use_case: UseCase, feed: FeedKind, lake: Lake, manifest: RawManifest, part: BatchPart) -> pd.DataFrame:
+    source = use_case.feed(feed)
+    return read_batch(partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"])
+
+
+def _day_rows(use_case: UseCase, interval: dt.date, lake: Lake) -> Iterator[tuple[Rows, Rows | None]]:
+    """The validated batch's feature (and label) rows, partition by partition: as its checks built
+    them (staging), or built again from the raw archive when staging is gone (a retry after the
+    commit, a rebuild) or was built by other feature code."""
+    stream = use_case.feed("batch").stream
+    manifest, parts = _day_parts(use_case, "batch", interval, lake)
+    with_labels = bool(use_case.schema_.target)
     for part in parts:
-        staged = layout.parsed_part(source.stream, interval, manifest["sha256"], part["index"])
-        if lake.exists(staged):
-            yield _read_staged(lake, staged)
+        staged = functools.partial(layout.staged_part, stream, interval, manifest["sha256"], part["index"])
+        features = _staged(lake, staged("features"))
+        labels = _staged(lake, staged("labels")) if with_labels else None
+        built_by = None if features is None else (features.schema.metadata or {}).get(FEATURE_VERSION_KEY, b"").decode()
+        if features is not None and built_by == use_case.feature_version and (labels is not None or not with_labels):
+            yield Rows.from_staged(features), None if labels is None else Rows.from_staged(labels)
         else:
-            yield read_batch(
-                partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"]
-            )
+            yield _built(_parse_part(use_case, "batch", lake, manifest, part), use_case)
 
 
 def materialize_features(
     use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore
 ) -> FeaturePartition:
-    """Build the day's features (and the labels a batch carries) partition by partition, and commit
-    the day in the store at once; then drop the staged partitions."""
+    """Commit the day's features (and the labels a batch carries) in the store at once, partition
+    by partition as the checks built them; then drop the staging."""
     with_labels = bool(use_case.schema_.target)  # a label feed's labels are stored by store_labels
-    parts = (
-        (build_features(frame, use_case), extract_labels(frame, use_case) if with_labels else None)
-        for frame in _parsed_parts(use_case, "batch", interval, lake)
-    )
     result = store.write_partition_parts(
-        use_case.name, interval, parts, use_case.feature_version, with_labels=with_labels
+        use_case.name, interval, _day_rows(use_case, interval, lake), use_case.feature_version, with_labels=with_labels
     )
     lake.delete(layout.parsed_parts_dir(use_case.feed("batch").stream, interval))
     log.info("materialized %d feature rows for %r %s", result["rows"], use_case.name, interval)
@@ -315,7 +387,15 @@ def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: Featur
     """Put the labels delivered on ``interval`` (validated) into the label table, known from the end of that day."""
     import pandas as pd
 
-    frame = pd.concat(list(_parsed_parts(use_case, "labels", interval, lake)), ignore_index=True)
+    stream = use_case.feed("labels").stream
+    manifest, parts = _day_parts(use_case, "labels", interval, lake)
+    frames = []
+    for part in parts:
+        staged = _staged(lake, layout.staged_part(stream, interval, manifest["sha256"], part["index"], "rows"))
+        frames.append(
+            _parse_part(use_case, "labels", lake, manifest, part) if staged is None else staged.to_pandas()
+        )
+    frame = pd.concat(frames, ignore_index=True)
     labels = delivered_labels(frame, use_case, interval)
     result = store.write_labels(use_case.name, interval, labels)
     lake.delete(layout.parsed_parts_dir(use_case.feed("labels").stream, interval))

@@ -153,3 +153,46 @@ def test_features_of_a_partitioned_day_are_those_of_the_whole_day(tmp_path: Path
     assert results["parts"] == results["whole"]
     pd.testing.assert_frame_equal(results["parts-frame"], results["whole-frame"])
     assert len(split_batch(churn(PART_MB), DAY, Lake(f"file://{tmp_path / 'parts'}"))) >= 4
+
+
+def test_features_staged_by_other_feature_code_are_built_again(tmp_path: Path) -> None:
+    """The checks build the features; if the feature code changes before the commit (a deploy
+    between the tasks), the commit builds them again with the code it runs, from the archive."""
+    data = make_batch_bytes("churn", DAY, "csv", rows=ROWS)
+    raw = yaml.safe_load((CONFIG / "use_cases" / "churn.yaml").read_text())
+    raw["source"]["partition_mb"] = PART_MB
+    next(f for f in raw["features"] if f["name"] == "support_contacts_30d")["upper"] = 3
+    changed = parse_use_case(raw, "churn.yaml")
+    assert changed.feature_version != churn(PART_MB).feature_version
+
+    checked_by_old = deliver(tmp_path, "deploy", data)
+    validate_batch(churn(PART_MB), DAY, checked_by_old, CONFIG, as_of=NOW)
+    checked_by_new = deliver(tmp_path, "fresh", data)
+    validate_batch(changed, DAY, checked_by_new, CONFIG, as_of=NOW)
+
+    committed = materialize_features(changed, DAY, checked_by_old, ParquetFeatureStore(checked_by_old))
+    expected = materialize_features(changed, DAY, checked_by_new, ParquetFeatureStore(checked_by_new))
+    assert committed == expected and committed["feature_version"] == changed.feature_version
+    features = ParquetFeatureStore(checked_by_old).read_features("churn", DAY, DAY)
+    assert features["support_contacts_30d"].max() <= 3
+
+
+def test_extract_cuts_the_day_and_verifies_bytes_it_did_not_archive_now(fresh_home: Path) -> None:
+    """extract_batch archives and splits in one task. Bytes archived now were hashed as they were
+    copied; a re-delivery of the same bytes finds them archived and checks their hash first."""
+    from mlops.core.lake import get_lake
+    from mlops.core.settings import load_settings
+    from mlops.data.tasks import extract_and_split
+    from tests.e2e.helpers import land
+
+    settings, lake, use_case = load_settings(), get_lake(), churn(PART_MB)
+    land("churn", DAY, rows=ROWS)
+    parts = extract_and_split(use_case, DAY, lake, settings.landing_uri)
+    manifest = read_manifest(lake, "churn", DAY)
+    assert len(parts) >= 4 and parts[0]["start"] == 0 and parts[-1]["end"] == manifest["bytes"]
+    assert extract_and_split(use_case, DAY, lake, settings.landing_uri) == parts  # the same bytes again: a no-op
+
+    archived = lake.path(layout.raw_object("churn", DAY, manifest["sha256"], "csv"))
+    archived.write_bytes(archived.read_bytes().replace(b"basic", b"BASIC", 1))  # tampered in the lake
+    with pytest.raises(ValueError, match="does not match its manifest hash"):
+        extract_and_split(use_case, DAY, lake, settings.landing_uri)
