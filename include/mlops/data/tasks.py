@@ -136,7 +136,7 @@ def check_partition(
         staged = functools.partial(layout.staged_part, source.stream, interval, sha, part["index"])
         keys = [source.entity, source.event_time]
         if all(key in frame for key in keys):
-            _stage(lake, staged("keys"), _arrow(frame[keys]))
+            _stage(lake, staged("keys"), partitions.key_table(frame, keys))
         if _passed(result):
             if feed == "labels":
                 _stage(lake, staged("rows"), _arrow(frame))
@@ -245,10 +245,13 @@ def validate_batch(
         suite = load_suite(config_dir, source)
         duplicates = None
         if len(records) > 1:
-            keys = [source.entity, source.event_time]
-            staged = [_staged(lake, layout.staged_part(name, interval, sha, p["index"], "keys"), keys) for p in parts]
-            if all(table is not None for table in staged):  # else a key column is missing: the suite says so
-                duplicates = partitions.duplicate_keys([t for t in staged if t is not None], keys)
+            staged = [layout.staged_part(name, interval, sha, p["index"], "keys") for p in parts]
+            if all(lake.exists(rel) for rel in staged):  # else a key column is missing: the suite says so
+
+                def read_keys(columns: list[str]) -> Iterator[pa.Table]:
+                    return (table for rel in staged if (table := _staged(lake, rel, columns)) is not None)
+
+                duplicates = partitions.duplicate_keys(read_keys, [source.entity, source.event_time])
         result = partitions.combine_results(
             suite, [r["result"] for r in records], [r["rows"] for r in records], duplicates
         )

@@ -196,3 +196,24 @@ def test_extract_cuts_the_day_and_verifies_bytes_it_did_not_archive_now(fresh_ho
     archived.write_bytes(archived.read_bytes().replace(b"basic", b"BASIC", 1))  # tampered in the lake
     with pytest.raises(ValueError, match="does not match its manifest hash"):
         extract_and_split(use_case, DAY, lake, settings.landing_uri)
+
+
+def test_day_key_check_counts_keys_not_hashes() -> None:
+    """The day's keys are found by their hashes, then counted by value: a repeated key in
+    another partition counts both rows; two keys that share a hash are no duplicate."""
+    import pyarrow as pa
+
+    def part(entities: list[int], hashes: list[int] | None = None) -> pa.Table:
+        frame = pd.DataFrame({"id": entities, "at": pd.to_datetime(["2026-03-02 01:00"] * len(entities))})
+        table = partitions.key_table(frame, ["id", "at"])
+        if hashes is not None:  # forced, as if the hash function collided
+            table = table.set_column(2, partitions.KEY_HASH, pa.array(hashes, pa.uint64()))
+        return table
+
+    def count(tables: list[pa.Table]) -> int:
+        return partitions.duplicate_keys(lambda cols: (t.select(cols) for t in tables), ["id", "at"])
+
+    assert count([part([1, 2, 3]), part([4, 5])]) == 0
+    assert count([part([1, 2, 3]), part([4, 2]), part([2])]) == 3  # key 2 in three partitions
+    assert count([part([1, 2], hashes=[7, 7]), part([3], hashes=[7])]) == 0  # one hash, three keys
+    assert count([part([1, 2], hashes=[7, 8]), part([1], hashes=[7])]) == 2
