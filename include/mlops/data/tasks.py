@@ -184,6 +184,13 @@ def _stage(lake: Lake, rel: str, table: pa.Table, *, feature_version: str | None
     lake.write_with(rel, lambda fh: feather.write_feather(table, fh, compression="lz4"))
 
 
+def _unstaged(table: pa.Table) -> Rows:
+    """Staged rows as they were built: without the staging's own metadata (the store's files are
+    the same whether the rows were staged or built again from the archive)."""
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != FEATURE_VERSION_KEY}
+    return Rows.from_staged(table.replace_schema_metadata(meta))
+
+
 def _staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
     """A staged table (None if there is none)."""
     import pyarrow.feather as feather
@@ -350,7 +357,7 @@ def _day_rows(use_case: UseCase, interval: dt.date, lake: Lake) -> Iterator[tupl
         labels = _staged(lake, staged("labels")) if with_labels else None
         built_by = None if features is None else (features.schema.metadata or {}).get(FEATURE_VERSION_KEY, b"").decode()
         if features is not None and built_by == use_case.feature_version and (labels is not None or not with_labels):
-            yield Rows.from_staged(features), None if labels is None else Rows.from_staged(labels)
+            yield _unstaged(features), None if labels is None else _unstaged(labels)
         else:
             yield _built(_parse_part(use_case, "batch", lake, manifest, part), use_case)
 
