@@ -330,7 +330,7 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
     print(f"\n== {rows:,} rows (day {day}) ==", flush=True)
     landed = in_fresh_process(phase_land, rows, day.isoformat())
     print(f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES, "check_partition x2")}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES, "check_partition x2", "one check task")}
     iso = day.isoformat()
     for rep in range(1, repeats + 1):
         runs["read_csv"].append(in_fresh_process(phase_read_csv, iso))
@@ -344,6 +344,9 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         parts = runs["extract_batch"][-1]["parts"]
         runs["check_partition x2"].append(run_checks(iso, parts, 2))
         runs["check_partition"].append(run_checks(iso, parts, 1))
+        # As Airflow runs it: one partition (the largest) in a process of its own.
+        largest = max(parts, key=lambda p: p["end"] - p["start"])
+        runs["one check task"].append(in_fresh_process(phase_stage, "check_partition", iso, largest))
         runs["validate_batch"].append(in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"]))
         runs["materialize_features"].append(in_fresh_process(phase_stage, "materialize_features", iso))
         times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s" for name, r in runs.items())
@@ -352,6 +355,7 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
     floor = best(runs["floor"])
     stages = {stage: best(runs[stage]) for stage in STAGES}
     two = best(runs["check_partition x2"])
+    one_task = best(runs["one check task"])
 
     def end_to_end(checks: dict[str, Any]) -> dict[str, Any]:
         parts = [*(stages[s] for s in STAGES if s != "check_partition"), checks]
@@ -379,6 +383,9 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         "check_partition_2_workers": _public(two) | {"rows_per_second": rows / two["seconds"]},
         "end_to_end": one_worker,
         "end_to_end_2_workers": two_workers | {"speedup": one_worker["seconds"] / two_workers["seconds"]},
+        "check_partition_one_task": _public(one_task) | {"rows_per_second": one_task["rows"] / one_task["seconds"]},
+        # Each task of the DAG in a process of its own, one partition per check, as Airflow runs them.
+        "peak_rss_per_task_mb": max([one_task["peak_rss_mb"], *(stages[s]["peak_rss_mb"] for s in STAGES if s != "check_partition")]),
         "gx_import_seconds": stages["validate_batch"]["gx_import_seconds"],
     }
 
@@ -396,6 +403,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         lines = [("read_csv (baseline)", base), ("plain script (floor)", floor)]
         lines += [(name if name != "check_partition" else f"check_partition x{r['partitions']}", m) for name, m in r["stages"].items()]
         lines.append(("  same on 2 workers", r["check_partition_2_workers"]))
+        lines.append(("  one, as a task", r["check_partition_one_task"]))
         lines.append(("end-to-end, 1 worker", r["end_to_end"]))
         lines.append(("end-to-end, 2 workers", r["end_to_end_2_workers"]))
         for name, m in lines:
@@ -403,6 +411,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             to_floor = m["rows_per_second"] / floor["rows_per_second"]
             print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {to_floor:>8.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}")
         print(f"{'':>10}  2 workers / 1 worker: {r['end_to_end_2_workers']['speedup']:.2f}x end to end")
+        print(f"{'':>10}  peak RSS of any task, one partition per check task: {r['peak_rss_per_task_mb']:,.0f} MiB")
         print(f"{'':>10}  (Great Expectations import, not in the timings: {r['gx_import_seconds']:.1f} s)")
     if len(results) > 1:
         big, small = max(results, key=lambda r: r["rows"]), min(results, key=lambda r: r["rows"])
