@@ -1,8 +1,9 @@
 """The data half of the platform as plain functions, one per task of the ``<use_case>_data`` DAG.
 
-extract_and_archive -> validate_batch -> materialize_features. Each takes a use case and an
-interval (a day), reads its inputs from the lake, writes its outputs atomically and returns a
-short JSON-able summary for XCom. All are safe to run twice.
+extract_and_split -> check_partition (mapped) -> validate_batch -> materialize_features (and,
+for a label feed, store_labels). Each takes a use case and an interval (a day), reads its inputs
+from the lake, writes its outputs atomically and returns a short JSON-able summary for XCom. All
+are safe to run twice. ``validate_batch`` without the checks splits and checks the day itself.
 """
 
 from __future__ import annotations
