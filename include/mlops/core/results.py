@@ -30,7 +30,7 @@ class RawManifest(TypedDict):
 
 
 class BatchPart(TypedDict):
-    """``split_batch``: one partition of a day's delivery, the unit a mapped task validates.
+    """``extract_batch`` (``split_batch``): one partition of a day's delivery, the unit a mapped task validates.
 
     A CSV part is the byte range ``[start, end)`` of the archived object, cut at line ends (the
     header line is read with every part); a Parquet delivery is one part.
