@@ -77,17 +77,20 @@ def test_each_scheduled_run_processes_the_day_that_closed(service) -> None:
     assert [r["run_type"] for r in runs] == ["scheduled"] * len(days)
     assert [r["state"] for r in runs] == ["success"] * len(days), runs
     assert [dt.datetime.fromisoformat(r["data_interval_start"]).date() for r in runs] == days
+    lake = Lake(f"file://{svc.home / 'lake'}")
     for run, day in zip(runs, days, strict=True):
         # The run starts only after its day has closed.
         assert dt.datetime.fromisoformat(run["run_after"]) >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-        xcom = svc.api("GET", f"/dags/churn_data/dagRuns/{run['dag_run_id']}/taskInstances/extract_batch/xcomEntries/return_value")
+        # Its gate judged that day's archived delivery, the file landed for that day.
+        xcom = svc.api("GET", f"/dags/churn_data/dagRuns/{run['dag_run_id']}/taskInstances/validate_batch/xcomEntries/return_value")
         assert xcom.ok, xcom.text
         value = xcom.json()["value"]
-        manifest = value if isinstance(value, dict) else json.loads(value)
-        assert manifest["interval"] == day.isoformat()
+        summary = value if isinstance(value, dict) else json.loads(value)
+        manifest = lake.read_json(layout.raw_manifest("churn", day))
+        assert summary["interval"] == manifest["interval"] == day.isoformat()
+        assert summary["sha256"] == manifest["sha256"]
         assert manifest["source"].endswith(f"churn/{day.isoformat()}.csv")
 
-    lake = Lake(f"file://{svc.home / 'lake'}")
     assert lake.list(layout.raw_root("churn")) == [d.isoformat() for d in days]
     assert sorted(lake.list(layout.feature_manifests_dir("churn"))) == [f"{d.isoformat()}.json" for d in days]
 
