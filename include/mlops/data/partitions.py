@@ -101,12 +101,12 @@ def part_suite(suite: dict[str, Any]) -> dict[str, Any]:
 
 def key_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
     """A partition's compound keys, each with a 64-bit hash of the key (pandas' row hash)."""
-    import pandas as pd
     import pyarrow as pa
 
+    from mlops.data.feature_store import row_hashes
+
     keys = frame[columns]
-    hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-    return pa.Table.from_pandas(keys, preserve_index=False).append_column(KEY_HASH, pa.array(hashes, pa.uint64()))
+    return pa.Table.from_pandas(keys, preserve_index=False).append_column(KEY_HASH, pa.array(row_hashes(keys), pa.uint64()))
 
 
 def duplicate_keys(read: Callable[[list[str]], Iterable[pa.Table]], columns: list[str]) -> int:

@@ -194,10 +194,12 @@ def _unstaged(table: pa.Table) -> Rows:
 
 def _staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
     """A staged table (None if there is none)."""
+    return _read_staged(lake, rel, columns) if lake.exists(rel) else None
+
+
+def _read_staged(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table:
     import pyarrow.feather as feather
 
-    if not lake.exists(rel):
-        return None
     with lake.open_read(rel) as fh:
         return feather.read_table(fh, columns=columns)
 
@@ -257,7 +259,7 @@ def validate_batch(
             if all(lake.exists(rel) for rel in staged):  # else a key column is missing: the suite says so
 
                 def read_keys(columns: list[str]) -> Iterator[pa.Table]:
-                    return (table for rel in staged if (table := _staged(lake, rel, columns)) is not None)
+                    return (_read_staged(lake, rel, columns) for rel in staged)
 
                 duplicates = partitions.duplicate_keys(read_keys, [source.entity, source.event_time])
         result = partitions.combine_results(
