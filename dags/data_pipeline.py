@@ -110,10 +110,11 @@ def build(use_case):
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.core.settings import load_settings
+            from mlops.data.feature_store import get_feature_store
             from mlops.data.tasks import check_partition as check
 
             day = dag_support.resolve_interval(context)
-            return check(get_use_case(name), day, get_lake(), load_settings().config_dir, part)
+            return check(get_use_case(name), day, get_lake(), load_settings().config_dir, part, store=get_feature_store())
 
         @task(task_id="validate_batch", retries=0)
         def validate_batch(checks: list[results.PartCheck], **context) -> results.ValidationSummary:

@@ -6,13 +6,14 @@ import datetime as dt
 import io
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import psycopg2
 import pytest
 
 from mlops.core.config import get_use_case, parse_use_case
-from mlops.data.feature_store import PostgresFeatureStore
+from mlops.data.feature_store import PostgresFeatureStore, Rows
 from mlops.data.features import ENTITY, EVENT_TIME, build_features, extract_labels
 from mlops.data.ingest import fetch_batch
 from mlops.dev.simulator import simulate_batch
@@ -116,3 +117,118 @@ def test_postgres_feature_store_quotes_every_name(database: str) -> None:
     assert set(store.partitions("churn")) == {DAY}  # feature_partitions survived
     read = store.read_features("churn", DAY, DAY)
     assert hostile in read.columns and len(read) == 20
+
+
+def _parts(batch: pd.DataFrame, n: int) -> list[tuple[Rows, Rows]]:
+    uc = get_use_case("churn")
+    size = -(-len(batch) // n)
+    chunks = [batch.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(batch), size)]
+    return [(Rows.of(build_features(c, uc)), Rows.of(extract_labels(c, uc))) for c in chunks]
+
+
+def _sql(database: str, query: str) -> list[tuple]:
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=database)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _stage_tables(database: str) -> set[str]:
+    return {r[0] for r in _sql(database, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'stage\\_%'")}
+
+
+def test_staged_parts_are_attached_not_copied_again(database: str) -> None:
+    """The checks' COPYs become the day's partitions; the commit moves no rows."""
+    store = PostgresFeatureStore("it_pg")
+    parts = _parts(simulate_batch("churn", DAY, 900), 3)
+    for index, (features, labels) in enumerate(parts):
+        store.stage_part("churn", DAY, index, features, labels)
+        store.stage_part("churn", DAY, index, features, labels)  # a retried check stages nothing more
+    staged = _stage_tables(database)
+    assert len(staged) == 6
+    assert _sql(database, "SELECT count(*) FROM feature_stages") == [(6,)]
+
+    manifest = store.write_partition_parts("churn", DAY, parts, "v1", with_labels=True)
+
+    attached = _sql(
+        database,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname LIKE 'day\\_%' AND c.relkind = 'r'",
+    )
+    assert {r[0] for r in attached} == staged  # the very tables the checks wrote
+    assert _sql(database, "SELECT count(*) FROM feature_stages") == [(0,)]
+    assert manifest["rows"] == 900 and manifest["label_rows"] == 900
+    whole = PostgresFeatureStore("it_pg").read_features("churn", DAY, DAY)
+    expected = pd.concat([f.table.to_pandas() for f, _ in parts]).sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole[expected.columns], expected, check_dtype=False)
+    assert len(store.read_labels("churn", DAY, DAY)) == 900
+
+    # The same day again, from one part that no check staged: COPYed by the commit; the day's
+    # three staged tables are gone with the day they made.
+    again = _parts(simulate_batch("churn", DAY, 400), 1)
+    assert store.write_partition_parts("churn", DAY, again, "v1", with_labels=True)["rows"] == 400
+    assert len(store.read_features("churn", DAY, DAY)) == 400
+    assert len(_stage_tables(database)) == 2  # features and labels of the one part
+
+
+def test_a_staging_the_commit_does_not_take_is_dropped(database: str) -> None:
+    """Rows staged by other feature code (or an earlier delivery) are not the day's: the commit
+    COPYs the rows it has, and drops the staging nothing will take."""
+    store = PostgresFeatureStore("it_pg")
+    batch = simulate_batch("churn", DAY, 200)
+    (features, labels), = _parts(batch, 1)
+    other = Rows.of(features.table.to_pandas().assign(tenure_months=0))
+    store.stage_part("churn", DAY, 0, other, labels)
+    store.write_partition_parts("churn", DAY, [(features, labels)], "v2", with_labels=True)
+    got = store.read_features("churn", DAY, DAY)
+    assert (got["tenure_months"] != 0).any()
+    assert _sql(database, "SELECT count(*) FROM feature_stages") == [(0,)]
+    assert len(_stage_tables(database)) == 2  # the labels staging was taken; the stale features dropped
+
+
+def test_checks_staging_at_once_create_the_tables_once(database: str) -> None:
+    """Mapped checks start together on an empty store: each creates what it needs, no clash."""
+    store = PostgresFeatureStore("it_pg")
+    parts = _parts(simulate_batch("churn", DAY, 800), 4)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda ip: store.stage_part("churn", DAY, ip[0], *ip[1]), enumerate(parts)))
+    store.write_partition_parts("churn", DAY, parts, "v1", with_labels=True)
+    assert len(store.read_features("churn", DAY, DAY)) == 800
+
+
+def test_a_table_of_an_earlier_release_is_moved_into_day_partitions(database: str) -> None:
+    """The store before day partitions kept all days in one table keyed (interval, entity,
+    event_time); the first write moves those days into partitions, and nothing is lost."""
+    uc = get_use_case("churn")
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    frames = {day: build_features(simulate_batch("churn", day, 120), uc) for day in days}
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=database)
+    with conn, conn.cursor() as cur:
+        cols = ", ".join(
+            f'"{c}" {"BIGINT" if c == ENTITY else "TIMESTAMP" if c == EVENT_TIME else "TEXT" if frames[DAY][c].dtype == object else "DOUBLE PRECISION"}'
+            for c in frames[DAY].columns
+        )
+        cur.execute(f'CREATE TABLE features_churn (interval DATE NOT NULL, {cols}, PRIMARY KEY (interval, "{ENTITY}", "{EVENT_TIME}"))')
+        for day, frame in frames.items():
+            buf = io.StringIO()
+            frame.assign(interval=day).to_csv(buf, index=False, header=False)
+            buf.seek(0)
+            names = ", ".join(f'"{c}"' for c in [*frame.columns, "interval"])
+            cur.copy_expert(f"COPY features_churn ({names}) FROM STDIN WITH (FORMAT csv)", buf)
+    conn.close()
+
+    store = PostgresFeatureStore("it_pg")
+    third = DAY + dt.timedelta(days=2)
+    batch = simulate_batch("churn", third, 50)
+    store.write_partition("churn", third, build_features(batch, uc), extract_labels(batch, uc))
+
+    assert _sql(database, "SELECT relkind FROM pg_class WHERE relname = 'features_churn'") == [("p",)]
+    got = store.read_features("churn", DAY, third)
+    assert len(got) == 290
+    for day, frame in frames.items():
+        day_rows = got[got[EVENT_TIME].dt.date == day].sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+        expected = frame.sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(day_rows[expected.columns], expected, check_dtype=False)

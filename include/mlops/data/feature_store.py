@@ -4,10 +4,11 @@ Two backends behind one interface, chosen by ``MLOPS_FEATURE_STORE``:
 
 * ``parquet`` (embedded default): ``features/<use_case>/<interval>.parquet`` in the lake.
 * ``postgres`` (production stack): tables ``features_<use_case>`` and ``labels_<use_case>`` in
-  the database of the ``MLOPS_FEATURE_STORE_CONN_ID`` connection.
+  the database of the ``MLOPS_FEATURE_STORE_CONN_ID`` connection, partitioned by day, each day
+  by the partitions its delivery was checked in.
 
-Writing a partition replaces it whole (an atomic file move, or delete + insert in one
-transaction), so re-materialising an interval never duplicates rows.
+Writing a partition replaces it whole (an atomic file move, or one transaction that swaps the
+day's table), so re-materialising an interval never duplicates rows.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ class Rows:
 
         return self.table.append_column(ROW_HASH, pa.array(self.hashes, pa.uint64()))
 
+    def digest(self) -> str:
+        """What the rows are (values, column names and types), as a hex string: a store that took
+        them in earlier (``stage_part``) finds them again by it."""
+        import hashlib
+
+        digest = hashlib.sha256(self.hashes.tobytes())
+        digest.update(str(self.table.schema.remove_metadata()).encode())
+        return digest.hexdigest()
+
     @classmethod
     def from_staged(cls, table: pa.Table) -> Rows:
         index = table.schema.get_field_index(ROW_HASH)
@@ -150,6 +160,11 @@ class FeatureStore(Protocol):
         *,
         with_labels: bool,
     ) -> FeaturePartition: ...
+
+    def stage_part(self, use_case: str, interval: dt.date, index: int, features: Rows, labels: Rows | None) -> None:
+        """Take in one checked partition of a day ahead of its commit (in the mapped check, so the
+        workers share the writing), or do nothing if the commit writes everything itself."""
+        ...
 
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition: ...
 
@@ -287,6 +302,9 @@ class ParquetFeatureStore:
             )
         return manifest
 
+    def stage_part(self, use_case: str, interval: dt.date, index: int, features: Rows, labels: Rows | None) -> None:
+        """Nothing: the commit writes the day's file from the checks' staging in the lake."""
+
     def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
         """The labels delivered on a day (a label feed), replacing that day's delivery."""
         manifest = label_manifest(use_case, interval, labels)
@@ -341,8 +359,27 @@ class ParquetFeatureStore:
         return out
 
 
+PART = "__part"
+"""In the PostgreSQL store, the partition of its day a row was checked in (the day's sub-partition key)."""
+
+STAGES = "feature_stages"
+"""The PostgreSQL store's ledger of partitions taken in ahead of their commit (``stage_part``)."""
+
+STAGE_TTL = "1 day"
+"""A staged partition no commit took within this long is abandoned (its day was quarantined or
+re-delivered); a commit drops it."""
+
+
 class PostgresFeatureStore:
-    """Tables in PostgreSQL; a partition is replaced by delete + COPY inside one transaction."""
+    """Tables in PostgreSQL, partitioned by day (LIST on ``interval``), each day by the partitions
+    its delivery was checked in (LIST on ``__part``).
+
+    A mapped check COPYs its partition into a table of its own and indexes it (``stage_part``),
+    so the workers share that work; the commit attaches those tables as the day's partition and
+    drops the day's old one, in one short transaction. A part no check staged (the checks ran
+    without the store, or its rows were built again by other feature code) is COPYed by the
+    commit itself, in the same transaction.
+    """
 
     def __init__(self, conn_id: str) -> None:
         self.conn_id = conn_id
@@ -364,11 +401,12 @@ class PostgresFeatureStore:
         )
 
     @staticmethod
-    def _ident(use_case: str, kind: str) -> Any:
-        """The table, as a quoted identifier: names never reach SQL as text."""
+    def _ident(use_case: str, kind: str, day: dt.date | None = None) -> Any:
+        """A table (the kind's, or one day of it), as a quoted identifier: names never reach SQL as
+        text. A day's table starts ``day_``, a staged one ``stage_``: no use case's name can clash."""
         from psycopg2 import sql
 
-        return sql.Identifier(f"{kind}_{use_case}")
+        return sql.Identifier(f"{kind}_{use_case}" if day is None else f"day_{kind}_{use_case}_{day:%Y%m%d}")
 
     @staticmethod
     def _sql_type(kind: pa.DataType) -> str:
@@ -385,54 +423,217 @@ class PostgresFeatureStore:
         return "TEXT"
 
     def _ensure(self, cur: Any, use_case: str, kind: str, table: pa.Table) -> None:
+        """The kind's partitioned table and the store's ledgers, created if missing; a table of an
+        earlier release (one table, not partitioned) is moved into day partitions first."""
         from psycopg2 import sql
 
-        cols = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(self._sql_type(f.type))) for f in table.schema
-        )
-        cur.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (interval DATE NOT NULL, {}, PRIMARY KEY (interval, {}, {}))").format(
-                self._ident(use_case, kind), cols, sql.Identifier(ENTITY), sql.Identifier(EVENT_TIME)
-            )
-        )
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"mlops.feature_store.{kind}_{use_case}",))
         cur.execute(
             "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
             " manifest JSONB NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
             " PRIMARY KEY (use_case, interval))"
         )
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, use_case TEXT NOT NULL, kind TEXT NOT NULL,"
+                " interval DATE NOT NULL, part INT NOT NULL, digest TEXT NOT NULL,"
+                " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), UNIQUE (use_case, kind, interval, part, digest))"
+            ).format(sql.Identifier(STAGES))
+        )
+        parent = self._ident(use_case, kind)
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (parent.as_string(cur),))
+        found = cur.fetchone()
+        if found is not None and found[0] == "p":
+            return
+        if found is None:
+            cols = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(self._sql_type(f.type))) for f in table.schema
+            )
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (interval DATE NOT NULL, {} INT NOT NULL, {}, PRIMARY KEY (interval, {}, {}, {}))"
+                    " PARTITION BY LIST (interval)"
+                ).format(parent, sql.Identifier(PART), cols, sql.Identifier(PART), sql.Identifier(ENTITY), sql.Identifier(EVENT_TIME))
+            )
+            return
+        self._partition_legacy(cur, use_case, kind)
 
-    def _copy(self, cur: Any, use_case: str, kind: str, interval: dt.date, rows: pa.Table, *, replace: bool) -> None:
-        """Add rows to one day of a table, first deleting the day's rows if ``replace`` (inside the caller's transaction).
+    def _partition_legacy(self, cur: Any, use_case: str, kind: str) -> None:
+        """Move a table of an earlier release (all days in one table) into day partitions, in the
+        caller's transaction."""
+        from psycopg2 import sql
+
+        parent, legacy, moving = (
+            self._ident(use_case, kind),
+            sql.Identifier(f"legacy_{kind}_{use_case}"),
+            sql.Identifier(f"partitioned_{kind}_{use_case}"),
+        )
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(parent, legacy))
+        cur.execute(sql.SQL("CREATE TABLE {} (LIKE {}) PARTITION BY LIST (interval)").format(moving, legacy))
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} INT NOT NULL DEFAULT 0").format(moving, sql.Identifier(PART)))
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (interval, {}, {}, {})").format(
+                moving, sql.Identifier(PART), sql.Identifier(ENTITY), sql.Identifier(EVENT_TIME)
+            )
+        )
+        cur.execute(sql.SQL("SELECT DISTINCT interval FROM {}").format(legacy))
+        for (day,) in cur.fetchall():
+            stage = self._new_stage(cur, moving, day, 0)
+            cur.execute(sql.SQL("INSERT INTO {} SELECT *, 0 FROM {} WHERE interval = %s").format(stage, legacy), (day,))
+            self._index_stage(cur, stage)
+            cur.execute(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN (%s) PARTITION BY LIST ({})").format(
+                    self._ident(use_case, kind, day), moving, sql.Identifier(PART)
+                ),
+                (day,),
+            )
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN (0)").format(self._ident(use_case, kind, day), stage)
+            )
+        cur.execute(sql.SQL("DROP TABLE {}").format(legacy))
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(moving, parent))
+
+    @staticmethod
+    def _new_stage(cur: Any, parent: Any, interval: dt.date, index: int) -> Any:
+        """A new, empty table shaped like ``parent`` for one partition of one day: its rows get the
+        day and the partition by default, and a CHECK saying so lets the attach skip a scan."""
+        import uuid
+
+        from psycopg2 import sql
+
+        stage = sql.Identifier(f"stage_{uuid.uuid4().hex}")
+        part = sql.Identifier(PART)
+        cur.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {}, CHECK (interval = %s AND {} = %s))").format(stage, parent, part),
+            (interval, index),
+        )
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ALTER interval SET DEFAULT %s, ALTER {} SET DEFAULT %s").format(stage, part),
+            (interval, index),
+        )
+        return stage
+
+    @staticmethod
+    def _index_stage(cur: Any, stage: Any) -> None:
+        """The primary key of the store's tables, built once the rows are in (a sort, faster than
+        keeping the index up to date row by row)."""
+        from psycopg2 import sql
+
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (interval, {}, {}, {})").format(
+                stage, sql.Identifier(PART), sql.Identifier(ENTITY), sql.Identifier(EVENT_TIME)
+            )
+        )
+
+    def _stage(self, cur: Any, use_case: str, kind: str, interval: dt.date, index: int, rows: pa.Table) -> Any:
+        """A table holding ``rows`` as partition ``index`` of the day, ready to attach (in the caller's transaction).
 
         The rows go as CSV written by Arrow (a tenth of the time pandas takes): text quoted,
         a null as an unquoted empty field, which is PostgreSQL's CSV null.
         """
-        import numpy as np
-        import pyarrow as pa
         import pyarrow.csv as pacsv
         from psycopg2 import sql
 
-        table = self._ident(use_case, kind)
-        if replace:
-            self._ensure(cur, use_case, kind, rows)
-            cur.execute(sql.SQL("DELETE FROM {} WHERE interval = %s").format(table), (interval,))
-        day = pa.array(np.full(rows.num_rows, np.datetime64(interval, "D")), pa.date32())
+        self._ensure(cur, use_case, kind, rows)
+        stage = self._new_stage(cur, self._ident(use_case, kind), interval, index)
         buf = io.BytesIO()
         pacsv.write_csv(
-            rows.cast(_text_for_null(rows.schema)).append_column("interval", day),
-            buf,
-            pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+            rows.cast(_text_for_null(rows.schema)), buf, pacsv.WriteOptions(include_header=False, quoting_style="needed")
         )
         buf.seek(0)
-        cols = sql.SQL(", ").join(sql.Identifier(name) for name in [*rows.column_names, "interval"])
-        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, cols)
+        cols = sql.SQL(", ").join(sql.Identifier(name) for name in rows.column_names)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(stage, cols)
         cur.copy_expert(copy.as_string(cur), buf)
+        self._index_stage(cur, stage)
+        return stage
 
-    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+    def stage_part(self, use_case: str, interval: dt.date, index: int, features: Rows, labels: Rows | None) -> None:
+        """COPY one checked partition into tables of its own, indexed, for the commit to attach;
+        recorded in the ledger by what the rows are, so running it twice stages them once."""
+        from psycopg2 import sql
+
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
-                self._copy(cur, use_case, "labels", interval, Rows.of(labels).table, replace=True)
+                for kind, rows in (("features", features), ("labels", labels)):
+                    if rows is None:
+                        continue
+                    self._ensure(cur, use_case, kind, rows.table)
+                    digest = rows.digest()
+                    cur.execute(
+                        sql.SQL("SELECT 1 FROM {} WHERE use_case = %s AND kind = %s AND interval = %s AND part = %s AND digest = %s").format(
+                            sql.Identifier(STAGES)
+                        ),
+                        (use_case, kind, interval, index, digest),
+                    )
+                    if cur.fetchone() is not None:
+                        continue
+                    stage = self._stage(cur, use_case, kind, interval, index, rows.table)
+                    cur.execute(
+                        sql.SQL("INSERT INTO {} (name, use_case, kind, interval, part, digest) VALUES (%s, %s, %s, %s, %s, %s)").format(
+                            sql.Identifier(STAGES)
+                        ),
+                        (stage.strings[0], use_case, kind, interval, index, digest),
+                    )
+        finally:
+            conn.close()
+
+    def _take_stage(self, cur: Any, use_case: str, kind: str, interval: dt.date, index: int, rows: Rows) -> Any:
+        """The table holding these rows as partition ``index``: the one a check staged, taken off
+        the ledger (its row locked until the commit), or one COPYed now."""
+        from psycopg2 import sql
+
+        self._ensure(cur, use_case, kind, rows.table)
+        cur.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE name = (SELECT name FROM {} WHERE use_case = %s AND kind = %s AND interval = %s"
+                " AND part = %s AND digest = %s FOR UPDATE) RETURNING name"
+            ).format(sql.Identifier(STAGES), sql.Identifier(STAGES)),
+            (use_case, kind, interval, index, rows.digest()),
+        )
+        found = cur.fetchone()
+        if found is not None and self._exists(cur, found[0]):
+            return sql.Identifier(found[0])
+        return self._stage(cur, use_case, kind, interval, index, rows.table)
+
+    @staticmethod
+    def _exists(cur: Any, name: str) -> bool:
+        from psycopg2 import sql
+
+        cur.execute("SELECT to_regclass(%s)", (sql.Identifier(name).as_string(cur),))
+        return cur.fetchone()[0] is not None
+
+    def _swap_day(self, cur: Any, use_case: str, kind: str, interval: dt.date, stages: list[Any]) -> None:
+        """Make ``stages`` the day's partitions, dropping what the day held (in the caller's transaction)."""
+        from psycopg2 import sql
+
+        day = self._ident(use_case, kind, interval)
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(day))
+        cur.execute(
+            sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN (%s) PARTITION BY LIST ({})").format(
+                day, self._ident(use_case, kind), sql.Identifier(PART)
+            ),
+            (interval,),
+        )
+        for index, stage in enumerate(stages):
+            cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN (%s)").format(day, stage), (index,))
+        # What no commit took: this day's other stagings (an earlier delivery), and any left too long.
+        cur.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE use_case = %s AND ((kind = %s AND interval = %s) OR created_at < now() - %s::interval)"
+                " RETURNING name"
+            ).format(sql.Identifier(STAGES)),
+            (use_case, kind, interval, STAGE_TTL),
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+        rows = Rows.of(labels)
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                self._swap_day(cur, use_case, "labels", interval, [self._take_stage(cur, use_case, "labels", interval, 0, rows)])
         finally:
             conn.close()
         return label_manifest(use_case, interval, labels)
@@ -452,19 +653,24 @@ class PostgresFeatureStore:
         *,
         with_labels: bool,
     ) -> FeaturePartition:
-        """A day's rows from consecutive parts, COPY by COPY, committed in one transaction."""
+        """A day's rows from consecutive parts (staged by the checks, or COPYed here), swapped in
+        as the day in one transaction."""
         feature_hash, label_hash = FrameHash(), FrameHash() if with_labels else None
+        stages: dict[str, list[Any]] = {"features": [], "labels": []}
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
                 for i, (features, labels) in enumerate(parts):
-                    self._copy(cur, use_case, "features", interval, features.table, replace=i == 0)
+                    stages["features"].append(self._take_stage(cur, use_case, "features", interval, i, features))
                     feature_hash.update_rows(features.hashes, features.table.column_names)
                     if label_hash is not None:
                         if labels is None:
                             raise ValueError("a part without labels in a day written with labels")
-                        self._copy(cur, use_case, "labels", interval, labels.table, replace=i == 0)
+                        stages["labels"].append(self._take_stage(cur, use_case, "labels", interval, i, labels))
                         label_hash.update_rows(labels.hashes, labels.table.column_names)
+                for kind, taken in stages.items():
+                    if taken:
+                        self._swap_day(cur, use_case, kind, interval, taken)
                 manifest = _partition_manifest(use_case, interval, feature_hash, label_hash, feature_version)
                 cur.execute(
                     "INSERT INTO feature_partitions (use_case, interval, manifest) VALUES (%s, %s, %s)"
@@ -493,7 +699,7 @@ class PostgresFeatureStore:
                     (start, end),
                 )
                 names = [d[0] for d in cur.description]
-                frame = pd.DataFrame(cur.fetchall(), columns=names).drop(columns=["interval"])
+                frame = pd.DataFrame(cur.fetchall(), columns=names).drop(columns=["interval", PART])
         finally:
             conn.close()
         for col in frame.columns:
@@ -533,7 +739,7 @@ class PostgresFeatureStore:
                         names = [d[0] for d in cur.description]
                     if not rows:
                         break
-                    frame = pd.DataFrame(rows, columns=names).drop(columns=["interval"])
+                    frame = pd.DataFrame(rows, columns=names).drop(columns=["interval", PART])
                     frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME]).astype("datetime64[us]")
                     yield frame
         finally:

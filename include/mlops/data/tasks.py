@@ -107,13 +107,15 @@ def check_partition(
     *,
     as_of: dt.datetime | None = None,
     feed: FeedKind = "batch",
+    store: FeatureStore | None = None,
 ) -> PartCheck:
     """Parse one partition once and check it against the suite; safe to run twice.
 
     Its result goes to the lake; to staging (Arrow IPC, LZ4) go its keys (for the day's
     key-uniqueness check) and, when it passed, what the next tasks would otherwise parse the CSV
     again for: a batch's features and labels, built here so that the workers share that work too,
-    or a label delivery's parsed rows.
+    or a label delivery's parsed rows. A batch's features and labels are also handed to
+    ``store`` ahead of the commit (``FeatureStore.stage_part``), which may take them in here.
 
     ``as_of`` is when the check started (default: now): no event may be later than that.
     """
@@ -147,6 +149,8 @@ def check_partition(
                 _stage(lake, staged("features"), features.staged(), feature_version=version)
                 if labels is not None:
                     _stage(lake, staged("labels"), labels.staged(), feature_version=version)
+                if store is not None:
+                    store.stage_part(use_case.name, interval, part["index"], features, labels)
     lake.write_json(layout.validation_part(source.stream, interval, sha, part["index"]), record)
     passed = record["readable"] and _passed(record["result"])
     return PartCheck(index=part["index"], rows=record["rows"], passed=passed, readable=record["readable"])
