@@ -424,10 +424,17 @@ class PostgresFeatureStore:
 
     def _ensure(self, cur: Any, use_case: str, kind: str, table: pa.Table) -> None:
         """The kind's partitioned table and the store's ledgers, created if missing; a table of an
-        earlier release (one table, not partitioned) is moved into day partitions first."""
+        earlier release (one table, not partitioned) is moved into day partitions first.
+
+        Only creating and moving take the store's lock (mapped checks may start on an empty store
+        together); once the table exists, stagings and commits do not wait for each other here.
+        """
         from psycopg2 import sql
 
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"mlops.feature_store.{kind}_{use_case}",))
+        parent = self._ident(use_case, kind)
+        if self._relkind(cur, parent) == "p":
+            return
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.feature_store'))")
         cur.execute(
             "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
             " manifest JSONB NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
@@ -440,10 +447,8 @@ class PostgresFeatureStore:
                 " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), UNIQUE (use_case, kind, interval, part, digest))"
             ).format(sql.Identifier(STAGES))
         )
-        parent = self._ident(use_case, kind)
-        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (parent.as_string(cur),))
-        found = cur.fetchone()
-        if found is not None and found[0] == "p":
+        found = self._relkind(cur, parent)
+        if found == "p":  # created while this waited for the lock
             return
         if found is None:
             cols = sql.SQL(", ").join(
@@ -457,6 +462,13 @@ class PostgresFeatureStore:
             )
             return
         self._partition_legacy(cur, use_case, kind)
+
+    @staticmethod
+    def _relkind(cur: Any, table: Any) -> str | None:
+        """``p`` for a partitioned table, ``r`` for a plain one, None if there is none."""
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (table.as_string(cur),))
+        found = cur.fetchone()
+        return None if found is None else str(found[0])
 
     def _partition_legacy(self, cur: Any, use_case: str, kind: str) -> None:
         """Move a table of an earlier release (all days in one table) into day partitions, in the
