@@ -155,6 +155,7 @@ class Stack:
             "AIRFLOW__CELERY__BROKER_URL": f"{REDIS_URL}/{self.redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg}/{dbs['airflow']}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "mlops.orchestration.worker.CELERY_CONFIG",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
