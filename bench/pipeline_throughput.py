@@ -32,6 +32,11 @@ Run (from the project root; takes ~6-8 minutes at the default sizes on 2 cores):
     .venv/bin/python bench/pipeline_throughput.py                      # --rows 1000000 100000
     .venv/bin/python bench/pipeline_throughput.py --rows 200000 20000  # quicker
     .venv/bin/python bench/pipeline_throughput.py --rows 10000000 --repeats 1  # ten million rows a day
+    .venv/bin/python bench/pipeline_throughput.py --rows 10000000 --repeats 1 --feature-store postgres
+
+``--feature-store postgres`` commits to the PostgreSQL store (a temporary database on
+``--postgres``, default ``postgresql://postgres@127.0.0.1:5432``, dropped at the end) as the
+production stack does: each check then also COPYs its partition into PostgreSQL.
 
 Writes ``bench/results/pipeline_throughput.json``. Timings are never asserted anywhere.
 """
@@ -83,11 +88,13 @@ def _context() -> tuple[Any, Any, Any, Any]:
     from mlops.core.config import get_use_case
     from mlops.core.lake import Lake
     from mlops.core.settings import load_settings
-    from mlops.data.feature_store import ParquetFeatureStore
+    from mlops.data.feature_store import ParquetFeatureStore, PostgresFeatureStore
 
     settings = load_settings()
     use_case = get_use_case(USE_CASE, settings.config_dir)
     lake = Lake(settings.lake_uri)
+    if settings.feature_store == "postgres":
+        return settings, use_case, lake, PostgresFeatureStore(settings.feature_store_conn_id)
     return settings, use_case, lake, ParquetFeatureStore(lake)
 
 
@@ -251,7 +258,7 @@ def phase_stage(stage: str, day_iso: str, arg: Any = None) -> dict[str, Any]:
         out["parts"] = extract_and_split(use_case, day, lake, settings.landing_uri)
         out["bytes"] = out["parts"][-1]["end"]
     elif stage == "check_partition":
-        check = check_partition(use_case, day, lake, settings.config_dir, arg)
+        check = check_partition(use_case, day, lake, settings.config_dir, arg, store=store)
         if not check["passed"]:
             raise RuntimeError(f"partition {arg} of the simulated batch unexpectedly failed its checks")
         out["rows"] = check["rows"]
@@ -342,11 +349,16 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         # In DAG order: each task reads what the one before wrote.
         runs["extract_batch"].append(in_fresh_process(phase_stage, "extract_batch", iso))
         parts = runs["extract_batch"][-1]["parts"]
+        # Each measured check does its whole work: PostgreSQL stagings of an earlier run are
+        # dropped first (else a check finds its rows staged and skips the COPY).
+        _drop_stagings()
         runs["check_partition x2"].append(run_checks(iso, parts, 2))
-        runs["check_partition"].append(run_checks(iso, parts, 1))
         # As Airflow runs it: one partition (the largest) in a process of its own.
         largest = max(parts, key=lambda p: p["end"] - p["start"])
+        _drop_stagings()
         runs["one check task"].append(in_fresh_process(phase_stage, "check_partition", iso, largest))
+        _drop_stagings()
+        runs["check_partition"].append(run_checks(iso, parts, 1))  # what the commit below takes
         runs["validate_batch"].append(in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"]))
         runs["materialize_features"].append(in_fresh_process(phase_stage, "materialize_features", iso))
         times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s" for name, r in runs.items())
@@ -431,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 100_000], help="batch sizes to run (default: 1000000 100000)")
     parser.add_argument("--repeats", type=int, default=3, help="measure each phase this many times; report the fastest (default 3)")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection")
+    parser.add_argument("--feature-store", choices=("parquet", "postgres"), default="parquet", help="the store the day is committed to (default parquet, the embedded one)")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server for --feature-store postgres (a temporary database is made there)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -444,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlops.dev.embedded import apply_embedded_defaults  # light: only mlops.core.settings
 
     apply_embedded_defaults()  # AIRFLOW_HOME etc. under the temporary home, not ~/airflow
+    database = _feature_database(args.postgres) if args.feature_store == "postgres" else None
     try:
         results = [run_size(rows, FIRST_DAY + dt.timedelta(days=i), args.repeats) for i, rows in enumerate(args.rows)]
         print_table(results)
@@ -464,7 +479,56 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept MLOPS_HOME={home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+        if database is not None:
+            _sql_admin(args.postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return 0
+
+
+def _sql_admin(server: str, statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(f"{server}/postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _drop_stagings() -> None:
+    """Forget the PostgreSQL store's stagings (none with the Parquet store)."""
+    url = os.environ.get("AIRFLOW_CONN_BENCH_FEATURES")
+    if os.environ.get("MLOPS_FEATURE_STORE") != "postgres" or url is None:
+        return
+    import psycopg2
+    from psycopg2 import sql
+
+    from mlops.data.feature_store import STAGES
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (STAGES,))
+            if cur.fetchone()[0] is None:
+                return
+            cur.execute(sql.SQL("DELETE FROM {} RETURNING name").format(sql.Identifier(STAGES)))
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def _feature_database(server: str) -> str:
+    """A new database for the PostgreSQL feature store, set as the store for every phase."""
+    import uuid
+
+    name = f"bench_features_{uuid.uuid4().hex[:8]}"
+    _sql_admin(server, f'CREATE DATABASE "{name}"')
+    os.environ["MLOPS_FEATURE_STORE"] = "postgres"
+    os.environ["MLOPS_FEATURE_STORE_CONN_ID"] = "bench_features"
+    os.environ["AIRFLOW_CONN_BENCH_FEATURES"] = f"{server}/{name}"
+    return name
 
 
 if __name__ == "__main__":

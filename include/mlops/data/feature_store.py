@@ -582,11 +582,14 @@ class PostgresFeatureStore:
                         continue
                     stage = self._stage(cur, use_case, kind, interval, index, rows.table)
                     cur.execute(
-                        sql.SQL("INSERT INTO {} (name, use_case, kind, interval, part, digest) VALUES (%s, %s, %s, %s, %s, %s)").format(
-                            sql.Identifier(STAGES)
-                        ),
+                        sql.SQL(
+                            "INSERT INTO {} (name, use_case, kind, interval, part, digest) VALUES (%s, %s, %s, %s, %s, %s)"
+                            " ON CONFLICT DO NOTHING RETURNING name"
+                        ).format(sql.Identifier(STAGES)),
                         (stage.strings[0], use_case, kind, interval, index, digest),
                     )
+                    if cur.fetchone() is None:  # the same rows staged meanwhile by a twin of this task
+                        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
         finally:
             conn.close()
 
