@@ -171,12 +171,18 @@ def run_data_day(workers: int, rows: int, *, pin: bool = False) -> dict[str, Any
         r = api.request("GET", f"/api/v2/dags/churn_data/dagRuns/bench-data-{rows}/taskInstances", params={"limit": 500})
         r.raise_for_status()
         tasks: dict[str, list[float]] = {}
+        spans: dict[str, list[dt.datetime]] = {}
         for ti in r.json()["task_instances"]:
             tasks.setdefault(ti["task_id"], []).append(float(ti.get("duration") or 0))
+            if ti.get("start_date") and ti.get("end_date"):
+                span = spans.setdefault(ti["task_id"], [])
+                span += [dt.datetime.fromisoformat(ti["start_date"]), dt.datetime.fromisoformat(ti["end_date"])]
+        # A task's phase: its first start to its last end (the mapped checks overlap on 2 workers).
+        phase_wall = {task: (max(span) - min(span)).total_seconds() for task, span in spans.items()}
         print(f"  workers={workers}: churn_data with {rows:,} rows in {seconds:.1f}s "
               f"({len(tasks.get('check_partition', []))} partitions), {busy_cores:.2f} of {os.cpu_count()} cores busy", flush=True)  # fmt: skip
         return {"workers": workers, "rows": rows, "pinned": pin, "land_s": land_s, "data_run_s": seconds, "task_seconds": tasks,
-                "machine_busy_cores": busy_cores}  # fmt: skip
+                "phase_wall_s": phase_wall, "machine_busy_cores": busy_cores}  # fmt: skip
 
 
 def main() -> int:
@@ -255,8 +261,16 @@ def data_day(args: argparse.Namespace, out: Path) -> int:
           f"of {os.cpu_count()}; the most 2 workers can gain here with the same CPU work: {ceiling:.2f}x")  # fmt: skip
     for w, r in runs.items():
         for task, durations in sorted(r["task_seconds"].items()):
-            print(f"  {w} worker(s) {task:<22} x{len(durations):<3} sum {sum(durations):7.1f}s  max {max(durations):6.1f}s")
-    (out / "stack_data.json").write_text(json.dumps({"rows": args.data_rows, "runs": runs, "speedup": one / two, "cpu_ceiling": ceiling}, indent=2))
+            wall = r.get("phase_wall_s", {}).get(task, 0.0)
+            print(f"  {w} worker(s) {task:<22} x{len(durations):<3} sum {sum(durations):7.1f}s  max {max(durations):6.1f}s  phase wall {wall:6.1f}s")
+    # Amdahl: everything outside the mapped checks' phase stays serial; with that phase halved
+    # exactly, 2 workers would take serial + checks / 2.
+    checks = runs[1].get("phase_wall_s", {}).get("check_partition", 0.0)
+    serial = one - checks
+    amdahl = one / (serial + checks / 2)
+    print(f"  1 worker: {serial:.1f}s outside the checks' phase, {checks:.1f}s in it; "
+          f"with the checks halved exactly 2 workers gain at most {amdahl:.2f}x")  # fmt: skip
+    (out / "stack_data.json").write_text(json.dumps({"rows": args.data_rows, "runs": runs, "speedup": one / two, "cpu_ceiling": ceiling, "amdahl_bound": amdahl}, indent=2))
     return 0
 
 
