@@ -232,3 +232,25 @@ def test_a_table_of_an_earlier_release_is_moved_into_day_partitions(database: st
         day_rows = got[got[EVENT_TIME].dt.date == day].sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
         expected = frame.sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
         pd.testing.assert_frame_equal(day_rows[expected.columns], expected, check_dtype=False)
+
+
+def test_a_feature_added_later_reads_as_null_on_the_days_before(database: str) -> None:
+    """New feature code adds a column: the table takes it (every day has it, null before), as
+    the Parquet store's days without it read; a feature dropped later stays, null from then on."""
+    uc = get_use_case("churn")
+    store = PostgresFeatureStore("it_pg")
+    first, second, third = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    batch = {d: simulate_batch("churn", d, 40) for d in (first, second, third)}
+    store.write_partition("churn", first, build_features(batch[first], uc), extract_labels(batch[first], uc))
+    added = build_features(batch[second], uc).assign(charges_per_login=1.5)
+    store.write_partition("churn", second, added, extract_labels(batch[second], uc), "v2")
+    dropped = build_features(batch[third], uc).drop(columns=["tenure_months"])
+    store.write_partition("churn", third, dropped, extract_labels(batch[third], uc), "v3")
+
+    got = store.read_features("churn", first, third)
+    assert len(got) == 120
+    day = got[EVENT_TIME].dt.date
+    assert got.loc[day == first, "charges_per_login"].isna().all()
+    assert (got.loc[day == second, "charges_per_login"] == 1.5).all()
+    assert got.loc[day == third, "tenure_months"].isna().all()
+    assert got.loc[day == first, "tenure_months"].notna().all()

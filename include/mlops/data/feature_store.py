@@ -433,6 +433,7 @@ class PostgresFeatureStore:
 
         parent = self._ident(use_case, kind)
         if self._relkind(cur, parent) == "p":
+            self._add_new_columns(cur, parent, table)
             return
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.feature_store'))")
         cur.execute(
@@ -449,6 +450,7 @@ class PostgresFeatureStore:
         )
         found = self._relkind(cur, parent)
         if found == "p":  # created while this waited for the lock
+            self._add_new_columns(cur, parent, table)
             return
         if found is None:
             cols = sql.SQL(", ").join(
@@ -462,6 +464,28 @@ class PostgresFeatureStore:
             )
             return
         self._partition_legacy(cur, use_case, kind)
+
+    def _add_new_columns(self, cur: Any, parent: Any, table: pa.Table) -> None:
+        """Columns of ``table`` the kind's table lacks (a feature added), added to it and so to
+        every day, where they read as null, as a day's Parquet file without them does. A column
+        the rows lack (a feature dropped) stays, null in the days written from now on."""
+        from psycopg2 import sql
+
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (parent.as_string(cur),),
+        )
+        have = {row[0] for row in cur.fetchall()}
+        new = [f for f in table.schema if f.name not in have]
+        if not new:
+            return
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.feature_store'))")
+        for field in new:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    parent, sql.Identifier(field.name), sql.SQL(self._sql_type(field.type))
+                )
+            )
 
     @staticmethod
     def _relkind(cur: Any, table: Any) -> str | None:
