@@ -365,6 +365,9 @@ PART = "__part"
 STAGES = "feature_stages"
 """The PostgreSQL store's ledger of partitions taken in ahead of their commit (``stage_part``)."""
 
+DDL_LOCK = "mlops.feature_store"
+"""The PostgreSQL advisory lock (by ``hashtext``) held while the store creates, moves or widens its tables."""
+
 STAGE_TTL = "1 day"
 """A staged partition no commit took within this long is abandoned (its day was quarantined or
 re-delivered); a commit drops it."""
@@ -435,7 +438,7 @@ class PostgresFeatureStore:
         if self._relkind(cur, parent) == "p":
             self._add_new_columns(cur, parent, table)
             return
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.feature_store'))")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
         cur.execute(
             "CREATE TABLE IF NOT EXISTS feature_partitions (use_case TEXT NOT NULL, interval DATE NOT NULL,"
             " manifest JSONB NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
@@ -479,7 +482,7 @@ class PostgresFeatureStore:
         new = [f for f in table.schema if f.name not in have]
         if not new:
             return
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.feature_store'))")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
         for field in new:
             cur.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
@@ -489,7 +492,7 @@ class PostgresFeatureStore:
 
     @staticmethod
     def _relkind(cur: Any, table: Any) -> str | None:
-        """``p`` for a partitioned table, ``r`` for a plain one, None if there is none."""
+        """``p`` for a partitioned table, ``r`` for a plain one, None if there is none (any relation)."""
         cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (table.as_string(cur),))
         found = cur.fetchone()
         return None if found is None else str(found[0])
@@ -562,7 +565,8 @@ class PostgresFeatureStore:
         )
 
     def _stage(self, cur: Any, use_case: str, kind: str, interval: dt.date, index: int, rows: pa.Table) -> Any:
-        """A table holding ``rows`` as partition ``index`` of the day, ready to attach (in the caller's transaction).
+        """A table holding ``rows`` as partition ``index`` of the day, ready to attach (in the
+        caller's transaction, after ``_ensure``).
 
         The rows go as CSV written by Arrow (a tenth of the time pandas takes): text quoted,
         a null as an unquoted empty field, which is PostgreSQL's CSV null.
@@ -570,7 +574,6 @@ class PostgresFeatureStore:
         import pyarrow.csv as pacsv
         from psycopg2 import sql
 
-        self._ensure(cur, use_case, kind, rows)
         stage = self._new_stage(cur, self._ident(use_case, kind), interval, index)
         buf = io.BytesIO()
         pacsv.write_csv(
@@ -631,16 +634,9 @@ class PostgresFeatureStore:
             (use_case, kind, interval, index, rows.digest()),
         )
         found = cur.fetchone()
-        if found is not None and self._exists(cur, found[0]):
+        if found is not None and self._relkind(cur, sql.Identifier(found[0])) is not None:
             return sql.Identifier(found[0])
         return self._stage(cur, use_case, kind, interval, index, rows.table)
-
-    @staticmethod
-    def _exists(cur: Any, name: str) -> bool:
-        from psycopg2 import sql
-
-        cur.execute("SELECT to_regclass(%s)", (sql.Identifier(name).as_string(cur),))
-        return cur.fetchone()[0] is not None
 
     def _swap_day(self, cur: Any, use_case: str, kind: str, interval: dt.date, stages: list[Any]) -> None:
         """Make ``stages`` the day's partitions, dropping what the day held (in the caller's transaction)."""
