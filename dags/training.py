@@ -198,9 +198,7 @@ def build(use_case):
 
         @task.short_circuit(task_id="needs_approval", retries=0)
         def needs_approval(entry: results.PromotionRecord) -> bool:
-            from mlops.model.promotion import AWAITING_APPROVAL
-
-            return entry["outcome"] == AWAITING_APPROVAL
+            return entry["outcome"] == "awaiting_approval"
 
         @task(task_id="apply_approval", retries=1, outlets=[champion_asset(name)])
         def apply_approval(entry: results.PromotionRecord, response: dict, **context) -> results.PromotionRecord:

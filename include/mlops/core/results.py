@@ -9,7 +9,7 @@ silently hiding a button (``tests/dags/test_result_links.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
 
 class RawManifest(TypedDict):
@@ -126,6 +126,33 @@ class TrainedModel(TypedDict):
     mlflow_run_url: str
 
 
+# Promotion outcomes: every value a ledger record's ``outcome`` can take, and the groups that
+# readers act on. Training, the registry, the rollback, the pages and the alerts use these names;
+# mypy refuses any other string where an ``Outcome`` is expected.
+Outcome = Literal[
+    "promoted",  # the gate promoted the challenger (auto mode)
+    "rejected",  # the gate refused it
+    "awaiting_approval",  # the gate would promote; a person decides (approval mode)
+    "dry_run_promote",  # dry run: would have promoted; nothing moved
+    "dry_run_reject",  # dry run: would have refused
+    "disabled",  # promotion is disabled for the use case
+    "approved",  # a reviewer approved; the challenger is the champion
+    "rejected_by_reviewer",
+    "approval_timed_out",  # nobody answered in time
+    "approval_stale",  # approved, but the champion changed while the request waited
+    "rollback",  # a person made an earlier champion the champion again
+    "rollback_noop",  # the rollback's target already was the champion
+]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+# The gate's outcomes that move an alias: champion (promoted) or challenger (the others).
+ALIAS_OUTCOMES: Final[tuple[Outcome, ...]] = ("promoted", "rejected", "awaiting_approval")
+# A person's (or the clock's) answer to an approval request: the request is closed.
+APPROVAL_ANSWERS: Final[tuple[Outcome, ...]] = ("approved", "rejected_by_reviewer", "approval_timed_out", "approval_stale")
+# Outcomes after which the record's version was the champion.
+CHAMPION_OUTCOMES: Final[tuple[Outcome, ...]] = ("promoted", "approved", "rollback")
+ROLLBACK_OUTCOMES: Final[tuple[Outcome, ...]] = ("rollback", "rollback_noop")
+
+
 class PromotionRecord(TypedDict):
     """``evaluate_and_promote`` and ``rollback_champion``: one entry of the promotion ledger."""
 
@@ -133,7 +160,7 @@ class PromotionRecord(TypedDict):
     decided_at: str
     version: str
     champion_before: str | None
-    outcome: str
+    outcome: Outcome
     promoted: bool
     reason: str
     airflow_dag_id: str

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from mlops.core.config import PromotionSpec
+    from mlops.core.results import Outcome
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,6 @@ class Comparison:
     confidence: float
 
 
-AWAITING_APPROVAL = "awaiting_approval"
 APPROVE, REJECT = "Approve", "Reject"  # the options of a human approval request
 
 
@@ -44,7 +44,7 @@ APPROVE, REJECT = "Approve", "Reject"  # the options of a human approval request
 class Decision:
     promote: bool  # the gate's verdict
     apply: bool  # whether aliases change (False in dry_run / disabled)
-    outcome: str  # promoted | rejected | awaiting_approval | dry_run_promote | dry_run_reject | disabled
+    outcome: Outcome  # one of the gate's: promoted, rejected, awaiting_approval, dry_run_*, disabled
     reason: str
     threshold_failures: list[str]
     comparison: Comparison | None
@@ -150,7 +150,7 @@ def decide(
                 f"(improvement {c.improvement:+.4f}, {ci} <= margin {spec.min_improvement})"
             )
     if mode == "approval" and promote:
-        return Decision(True, False, AWAITING_APPROVAL, "awaiting approval: " + reason, failures, comparison)
+        return Decision(True, False, "awaiting_approval", "awaiting approval: " + reason, failures, comparison)
     if mode == "dry_run":
         return Decision(promote, False, "dry_run_promote" if promote else "dry_run_reject", "dry run: " + reason, failures, comparison)
     return Decision(promote, True, "promoted" if promote else "rejected", reason, failures, comparison)

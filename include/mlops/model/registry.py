@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
-from mlops.core.results import PromotionRecord
+from mlops.core.results import ROLLBACK_OUTCOMES, Outcome, PromotionRecord
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -262,6 +262,7 @@ def rollback(
             raise RollbackRefused(f"model {name!r} has no version {version!r} to roll back to") from None
         raise
     current = alias_version(client, name, CHAMPION)
+    outcome: Outcome
     if current is not None and str(current.version) == str(target.version):
         outcome, note = "rollback_noop", f"v{version} is already the champion; nothing changed"
     else:
@@ -280,6 +281,6 @@ def rollback(
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
     )
-    if not any(h["airflow_run_id"] == airflow_run_id and h["outcome"].startswith("rollback") for h in promotion_history(lake, use_case.name)):
+    if not any(h["airflow_run_id"] == airflow_run_id and h["outcome"] in ROLLBACK_OUTCOMES for h in promotion_history(lake, use_case.name)):
         record_decision(lake, use_case.name, entry)
     return entry

@@ -10,10 +10,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
-from mlops.core.results import PromotionRecord, TrainedModel, TrainingSetManifest
+from mlops.core.results import (
+    ALIAS_OUTCOMES,
+    APPROVAL_ANSWERS,
+    Outcome,
+    PromotionRecord,
+    TrainedModel,
+    TrainingSetManifest,
+)
 from mlops.data.feature_store import parquet_writer
 from mlops.model import explain, registry
-from mlops.model.promotion import APPROVE, AWAITING_APPROVAL, bootstrap_difference, decide
+from mlops.model.promotion import APPROVE, bootstrap_difference, decide
 from mlops.model.training import (
     SPLITS,
     X_y,
@@ -236,10 +243,6 @@ def train_and_register(
         )
 
 
-# Outcomes that move an alias: promoted (champion), rejected and awaiting approval (challenger).
-ALIAS_OUTCOMES = ("promoted", "rejected", AWAITING_APPROVAL)
-
-
 def _one_version_per_run(client: Any, model_name: str, run_id: str, version: str) -> str:
     """The run's one model version. A registration whose answer was lost and that MLflow's client
     sent again registers the same run twice; the later copies (no alias points at them yet) go."""
@@ -407,9 +410,8 @@ def apply_approval(
     """
     client = registry.configure_mlflow()
     name, version = use_case.registered_model_name, gate["version"]
-    final = ("approved", "rejected_by_reviewer", "approval_timed_out", "approval_stale")
     for done in registry.promotion_history(lake, use_case.name):
-        if done["airflow_run_id"] == airflow_run_id and str(done["version"]) == version and done["outcome"] in final:
+        if done["airflow_run_id"] == airflow_run_id and str(done["version"]) == version and done["outcome"] in APPROVAL_ANSWERS:
             return done
     response = response or {}
     chosen = list(response.get("chosen_options") or [])
@@ -419,6 +421,7 @@ def apply_approval(
     current = registry.alias_version(client, name, registry.CHAMPION)
     current_version = str(current.version) if current is not None else None
     promoted = False
+    outcome: Outcome
     if chosen == [APPROVE] and who:
         if current_version == version:
             outcome, note = "approved", f"approved by {who}; v{version} is the champion"  # a retry after the move

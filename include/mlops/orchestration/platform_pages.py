@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlops.core import layout
+from mlops.core.results import APPROVAL_ANSWERS, CHAMPION_OUTCOMES
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 NONE = "&ndash;"  # shown for a value that is not there (HTML entity: cells hold HTML)
 PAGES = {"overview": "Overview", "promotions": "Promotions", "quality": "Data quality", "monitoring": "Monitoring", "scoring": "Scoring"}
-FINAL_APPROVAL = ("approved", "rejected_by_reviewer", "approval_timed_out", "approval_stale")
-CHAMPION_OUTCOMES = ("promoted", "approved", "rollback")
 LATE_AFTER = dt.timedelta(hours=12)  # a batch that landed this long after its day closed is late
 # Our own pages run our own script and style only; data values are escaped text.
 PAGE_HEADERS = {
@@ -62,7 +61,7 @@ def ledger(lake: Lake, use_case: str) -> list[dict[str, Any]]:
 
 
 def pending_approvals(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    answered = {(e["airflow_run_id"], str(e["version"])) for e in entries if e["outcome"] in FINAL_APPROVAL}
+    answered = {(e["airflow_run_id"], str(e["version"])) for e in entries if e["outcome"] in APPROVAL_ANSWERS}
     return [e for e in entries if e["outcome"] == "awaiting_approval" and (e["airflow_run_id"], str(e["version"])) not in answered]
 
 
