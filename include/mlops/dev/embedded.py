@@ -10,6 +10,9 @@ from pathlib import Path
 
 from mlops.core.settings import apply_env_defaults, home_default, project_root
 
+# The executor's module path, written out: importing it here would import Airflow too early.
+EXECUTOR = "mlops.orchestration.executor.PreloadingLocalExecutor"
+
 
 def apply_embedded_defaults() -> dict[str, str]:
     """Fill in the embedded setting's Airflow variables; return the values in force."""
@@ -22,7 +25,8 @@ def apply_embedded_defaults() -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # LocalExecutor whose workers import pandas, GX, scikit-learn, MLflow once, not per task.
+            "AIRFLOW__CORE__EXECUTOR": EXECUTOR,
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow/airflow.db",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",

@@ -5,12 +5,9 @@ Airflow runs every task in a process forked from its worker, so what the worker 
 already in the task's memory. Without this, each task imports its libraries again: Great
 Expectations alone takes about 4.5 s, paid by every mapped ``check_partition`` of a large day
 (``bench/README.md``). ``[celery] celery_config_options`` points at ``CELERY_CONFIG``; Celery
-imports ``PRELOAD`` in the worker's main process before it forks its pool (its ``imports``
-setting).
-
-Only third-party libraries are preloaded: the project's own code (``dags/``, ``include/mlops``)
-is imported by each task, so a deploy of it takes effect at the next task. After the locked
-libraries change, restart the workers (a new image does).
+imports :data:`~mlops.orchestration.preload.PRELOAD` in the worker's main process before it
+forks its pool (its ``imports`` setting). After the locked libraries change, restart the
+workers (a new image does).
 """
 
 from __future__ import annotations
@@ -20,28 +17,7 @@ from typing import Any
 from airflow.configuration import conf
 from airflow.providers.celery.executors.default_celery import get_default_celery_config
 
-PRELOAD = (
-    # the data half: parse, checks, features, stores
-    "pandas",
-    "pyarrow.csv",
-    "pyarrow.feather",
-    "pyarrow.parquet",
-    "pyarrow.compute",
-    "psycopg2",
-    "great_expectations",
-    "great_expectations.render.renderer",
-    "great_expectations.render.view",
-    # the model half: training, registry, drift
-    "sklearn.compose",
-    "sklearn.impute",
-    "sklearn.inspection",
-    "sklearn.metrics",
-    "sklearn.pipeline",
-    "sklearn.preprocessing",
-    "mlflow",
-    "evidently",
-)
-"""Modules every worker imports at start (none starts a thread: safe to fork)."""
+from mlops.orchestration.preload import PRELOAD
 
 CELERY_CONFIG: dict[str, Any] = {**get_default_celery_config(conf), "imports": PRELOAD}
 """Airflow's default Celery configuration, with the preload; ``[celery] celery_config_options``."""

@@ -45,3 +45,40 @@ def test_a_worker_imports_the_libraries_once_and_stays_safe_to_fork() -> None:
     # The project's code is not frozen into the worker: each task imports the deployed version.
     assert report["project_loaded"] == []
     assert report["airflow_defaults_kept"]
+
+
+RUN_AN_EMBEDDED_WORKER = textwrap.dedent(
+    """
+    import json, multiprocessing, sys, threading, types
+    from mlops.orchestration.executor import EXECUTOR, PreloadingLocalExecutor, _run_preloaded_worker
+    from mlops.dev.embedded import EXECUTOR as EMBEDDED
+    from mlops.orchestration.preload import PRELOAD
+
+    assert [m for m in PRELOAD if m in sys.modules] == [], "the executor's own import loads nothing heavy"
+    tasks, results = multiprocessing.SimpleQueue(), multiprocessing.Queue()
+    tasks.put(None)  # the poison pill: the worker starts, then stops before any task
+    _run_preloaded_worker(
+        logger_name="test", input=tasks, output=results,
+        unread_messages=multiprocessing.Value("I"), team_conf=types.SimpleNamespace(team_name=None),
+    )
+    print(json.dumps({
+        "missing": [m for m in PRELOAD if m not in sys.modules],
+        "project_loaded": sorted(
+            m for m in sys.modules if m.startswith("mlops.") and m.split(".")[1] not in {"orchestration", "dev", "core"}
+        ),
+        "threads": [t.name for t in threading.enumerate()],
+        "selected_by_embedded": EXECUTOR == EMBEDDED and EXECUTOR.endswith(PreloadingLocalExecutor.__name__),
+    }))
+    """
+)
+
+
+def test_an_embedded_executor_worker_imports_the_libraries_before_its_first_task() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_AN_EMBEDDED_WORKER], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["missing"] == []
+    assert report["threads"] == ["MainThread"]  # the worker forks each task: no thread may be left
+    assert report["project_loaded"] == []  # each task imports the deployed project code itself
+    assert report["selected_by_embedded"]
