@@ -12,6 +12,7 @@ path                                                what it holds
 ``raw/<uc>.labels/<day>/...``                       the label feed's deliveries, the same way
 ``validation/<uc>/<day>/``                          GX result, Data Docs, the gate's summary
 ``quarantine/<uc>/<day>/``                          a rejected batch with its result and reason
+``staging/<uc>/<day>/<sha256>/<n>.<kind>.arrow``    a checked partition's parsed rows, until committed
 ``features/<uc>/<day>.parquet``                     feature rows (Parquet feature store)
 ``labels/<uc>/<day>.parquet``                       label rows with their arrival time
 ``features/<uc>/_manifests/<day>.json``             a committed partition (rows, content hash)
