@@ -204,7 +204,7 @@ def main() -> int:
 
         from mlops.core.config import get_use_case
         from mlops.data.features import build_features
-        from mlops.data.validation import read_batch
+        from mlops.data.parsing import read_batch
         from mlops.dev.simulator import make_batch_bytes
         from mlops.model import registry
         from mlops.model.training import predict_scores

@@ -146,7 +146,7 @@ def test_a_partitioned_day_runs_as_mapped_checks_and_commits_once(
     the day's features committed whole; a bad day is quarantined whole with one report."""
     from mlops.core.config import get_use_case
     from mlops.data.features import build_features
-    from mlops.data.validation import read_batch
+    from mlops.data.parsing import read_batch
 
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(_partitioned_config(tmp_path, 0.03)))
     dags = load_dags()

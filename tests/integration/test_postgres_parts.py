@@ -15,7 +15,7 @@ import pytest
 from mlops.core.config import get_use_case, parse_use_case
 from mlops.data.feature_store import PostgresFeatureStore, Rows
 from mlops.data.features import ENTITY, EVENT_TIME, build_features, extract_labels
-from mlops.data.ingest import fetch_batch
+from mlops.data.ingest import open_batch
 from mlops.dev.simulator import simulate_batch
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,9 @@ def test_sql_source_extracts_one_interval_as_parquet(database: str) -> None:
         "query": "SELECT * FROM snapshots WHERE event_time >= %(interval_start)s AND event_time < %(interval_end)s ORDER BY event_time",
     }
     uc = parse_use_case(raw, "churn.yaml")
-    data, fmt, source = fetch_batch(uc, DAY, "file:///unused")
+    opener, fmt, source = open_batch(uc, DAY, "file:///unused")
+    with opener() as fh:
+        data = fh.read()
     assert fmt == "parquet" and source == "sql://it_pg"
     frame = pd.read_parquet(io.BytesIO(data))
     assert len(frame) == 50 and (pd.to_datetime(frame["event_time"]).dt.date == DAY).all()

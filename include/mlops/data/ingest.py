@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from mlops.core import faults, layout
-from mlops.core.lake import sha256
 from mlops.core.results import RawManifest
 
 if TYPE_CHECKING:
@@ -77,13 +76,6 @@ def open_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tup
     return (lambda: path.open("rb")), feed.source.format, uri
 
 
-def fetch_batch(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> tuple[bytes, str, str]:
-    """The delivered bytes of a feed for one day, their format and where they came from."""
-    opener, fmt, origin = open_batch(feed, interval, landing_uri)
-    with opener() as fh:
-        return fh.read(), fmt, origin
-
-
 def landed_at(feed: UseCase | Feed, interval: dt.date, landing_uri: str) -> str | None:
     """When the upstream file landed (its modification time, UTC ISO), if the store says; else None."""
     feed = as_feed(feed)
@@ -117,13 +109,6 @@ def _fetch_sql(feed: Feed, interval: dt.date) -> tuple[bytes, str, str]:
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     return buf.getvalue(), "parquet", f"sql://{src.conn_id}"
-
-
-def archive_batch(
-    lake: Lake, use_case: str, interval: dt.date, data: bytes, fmt: str, source: str, received_at: str, landed: str | None = None
-) -> RawManifest:
-    """Store the batch unmodified with its content hash; return the manifest."""
-    return archive_stream(lake, use_case, interval, lambda: io.BytesIO(data), fmt, source, received_at, landed)
 
 
 def _digest(opener: Opener) -> tuple[str, int]:
@@ -206,11 +191,3 @@ def verify_archived(lake: Lake, manifest: RawManifest) -> None:
     if digest != manifest["sha256"]:
         raise ValueError(f"archived batch {lake.uri(rel)} does not match its manifest hash")
 
-
-def read_archived(lake: Lake, use_case: str, interval: dt.date) -> tuple[bytes, RawManifest]:
-    manifest = read_manifest(lake, use_case, interval)
-    batch_rel = layout.raw_object(use_case, interval, manifest["sha256"], manifest["format"])
-    data = lake.read_bytes(batch_rel)
-    if sha256(data) != manifest["sha256"]:
-        raise ValueError(f"archived batch {lake.uri(batch_rel)} does not match its manifest hash")
-    return data, manifest

@@ -103,7 +103,7 @@ def key_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
     """A partition's compound keys, each with a 64-bit hash of the key (pandas' row hash)."""
     import pyarrow as pa
 
-    from mlops.data.feature_store import row_hashes
+    from mlops.data.feature_store.hashing import row_hashes
 
     keys = frame[columns]
     return pa.Table.from_pandas(keys, preserve_index=False).append_column(KEY_HASH, pa.array(row_hashes(keys), pa.uint64()))

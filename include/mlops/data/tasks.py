@@ -30,14 +30,13 @@ from mlops.data import partitions
 from mlops.data.feature_store import FeatureStore, Rows
 from mlops.data.features import build_features, delivered_labels, extract_labels
 from mlops.data.ingest import archive_stream, landed_at, open_batch, read_manifest, verify_archived
+from mlops.data.parsing import BatchUnreadable, read_batch
 from mlops.data.validation import (
-    BatchUnreadable,
     evaluate,
     event_time_window,
     event_times_seen,
     load_suite,
     outcome_from_result,
-    read_batch,
     render_data_docs,
     unreadable_outcome,
 )

@@ -3,13 +3,13 @@
 The suite is generated from the config (``python -m mlops suites``) and stored as JSON under
 ``config/expectations/<use_case>.json``; the gate validates each batch against the stored suite.
 Expectations carry ``meta.severity``: ``error`` blocks the batch, ``warning`` is reported only.
-Great Expectations is imported inside the functions: it costs seconds to import.
+Great Expectations is imported inside the functions: it costs seconds to import. A delivery's
+bytes become the frame checked here in ``mlops.data.parsing``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,10 +36,6 @@ TYPE_LISTS: dict[str, list[str]] = {
 EVENT_TIME_CHECK = "event_time_in_interval"
 EVENT_TIME_MIN = "event_time_min"
 EVENT_TIME_MAX = "event_time_max"
-
-
-class BatchUnreadable(ValueError):
-    """The batch bytes cannot be parsed at all (empty, corrupt, wrong format)."""
 
 
 def suite_path(config_dir: Path, use_case: str) -> Path:
@@ -102,131 +98,6 @@ def load_suite(config_dir: Path, use_case: UseCase | Feed) -> dict[str, Any]:
             f"use case {feed.use_case!r}: expectation suite {path} is missing; run `python -m mlops suites`"
         )
     return json.loads(path.read_text())
-
-
-MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PAR1": "Parquet", b"PK\x03\x04": "a zip archive", b"\x00": "binary"}
-
-
-def _sniff(data: bytes, fmt: str) -> None:
-    """Refuse a file whose bytes say it is something else than its declared format."""
-    if fmt == "parquet":
-        if not data.startswith(b"PAR1"):
-            raise BatchUnreadable("the file is declared Parquet but does not start with Parquet's magic bytes (truncated, or another format?)")
-        return
-    for magic, what in MAGIC.items():
-        if data.startswith(magic):
-            raise BatchUnreadable(f"the file is declared {fmt} but is {what}: the upstream sent the wrong file or format")
-
-
-def _header(data: bytes) -> list[str]:
-    import csv
-
-    end = data.find(b"\n")
-    first = data[: end if end >= 0 else len(data)].decode("utf-8-sig", errors="replace").rstrip("\r")
-    return next(csv.reader([first]), [])
-
-
-def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
-    """Parse raw batch bytes into a frame; raise BatchUnreadable naming why, in words a person acts on.
-
-    A byte-order mark is read as such; timezone-aware event times become UTC; SQL decimals in
-    numeric columns become floats. A file that is not what it claims (gzip or Parquet named .csv),
-    uses another delimiter, or repeats a column name is refused with the reason.
-    """
-    import pandas as pd
-
-    from mlops.data.ingest import as_feed
-
-    columns = as_feed(use_case).columns
-    if not data:
-        raise BatchUnreadable("the batch file is empty (0 bytes)")
-    _sniff(data, fmt)
-    if fmt != "parquet":
-        header = _header(data)
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if repeated:
-            raise BatchUnreadable(f"the header repeats column name(s) {repeated}: each column must appear once")
-        if len(header) == 1 and len(columns) > 1:
-            guess = next((d for d in (";", "\t", "|") if d in header[0]), None)
-            hint = f" (it contains {guess!r}: wrong delimiter?)" if guess else " (wrong delimiter?)"
-            raise BatchUnreadable(f"the file has 1 column where {len(columns)} are expected{hint}; the platform reads comma-separated files")
-    try:
-        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns)
-    except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
-        raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
-    if frame.columns.empty:
-        raise BatchUnreadable("the batch has no columns")
-    for name, col in columns.items():
-        if name not in frame:
-            continue
-        if col.type == "datetime":
-            frame[name] = _as_utc_naive(frame[name])
-        elif col.type in ("float", "int") and frame[name].dtype == object:
-            frame[name] = _decimals_as_float(frame[name])
-    return frame
-
-
-def _read_csv(data: bytes, columns: dict[str, Any]) -> pd.DataFrame:
-    """Arrow's multi-threaded reader, which also parses ISO 8601 event times (offsets to UTC) that
-    pandas would leave as text for a second, slower pass. A file Arrow refuses (a short or long
-    row, say) is read again by pandas' tolerant reader, so that the suite names what is wrong
-    (the nulls of a truncated last row) as it always has; if that fails too, the file is unreadable.
-
-    Text columns stay text ("00123" is a key, not the number 123); a byte-order mark is not data.
-    """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    text = [name for name, col in columns.items() if col.type in ("str", "category")]
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in text}, strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):  # refused: the tolerant reader decides
-        return pd.read_csv(io.BytesIO(data), low_memory=False, dtype=dict.fromkeys(text, "string"), encoding="utf-8-sig")
-    frame = table.to_pandas()
-    for name in text:
-        if name in frame:
-            frame[name] = frame[name].astype("string")
-    return frame
-
-
-def _as_utc_naive(values: pd.Series) -> pd.Series:
-    """Event times as naive UTC nanoseconds; text that does not parse is left for the type check to report.
-
-    Nanoseconds whatever the reader produced (Arrow gives seconds): Great Expectations' pandas
-    checks take twice as long on other units.
-    """
-    import pandas as pd
-
-    if values.dtype == object:
-        try:
-            values = pd.to_datetime(values, format="ISO8601", utc=values.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").any())
-        except (ValueError, TypeError):
-            return values
-    tz = getattr(values.dtype, "tz", None)
-    if tz is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(values.dtype) and values.dtype != "datetime64[ns]":
-        try:
-            values = values.astype("datetime64[ns]")
-        except (ValueError, OverflowError):  # beyond 2262: kept as read, for the range check to report
-            return values
-    return values
-
-
-def _decimals_as_float(values: pd.Series) -> pd.Series:
-    """SQL NUMERIC arrives as decimal.Decimal objects: numbers, not text."""
-    import decimal
-
-    import pandas as pd
-
-    present = values.dropna()
-    if len(present) and all(isinstance(v, decimal.Decimal) for v in present):
-        return pd.to_numeric(values.astype(object).where(values.notna(), None), errors="raise").astype("float64")
-    return values
 
 
 @dataclass
@@ -437,19 +308,3 @@ def event_times_seen(frame: pd.DataFrame, suite: dict[str, Any]) -> tuple[str, s
     if column is None or column not in frame or not len(frame):
         return None
     return str(frame[column].min()), str(frame[column].max())
-
-
-def validate_frame(
-    frame: pd.DataFrame, suite: dict[str, Any], *, parameters: dict[str, Any] | None = None, with_docs: bool = True
-) -> ValidationOutcome:
-    """Run the suite on ``frame`` with Great Expectations; return the outcome and Data Docs HTML.
-
-    ``parameters`` fill the suite's ``$PARAMETER`` bounds (see :func:`event_time_window`).
-    """
-    result = evaluate(frame, suite, parameters)
-    outcome = outcome_from_result(
-        result, len(frame), parameters=parameters, event_times_seen=event_times_seen(frame, suite)
-    )
-    if with_docs:
-        outcome.data_docs_html = render_data_docs(result)
-    return outcome

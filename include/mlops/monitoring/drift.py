@@ -151,8 +151,8 @@ def current_window(use_case: UseCase, days: list[dt.date], lake: Lake, store: Fe
     """
     import pandas as pd
 
+    from mlops.data.request_log import online_features, output_column, read_online_requests
     from mlops.model.scoring import read_predictions
-    from mlops.serving.request_log import online_features, output_column, read_online_requests
 
     out_col = output_column(use_case)
     columns = [ENTITY, EVENT_TIME, *use_case.feature_names, out_col, "model_version"]

@@ -13,6 +13,9 @@ only. Batch names are unique per flush (time + random suffix), so several server
 same use case. A failed write keeps the batch, under the same name, for the next flush; while
 the unwritten rows exceed ``max_pending_rows`` the server refuses new requests (503) rather than
 serve traffic it cannot record or grow without bound.
+
+The record itself (its columns, the batch manifest) and its reader are in
+``mlops.data.request_log``: monitoring reads the log without depending on the server.
 """
 
 from __future__ import annotations
@@ -26,48 +29,28 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
+from mlops.data.request_log import (
+    LATENCY_MS,
+    LOG_COLUMNS,
+    MODEL_VERSION,
+    RECEIVED_AT,
+    REQUEST_ID,
+    REQUEST_ROW,
+    OnlineRequestBatch,
+    output_column,
+)
 from mlops.serving.schema import RequestSchema
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
     from mlops.core.config import UseCase
     from mlops.core.lake import Lake
 
 log = logging.getLogger(__name__)
-
-REQUEST_ID = "request_id"
-REQUEST_ROW = "request_row"
-RECEIVED_AT = "received_at"
-LATENCY_MS = "latency_ms"
-MODEL_VERSION = "model_version"
-# The columns the log adds to the request columns (plus the output column, score or prediction).
-LOG_COLUMNS = (REQUEST_ID, REQUEST_ROW, RECEIVED_AT, MODEL_VERSION, LATENCY_MS)
-
-
-class OnlineRequestBatch(TypedDict):
-    """The manifest of one committed batch of the request log (written after the batch)."""
-
-    use_case: str
-    day: str
-    batch: str
-    uri: str
-    rows: int
-    requests: int
-    first_received_at: str
-    last_received_at: str
-    model_versions: list[str]
-    sha256: str
-    written_at: str
-
-
-def output_column(use_case: UseCase) -> str:
-    """The column holding what the model returned, named as in the batch predictions."""
-    return "score" if use_case.task == "classification" else "prediction"
 
 
 def log_schema(use_case: UseCase) -> pa.Schema:
@@ -298,37 +281,3 @@ class RequestLog:
             "error": self.last_error,
         }
 
-
-# Reading ---------------------------------------------------------------------------------------
-class CorruptBatch(ValueError):
-    """A committed batch whose file does not match its manifest's hash."""
-
-
-def read_online_requests(lake: Lake, use_case: str, days: list[dt.date]) -> pd.DataFrame:
-    """The request-log rows received on ``days``, committed batches only, in order of arrival."""
-    import pandas as pd
-
-    frames = []
-    for day in days:
-        for rel in lake.children(layout.serving_manifests_dir(use_case, day), ".json"):
-            manifest: OnlineRequestBatch = lake.read_json(rel)
-            path = layout.serving_batch(use_case, day, manifest["batch"])
-            data = lake.read_bytes(path)
-            if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-                raise CorruptBatch(f"use case {use_case!r}: {lake.uri(path)} does not match the SHA-256 in {lake.uri(rel)}")
-            frames.append(pd.read_parquet(io.BytesIO(data)))
-    if not frames:
-        return pd.DataFrame()
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values([RECEIVED_AT, REQUEST_ID, REQUEST_ROW], kind="stable").reset_index(drop=True)
-
-
-def online_features(requests: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
-    """Feature rows of logged requests, built as for a batch, with what was returned and by which version."""
-    from mlops.data.features import build_features
-
-    out = output_column(use_case)
-    features = build_features(requests, use_case)
-    for column in (out, MODEL_VERSION, REQUEST_ID, RECEIVED_AT):
-        features[column] = requests[column].to_numpy()
-    return features

@@ -8,13 +8,15 @@ import decimal
 import gzip
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from mlops.core.config import get_use_case
-from mlops.data.validation import BatchUnreadable, derive_suite, event_time_window, read_batch, validate_frame
+from mlops.data.parsing import BatchUnreadable, read_batch
 from mlops.dev.simulator import batch_bytes, simulate_batch
+from tests.unit.data.delivery import deliver, verdict
 
 DAY = dt.date(2026, 1, 5)
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
@@ -114,10 +116,16 @@ UNREADABLE = [
 
 
 @pytest.mark.parametrize("make, fmt, words", UNREADABLE)
-def test_files_that_are_not_what_they_claim_are_refused_with_the_reason(make: Callable[[], bytes], fmt: str, words: str) -> None:
+def test_files_that_are_not_what_they_claim_are_refused_with_the_reason(
+    tmp_path: Path, make: Callable[[], bytes], fmt: str, words: str
+) -> None:
     with pytest.raises(BatchUnreadable) as raised:
         read_batch(make(), get_use_case("churn"), fmt)
     assert words in str(raised.value)
+    summary = verdict(get_use_case("churn"), DAY, deliver(tmp_path, DAY, make(), fmt), as_of=NOW)
+    assert not summary["passed"]  # the gate quarantines the day, with the reason
+    [error] = summary["errors"]
+    assert error["expectation"] == "batch_is_readable" and words in error["text"]
 
 
 QUARANTINED = [
@@ -131,12 +139,12 @@ QUARANTINED = [
 
 
 @pytest.mark.parametrize("make, expectation, column", QUARANTINED)
-def test_malformed_values_are_quarantined_with_a_named_expectation(make: Callable[[], bytes], expectation: str, column: str | None) -> None:
-    use_case = get_use_case("churn")
-    frame = read_batch(make(), use_case, "csv")
-    outcome = validate_frame(frame, derive_suite(use_case), parameters=event_time_window(DAY, 0, NOW), with_docs=False)
-    assert not outcome.passed
-    named = [(f.expectation, f.column) for f in outcome.errors]
+def test_malformed_values_are_quarantined_with_a_named_expectation(
+    tmp_path: Path, make: Callable[[], bytes], expectation: str, column: str | None
+) -> None:
+    summary = verdict(get_use_case("churn"), DAY, deliver(tmp_path, DAY, make()), as_of=NOW)
+    assert not summary["passed"]
+    named = [(e["expectation"], e["column"]) for e in summary["errors"]]
     assert any(e == expectation and (column is None or c == column) for e, c in named), named
 
 
@@ -144,7 +152,9 @@ def test_malformed_values_are_quarantined_with_a_named_expectation(make: Callabl
     "make, fmt",
     [pytest.param(bom, "csv", id="byte-order-mark"), pytest.param(tz_aware, "csv", id="timezone-aware"), pytest.param(sql_decimals, "parquet", id="sql-decimals")],
 )
-def test_encodings_of_good_data_are_parsed_correctly(make: Callable[[], bytes], fmt: str) -> None:
+def test_encodings_of_good_data_are_parsed_correctly(
+    tmp_path: Path, make: Callable[[], bytes], fmt: str
+) -> None:
     use_case = get_use_case("churn")
     frame = read_batch(make(), use_case, fmt)
     clean = _clean()
@@ -152,5 +162,5 @@ def test_encodings_of_good_data_are_parsed_correctly(make: Callable[[], bytes], 
     assert (pd.to_datetime(frame["event_time"]) == clean["event_time"]).all()  # UTC, naive
     assert frame["monthly_charges"].dtype == "float64"
     assert frame["monthly_charges"].round(2).tolist() == clean["monthly_charges"].round(2).tolist()
-    outcome = validate_frame(frame, derive_suite(use_case), parameters=event_time_window(DAY, 0, NOW), with_docs=False)
-    assert outcome.passed, outcome.reason
+    summary = verdict(use_case, DAY, deliver(tmp_path, DAY, make(), fmt), as_of=NOW)
+    assert summary["passed"], summary["reason"]

@@ -110,13 +110,15 @@ def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fre
     features = store.read_features("churn", day, day)
     import pandas as pd
 
-    from mlops.data.validation import read_batch
+    from mlops.data.parsing import read_batch
 
     raw = read_batch(lake.read_bytes(lake.children(f"raw/churn/{day}", ".csv")[0]), uc, "csv")
     expected = pd.to_numeric(raw["monthly_charges"]) / (pd.to_numeric(raw["support_contacts_30d"]) + 1)
     assert features["charges_per_contact"].to_numpy() == pytest.approx(expected.to_numpy())
     assert set(features["tenure_band"]) <= {"long", "short"}
-    from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+    from mlops.model.gate import evaluate_and_promote
+    from mlops.model.registration import train_and_register
+    from mlops.model.training_set import prepare_training_set
 
     manifest = prepare_training_set(uc, day, lake, store, "manual__code-v1")
     assert manifest["lineage"]["feature_version"] == uc.feature_version

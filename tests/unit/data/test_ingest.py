@@ -10,7 +10,8 @@ import pytest
 from mlops.core import layout
 from mlops.core.lake import Lake, sha256
 from mlops.data import ingest
-from mlops.data.ingest import BatchChanged, archive_batch, archive_stream, read_archived
+from mlops.data.ingest import BatchChanged, archive_stream, read_manifest
+from tests.unit.data.delivery import archive, archived
 
 DAY = dt.date(2026, 1, 3)
 V1, V2 = b"v1,data\n", b"v2,data\n"
@@ -18,12 +19,11 @@ V1, V2 = b"v1,data\n", b"v2,data\n"
 
 def test_archive_is_idempotent_and_keeps_every_delivery(tmp_path: Path) -> None:
     lake = Lake(f"file://{tmp_path}")
-    first = archive_batch(lake, "churn", DAY, V1, "csv", "test", "t1")
-    again = archive_batch(lake, "churn", DAY, V1, "csv", "test", "t2")
+    first = archive(lake, DAY, V1, received_at="t1")
+    again = archive(lake, DAY, V1, received_at="t2")
     assert again == first  # same bytes: nothing rewritten
-    second = archive_batch(lake, "churn", DAY, V2, "csv", "test", "t3")
-    data, manifest = read_archived(lake, "churn", DAY)
-    assert data == V2 and manifest["sha256"] == sha256(V2)
+    second = archive(lake, DAY, V2, received_at="t3")
+    assert archived(lake, DAY) == V2 and read_manifest(lake, "churn", DAY)["sha256"] == sha256(V2)
     assert lake.read_bytes(layout.raw_object("churn", DAY, first["sha256"], "csv")) == V1
     assert [s["sha256"] for s in second["superseded"]] == [first["sha256"]]
 
@@ -32,12 +32,12 @@ def test_archive_is_idempotent_and_keeps_every_delivery(tmp_path: Path) -> None:
 def test_a_retry_after_dying_before_the_manifest_loses_nothing(tmp_path: Path) -> None:
     """The re-delivery's object was written, the task died before moving the pointer, and is retried."""
     lake = Lake(f"file://{tmp_path}")
-    first = archive_batch(lake, "churn", DAY, V1, "csv", "test", "t1")
+    first = archive(lake, DAY, V1, received_at="t1")
     lake.write_bytes(layout.raw_object("churn", DAY, sha256(V2), "csv"), V2)  # what the dying try left
-    assert read_archived(lake, "churn", DAY)[0] == V1  # readers still see the committed delivery
+    assert archived(lake, DAY) == V1  # readers still see the committed delivery
 
-    archive_batch(lake, "churn", DAY, V2, "csv", "test", "t2")  # the retry
-    assert read_archived(lake, "churn", DAY)[0] == V2
+    archive(lake, DAY, V2, received_at="t2")  # the retry
+    assert archived(lake, DAY) == V2
     assert lake.read_bytes(layout.raw_object("churn", DAY, first["sha256"], "csv")) == V1
     assert sorted(lake.list(layout.raw_dir("churn", DAY))) == sorted([f"{sha256(V1)}.csv", f"{sha256(V2)}.csv", layout.MANIFEST])
 
@@ -70,7 +70,7 @@ def test_a_delivery_is_archived_in_chunks_under_its_hash(tmp_path: Path) -> None
     source = _Source(data)
     manifest = archive_stream(lake, "churn", DAY, source, "csv", "test", "t1")
     assert manifest["sha256"] == hashlib.sha256(data).hexdigest() and manifest["bytes"] == len(data)
-    assert read_archived(lake, "churn", DAY)[0] == data
+    assert archived(lake, DAY) == data
     assert source.largest_read <= ingest.CHUNK_BYTES < len(data)  # never read whole
 
 
@@ -85,4 +85,4 @@ def test_a_file_changed_while_archived_archives_nothing(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / layout.raw_dir("churn", DAY)).iterdir()] == []  # hidden temps too
 
     archive_stream(lake, "churn", DAY, _Source(whole), "csv", "test", "t2")
-    assert read_archived(lake, "churn", DAY)[0] == whole
+    assert archived(lake, DAY) == whole

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +15,25 @@ from mlops.core.config import UseCase, parse_use_case
 from mlops.core.lake import Lake
 from mlops.data import partitions
 from mlops.data.feature_store import ParquetFeatureStore
-from mlops.data.ingest import archive_batch, read_manifest
-from mlops.data.tasks import BatchRejected, materialize_features, split_batch, validate_batch
-from mlops.data.validation import derive_suite, read_batch, suite_path
+from mlops.data.ingest import read_manifest
+from mlops.data.parsing import read_batch
+from mlops.data.tasks import materialize_features, split_batch, validate_batch
 from mlops.dev.simulator import BAD_BATCH_KINDS, batch_bytes, make_batch_bytes, simulate_batch
+from tests.unit.data import delivery
+from tests.unit.data.delivery import CONFIG, churn, suites
 
-ROOT = Path(__file__).resolve().parents[3]
-CONFIG = ROOT / "config"
 DAY = dt.date(2026, 3, 2)
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 ROWS = 2000
 PART_MB = 0.03  # about 31 KB: a 2000-row churn batch (~140 KB) in 4-5 partitions
 
 
-def churn(partition_mb: float = 0, **expectations: Any) -> UseCase:
-    raw = yaml.safe_load((CONFIG / "use_cases" / "churn.yaml").read_text())
-    raw["source"]["partition_mb"] = partition_mb
-    raw.setdefault("expectations", {}).update(expectations)
-    return parse_use_case(raw, "churn.yaml")
-
-
 def deliver(tmp_path: Path, name: str, data: bytes) -> Lake:
-    lake = Lake(f"file://{tmp_path / name}")
-    archive_batch(lake, "churn", DAY, data, "csv", "test", "t")
-    return lake
+    return delivery.deliver(tmp_path / name, DAY, data)
 
 
 def verdict(use_case: UseCase, lake: Lake, config_dir: Path = CONFIG) -> dict[str, Any]:
-    """The day's summary, whether it passed or was quarantined."""
-    try:
-        return dict(validate_batch(use_case, DAY, lake, config_dir, as_of=NOW))
-    except BatchRejected:
-        return dict(lake.read_json(layout.quarantine_reason("churn", DAY)))
-
-
-def suites(tmp_path: Path, use_case: UseCase) -> Path:
-    """A config folder whose stored suite is the one this use case's settings imply."""
-    config = tmp_path / "config"
-    suite_path(config, "churn").parent.mkdir(parents=True, exist_ok=True)
-    suite_path(config, "churn").write_text(json.dumps(derive_suite(use_case)))
-    return config
+    return delivery.verdict(use_case, DAY, lake, config_dir, as_of=NOW)
 
 
 def errors(summary: dict[str, Any]) -> list[tuple[Any, ...]]:

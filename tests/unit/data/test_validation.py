@@ -8,17 +8,17 @@ import pandas as pd
 import pytest
 
 from mlops.core.config import get_use_case, load_use_cases, parse_use_case
+from mlops.data.parsing import read_batch
 from mlops.data.validation import (
     EVENT_TIME_CHECK,
     EVENT_TIME_MAX,
     EVENT_TIME_MIN,
     derive_suite,
     event_time_window,
-    read_batch,
     suite_path,
-    validate_frame,
 )
 from mlops.dev.simulator import batch_bytes, simulate_batch
+from tests.unit.data.delivery import churn, deliver, verdict
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -61,18 +61,20 @@ def _shift(frame: pd.DataFrame, rows: int, to: str) -> pd.DataFrame:
         pytest.param(0, "2026-01-05 00:00", 0, NOW, True, id="all-inside-the-day"),
     ],
 )
-def test_event_time_gate(rows: int, to: str, tolerance: float, as_of: dt.datetime, passed: bool) -> None:
-    use_case = get_use_case("churn")
+def test_event_time_gate(
+    tmp_path: Path, rows: int, to: str, tolerance: float, as_of: dt.datetime, passed: bool
+) -> None:
     frame = _shift(simulate_batch("churn", DAY, 200), rows, to)
-    outcome = validate_frame(frame, derive_suite(use_case), parameters=event_time_window(DAY, tolerance, as_of), with_docs=False)
-    failures = [f for f in outcome.failures if f.check == EVENT_TIME_CHECK]
-    assert outcome.passed is passed
+    lake = deliver(tmp_path, DAY, batch_bytes(frame, "csv"))
+    summary = verdict(churn(event_time_tolerance_hours=tolerance), DAY, lake, as_of=as_of)
+    failures = [f for f in summary["errors"] if f["check"] == EVENT_TIME_CHECK]
+    assert summary["passed"] is passed
     if passed:
         assert failures == []
         return
     [failure] = failures
-    assert failure.unexpected_count == rows
-    text = failure.describe()
+    assert failure["unexpected_count"] == rows
+    text = failure["text"]
     assert f"{rows} rows" in text and "outside the batch's day" in text
     assert str(pd.Timestamp(to)) in text  # the range seen names the offending time
 

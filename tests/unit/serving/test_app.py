@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from mlops.core.config import get_use_case
 from mlops.core.lake import Lake
+from mlops.data.request_log import REQUEST_ID, read_online_requests
 from mlops.serving.app import Served, create_app
 from mlops.serving.champion import ServedModel
-from mlops.serving.request_log import REQUEST_ID, RequestLog, read_online_requests
+from mlops.serving.request_log import RequestLog
 from mlops.serving.schema import RequestSchema
 from tests.unit.serving.test_request_log import ROW, FlakyLake
 

@@ -12,14 +12,8 @@ import pytest
 from mlops.core import layout
 from mlops.core.config import get_use_case
 from mlops.core.lake import Lake
-from mlops.serving.request_log import (
-    REQUEST_ID,
-    CorruptBatch,
-    RequestLog,
-    log_schema,
-    online_features,
-    read_online_requests,
-)
+from mlops.data.request_log import REQUEST_ID, CorruptBatch, online_features, read_online_requests
+from mlops.serving.request_log import RequestLog, log_schema
 from mlops.serving.schema import RequestSchema
 
 DAY = dt.date(2026, 3, 2)

@@ -10,7 +10,7 @@ import pytest
 
 from mlops.core.config import get_use_case
 from mlops.data.features import build_features
-from mlops.data.validation import read_batch
+from mlops.data.parsing import read_batch
 from mlops.dev.simulator import make_batch_bytes
 from mlops.serving.schema import MAX_LISTED_PROBLEMS, InvalidRows, RequestSchema
 
