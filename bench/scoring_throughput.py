@@ -144,7 +144,7 @@ def phase_train_register(train_rows: int) -> dict[str, Any]:
     from mlops.data.features import build_features
     from mlops.dev.simulator import simulate_batch
     from mlops.model import registry
-    from mlops.model.tasks import _trusted_types
+    from mlops.model.registration import skops_trusted_types
     from mlops.model.training import make_pipeline, predict_scores
 
     _, use_case, _, _ = _context()
@@ -165,7 +165,7 @@ def phase_train_register(train_rows: int) -> dict[str, Any]:
             name="model",
             signature=infer_signature(example, predict_scores(pipe, example, use_case.task)),
             registered_model_name=name,
-            skops_trusted_types=_trusted_types(pipe),
+            skops_trusted_types=skops_trusted_types(pipe),
         )
     version = str(info.registered_model_version)
     if version != "1":

@@ -69,7 +69,9 @@ def _plain_training(day: dt.date) -> float:
     from mlops.core.config import get_use_case
     from mlops.core.lake import get_lake
     from mlops.data.feature_store import get_feature_store
-    from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+    from mlops.model.gate import evaluate_and_promote
+    from mlops.model.registration import train_and_register
+    from mlops.model.training_set import prepare_training_set
 
     uc, lake = get_use_case("churn"), get_lake()
     t0 = time.perf_counter()

@@ -10,14 +10,16 @@ logic is in `mlops.data.tasks`.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import task
 
 from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.assets import features_asset
 
-DOC = """
+PIPELINE = dag_support.Pipeline(
+    kind="data",
+    description="Extract, validate and materialize features for {name}",
+    doc="""
 ### {name}: data pipeline
 
 **What it does.** For one day (the run's data interval, or the `interval` param), reads the
@@ -35,8 +37,8 @@ the data interval D 00:00 to D+1 00:00 UTC and starts at D+1 00:00. Catchup and
 `airflow backfill` create one run per day. A manual or REST run names its day with the
 `interval` param; without it, it processes the last complete day.
 
-**Triggers.** Schedule `{schedule}`; the UI trigger form; `POST /api/v2/dags/{name}_data/dagRuns`
-with `{{"conf": {{"interval": "YYYY-MM-DD"}}}}`.
+**Triggers.** Schedule `{use_case.schedules.data}`; the UI trigger form;
+`POST /api/v2/dags/{name}_data/dagRuns` with `{{"conf": {{"interval": "YYYY-MM-DD"}}}}`.
 
 **Writes.** `raw/`, `validation/`, on failure `quarantine/{name}/<day>/` (the batch, the GX
 result and Data Docs, `reason.json`); the `{name}_features` Asset, which starts scoring.
@@ -45,32 +47,19 @@ result and Data Docs, `reason.json`); the `{name}_features` Asset, which starts 
 log and the Slack alert list each one with counts; the batch is in quarantine, nothing
 downstream ran. Fix upstream and re-deliver, then clear the run. `extract_batch` failing with
 "no upstream batch" means it has not landed yet.
-"""
+""",
+)
 
 
 def build(use_case):
-    asset = features_asset(use_case.name)
-    with DAG(
-        dag_id=use_case.dag_id("data"),
-        description=f"Extract, validate and materialize features for {use_case.name}",
-        schedule=dag_support.day_timetable(use_case.schedules.data),
-        start_date=dag_support.start_date(use_case),
-        catchup=use_case.schedules.catchup,
-        max_active_runs=4,
-        tags=[dag_support.TAG, use_case.name, "data"],
-        doc_md=DOC.format(
-            name=use_case.name,
-            source=use_case.source.uri or f"SQL via {use_case.source.conn_id}",
-            schedule=use_case.schedules.data,
-        ),
-        default_args=dag_support.default_args(use_case),
-        params={
-            "interval": dag_support.interval_param("Day to process; empty = the run's data interval."),
-            "request_id": dag_support.request_id_param(),
-        },
+    name = use_case.name
+    asset = features_asset(name)
+    with PIPELINE.dag(
+        use_case,
+        doc_fields={"source": dag_support.describe_source(use_case.source)},
+        interval="Day to process; empty = the run's data interval.",
+        **dag_support.feed_runs(use_case),
     ) as dag:
-        name = use_case.name
-
         if use_case.source.on_missing == "wait":
 
             @task.sensor(
@@ -100,10 +89,8 @@ def build(use_case):
             from mlops.data.tasks import extract_and_split
 
             day = dag_support.resolve_interval(context)
-            try:
+            with dag_support.fails_for_good(BatchMissing):
                 return extract_and_split(get_use_case(name), day, get_lake(), load_settings().landing_uri)
-            except BatchMissing as exc:
-                raise AirflowFailException(str(exc)) from None
 
         @task(task_id="check_partition", retries=1)
         def check_partition(part: results.BatchPart, **context) -> results.PartCheck:
@@ -126,10 +113,8 @@ def build(use_case):
 
             day = dag_support.resolve_interval(context)
             parts = [checks[i] for i in range(len(checks))]  # indexed: iterating probes one past the end
-            try:
+            with dag_support.fails_for_good(BatchRejected):
                 return run_gate(get_use_case(name), day, get_lake(), load_settings().config_dir, checks=parts)
-            except BatchRejected as exc:
-                raise AirflowFailException(str(exc)) from None
 
         @task(task_id="materialize_features", outlets=[asset])
         def materialize_features(validation: results.ValidationSummary, **context) -> results.FeaturePartition:
@@ -155,4 +140,4 @@ def build(use_case):
     return dag
 
 
-dag_support.register_dags(globals(), "data", build)
+PIPELINE.register(globals(), build)

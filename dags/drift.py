@@ -6,52 +6,45 @@ One DAG per use case, id `<name>_drift`. Wiring only; the logic is in `mlops.mon
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, TriggerRule, task
+from airflow.sdk import TriggerRule, task
 
 from mlops.core import results
 from mlops.orchestration import dag_support
 
-DOC = """
+PIPELINE = dag_support.Pipeline(
+    kind="drift",
+    tag="monitoring",
+    description="Daily drift check of the {name} model's inputs and outputs",
+    doc="""
 ### {name}: drift monitoring
 
-**What it does.** Compares the features scored in the last {window} day(s) and those of the
-online requests the model server answered on those days (and their scores) with the feature
-data the current champion was trained on, using Evidently (data drift per
+**What it does.** Compares the features scored in the last {use_case.drift.window_days} day(s)
+and those of the online requests the model server answered on those days (and their scores)
+with the feature data the current champion was trained on, using Evidently (data drift per
 feature, prediction drift, and live performance where labels have arrived). Writes
 `reports/{name}/<day>/drift_report.html` and `drift_summary.json`, logs both to MLflow with
 drift metrics. On drift it posts one Slack alert and triggers `{name}_training` with the reason,
-unless a training run is active, the {cooldown} h cooldown has not passed, or this champion
-already triggered one.
+unless a training run is active, the {use_case.drift.cooldown_hours} h cooldown has not passed,
+or this champion already triggered one.
 
 **Which day.** A scheduled run checks the window ending with the day that has just closed
 (the run at D+1 00:00 UTC checks D); a manual run names the day with `interval`.
 
-**Triggers.** Schedule `{schedule}`; the UI form; the REST API.
+**Triggers.** Schedule `{use_case.drift.schedule}`; the UI form; the REST API.
 
 **When it fails.** "no champion yet" or "nothing was scored and no online request was served":
 train and score first. Alerts
 that Slack did not accept stay in the outbox and go out on the next run.
-"""
+""",
+)
 
 
 def build(use_case):
     name = use_case.name
-    with DAG(
-        dag_id=use_case.dag_id("drift"),
-        description=f"Daily drift check of the {name} model's inputs and outputs",
+    with PIPELINE.dag(
+        use_case,
         schedule=dag_support.day_timetable(use_case.drift.schedule),
-        start_date=dag_support.start_date(use_case),
-        catchup=False,
-        max_active_runs=1,
-        tags=[dag_support.TAG, name, "monitoring"],
-        doc_md=DOC.format(
-            name=name, window=use_case.drift.window_days, cooldown=use_case.drift.cooldown_hours, schedule=use_case.drift.schedule
-        ),
-        default_args=dag_support.default_args(use_case),
-        params={
-            "interval": dag_support.interval_param("Last day of the window to check; empty = the run's data interval."),
-            "request_id": dag_support.request_id_param(),
-        },
+        interval="Last day of the window to check; empty = the run's data interval.",
     ) as dag:
 
         @task(task_id="check_drift", retries=1)
@@ -113,4 +106,4 @@ def build(use_case):
     return dag
 
 
-dag_support.register_dags(globals(), "drift", build)
+PIPELINE.register(globals(), build)

@@ -1,23 +1,26 @@
 """Training per use case: point-in-time training set -> fit + MLflow -> gated promotion.
 
-One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.model.tasks`.
+One DAG per use case, id `<name>_training`. Wiring only; the logic is in `mlops.model`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from mlops.core import results
 from mlops.orchestration import dag_support
 from mlops.orchestration.approval import approval_task
 from mlops.orchestration.assets import champion_asset, features_asset
 
-DOC = """
+PIPELINE = dag_support.Pipeline(
+    kind="training",
+    description="Train, track and promote the {name} model",
+    doc="""
 ### {name}: training and promotion
 
 **What it does.** Builds a point-in-time training set from the feature store (the
-{window} days up to the run's interval, labels known by then), splits it
-({split}), fits the candidate models in parallel (`{estimator}` as configured, plus the
+{use_case.training.window_days} days up to the run's interval, labels known by then), splits it
+({split}), fits the candidate models in parallel (`{use_case.model.estimator}` as configured, plus the
 search's candidates: {candidates} by default; each an MLflow child run), keeps the best on the
 validation split, refits it with a fixed seed, logs params, metrics, plots, permutation
 importance, data version and git commit to MLflow (experiment `mlops/{name}`), registers a new
@@ -32,11 +35,13 @@ the same holdout with a paired bootstrap. Only a clear win moves the `champion` 
 **Approval.** In `approval` mode a challenger that passes the gate waits in `approve_promotion`
 (Airflow's human-in-the-loop: Required Actions, the ML platform page, or the REST API) with the
 gate's evidence; Approve moves `champion`, Reject or no answer within
-{approval_hours:g} hours leaves production as it is. Every answer, with who gave it, is in the ledger.
+{use_case.promotion.approval_timeout_hours:g} hours leaves production as it is. Every answer, with
+who gave it, is in the ledger.
 
 **When it fails.** "not enough data": run the data DAG for more days. A rejected challenger is
 not a failure: read the reason in the promotion history or the model version's tags.
-"""
+""",
+)
 
 
 def build(use_case):
@@ -60,27 +65,18 @@ def build(use_case):
     else:
         triggers.append("no schedule (on demand)")
 
-    with DAG(
-        dag_id=use_case.dag_id("training"),
-        description=f"Train, track and promote the {name} model",
+    budget = use_case.model.search.budget if use_case.model.search else 1
+    split = use_case.split
+    with PIPELINE.dag(
+        use_case,
         schedule=schedule,
-        start_date=dag_support.start_date(use_case),
-        catchup=False,
-        max_active_runs=1,
-        tags=[dag_support.TAG, name, "training"],
-        doc_md=DOC.format(
-            name=name,
-            window=use_case.training.window_days,
-            split=f"{use_case.split.strategy}: validation {use_case.split.validation}, holdout {use_case.split.holdout}",
-            estimator=use_case.model.estimator,
-            candidates=use_case.model.search.budget if use_case.model.search else 1,
-            model=use_case.registered_model_name,
-            triggers="; ".join(triggers),
-            approval_hours=use_case.promotion.approval_timeout_hours,
-        ),
-        default_args=dag_support.default_args(use_case),
+        doc_fields={
+            "split": f"{split.strategy}: validation {split.validation}, holdout {split.holdout}",
+            "candidates": budget,
+            "triggers": "; ".join(triggers),
+        },
+        interval="Last day of the training window; empty = the run's data interval.",
         params={
-            "interval": dag_support.interval_param("Last day of the training window; empty = the run's data interval."),
             "hyperparameters": Param(
                 {},
                 type="object",
@@ -96,27 +92,29 @@ def build(use_case):
                     "(Required Actions, the ML platform page or the REST API); dry_run: decide and record only."
                 ),
             ),
-            "search_budget": Param(
-                None,
-                type=["null", "integer"],
-                minimum=1,
+            "search_budget": dag_support.optional_count_param(
                 maximum=200,
                 title="Candidates to train",
                 description=(
-                    f"How many candidate models to fit in parallel (the configured one first); empty = the config's "
-                    f"{use_case.model.search.budget if use_case.model.search else 1}."
+                    "How many candidate models to fit in parallel (the configured one first); "
+                    f"empty = the config's {budget}."
                 ),
             ),
-            "window_days": Param(
-                None,
-                type=["null", "integer"],
-                minimum=1,
+            "window_days": dag_support.optional_count_param(
                 maximum=730,
                 title="Training window (days)",
-                description=f"Days of labelled data up to the interval; empty = the config's {use_case.training.window_days}.",
+                description=(
+                    "Days of labelled data up to the interval; "
+                    f"empty = the config's {use_case.training.window_days}."
+                ),
             ),
-            "reason": Param("", type="string", maxLength=500, title="Why this run", description="Recorded on the MLflow run."),
-            "request_id": dag_support.request_id_param(),
+            "reason": Param(
+                "",
+                type="string",
+                maxLength=500,
+                title="Why this run",
+                description="Recorded on the MLflow run.",
+            ),
         },
     ) as dag:
 
@@ -125,7 +123,7 @@ def build(use_case):
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store
-            from mlops.model.tasks import prepare_training_set as prepare
+            from mlops.model.training_set import prepare_training_set as prepare
 
             day = dag_support.resolve_interval(context)
             window = context["params"].get("window_days")
@@ -163,7 +161,7 @@ def build(use_case):
         def train_model(manifest: results.TrainingSetManifest, best: results.CandidateResult, **context) -> results.TrainedModel:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
-            from mlops.model.tasks import train_and_register
+            from mlops.model.registration import train_and_register
 
             params = context["params"]
             return train_and_register(
@@ -182,7 +180,7 @@ def build(use_case):
         def evaluate_and_promote(trained: results.TrainedModel, manifest: results.TrainingSetManifest, **context) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
-            from mlops.model.tasks import evaluate_and_promote as gate
+            from mlops.model.gate import evaluate_and_promote as gate
 
             entry = gate(
                 get_use_case(name),
@@ -204,7 +202,7 @@ def build(use_case):
         def apply_approval(entry: results.PromotionRecord, response: dict, **context) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
-            from mlops.model.tasks import apply_approval as act
+            from mlops.model.approval import apply_approval as act
 
             done = act(get_use_case(name), entry, response, get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
             context["outlet_events"][champion_asset(name)].extra = {"version": done["version"], "outcome": done["outcome"]}
@@ -219,4 +217,4 @@ def build(use_case):
     return dag
 
 
-dag_support.register_dags(globals(), "training", build)
+PIPELINE.register(globals(), build)

@@ -26,8 +26,10 @@ from mlops.data.tasks import extract_and_archive, materialize_features, validate
 from mlops.data.validation import derive_suite
 from mlops.dev.simulator import batch_bytes, simulate_batch
 from mlops.model import registry
+from mlops.model.gate import evaluate_and_promote
+from mlops.model.registration import train_and_register
 from mlops.model.scoring import score_partition
-from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+from mlops.model.training_set import prepare_training_set
 from mlops.monitoring.drift import check_drift_and_alert
 
 pytestmark = pytest.mark.slow

@@ -28,13 +28,14 @@ from mlops.core.config import get_use_case
 from mlops.core.lake import get_lake
 from mlops.data.feature_store import get_feature_store
 from mlops.data.features import build_features
-from mlops.data.validation import read_batch
+from mlops.data.parsing import read_batch
+from mlops.data.request_log import REQUEST_ID, REQUEST_ROW, read_online_requests
 from mlops.dev.simulator import make_batch_bytes
 from mlops.model import registry
-from mlops.model.tasks import prepare_training_set, train_and_register
+from mlops.model.registration import train_and_register
 from mlops.model.training import predict_scores
+from mlops.model.training_set import prepare_training_set
 from mlops.monitoring.drift import check_drift
-from mlops.serving.request_log import REQUEST_ID, REQUEST_ROW, read_online_requests
 from tests.integration.stack import free_port
 from tests.support.history import History, build_history
 

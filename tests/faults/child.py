@@ -39,14 +39,14 @@ def run(step: str, args: dict[str, Any]) -> Any:
 
         return materialize_features(uc, day, lake, get_feature_store())  # type: ignore[arg-type]
     if step == "train":
-        from mlops.model.tasks import train_and_register
+        from mlops.model.registration import train_and_register
 
         return train_and_register(
             uc, args["manifest"], lake, hyperparameters=args.get("hyperparameters") or {},
             dag_id="churn_training", airflow_run_id=args["run_id"], reason="fault test",
         )  # fmt: skip
     if step == "promote":
-        from mlops.model.tasks import evaluate_and_promote
+        from mlops.model.gate import evaluate_and_promote
 
         return evaluate_and_promote(
             uc, args["trained"], args["manifest"], lake, mode=None, dag_id="churn_training", airflow_run_id=args["run_id"]

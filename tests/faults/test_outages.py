@@ -47,7 +47,9 @@ from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.data.ingest import BatchMissing
 from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 from mlops.model import registry
-from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+from mlops.model.gate import evaluate_and_promote
+from mlops.model.registration import train_and_register
+from mlops.model.training_set import prepare_training_set
 from tests.e2e.helpers import land
 from tests.integration.stack import BUCKET, PG, Stack, _pg_connect
 from tests.support.fault_proxy import FaultKind, FaultProxy, HttpRequest

@@ -15,7 +15,9 @@ from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
 from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 from mlops.model import registry
-from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+from mlops.model.gate import evaluate_and_promote
+from mlops.model.registration import train_and_register
+from mlops.model.training_set import prepare_training_set
 from tests.e2e.helpers import land
 
 pytestmark = pytest.mark.faults

@@ -29,11 +29,13 @@ from mlops.core.config import get_use_case
 from mlops.core.lake import Lake, get_lake
 from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
-from mlops.data.ingest import BatchMissing, read_archived
+from mlops.data.ingest import BatchMissing, read_manifest, verify_archived
 from mlops.data.tasks import BatchRejected, extract_and_archive, materialize_features, validate_batch
 from mlops.model import registry
+from mlops.model.gate import evaluate_and_promote
+from mlops.model.registration import train_and_register
 from mlops.model.scoring import read_predictions, score_partition
-from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+from mlops.model.training_set import prepare_training_set
 from mlops.monitoring.retrain import decide_and_record
 from tests.e2e.helpers import land
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
@@ -128,7 +130,7 @@ def test_archive_killed_before_its_manifest(home: Path, tmp_path: Path) -> None:
     killed("archive", "archive", {"day": NEW_DAY.isoformat()}, tmp_path)
     # The object is in place under its hash, but no reader sees the day: the manifest is the pointer.
     with pytest.raises(BatchMissing):
-        read_archived(lake, "churn", NEW_DAY)
+        read_manifest(lake, "churn", NEW_DAY)
 
     retried = extract_and_archive(uc, NEW_DAY, lake, settings.landing_uri)
     assert without(retried, "received_at") == without(undisturbed, "received_at")
@@ -136,7 +138,8 @@ def test_archive_killed_before_its_manifest(home: Path, tmp_path: Path) -> None:
     assert after.keys() == expected.keys()  # one object, one manifest, no leftovers
     object_name = f"{undisturbed['sha256']}.csv"
     assert after[object_name] == expected[object_name]
-    assert read_archived(lake, "churn", NEW_DAY)[0] == expected[object_name]
+    assert read_manifest(lake, "churn", NEW_DAY)["sha256"] == undisturbed["sha256"]
+    verify_archived(lake, read_manifest(lake, "churn", NEW_DAY))
 
 
 def test_quarantine_killed_before_its_reason(home: Path, tmp_path: Path) -> None:

@@ -35,8 +35,10 @@ def build_history(
     from mlops.data.feature_store import get_feature_store
     from mlops.data.tasks import BatchRejected, extract_and_archive, materialize_features, validate_batch
     from mlops.dev.simulator import DEFAULT_DRIFT, Drift
+    from mlops.model.gate import evaluate_and_promote
+    from mlops.model.registration import train_and_register
     from mlops.model.scoring import score_partition
-    from mlops.model.tasks import evaluate_and_promote, prepare_training_set, train_and_register
+    from mlops.model.training_set import prepare_training_set
     from mlops.monitoring.drift import check_drift_and_alert
 
     uc, lake, settings, store = get_use_case("churn"), get_lake(), load_settings(), get_feature_store()

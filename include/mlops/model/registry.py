@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
 from mlops.core.results import ROLLBACK_OUTCOMES, Outcome, PromotionRecord
+from mlops.model import tags
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -56,7 +57,7 @@ def ensure_experiment(client: Any, use_case: UseCase) -> str:
     artifacts = load_settings().mlflow_artifacts_uri
     location = f"{artifacts.rstrip('/')}/{use_case.name}" if artifacts else None
     try:
-        return client.create_experiment(use_case.experiment_name, artifact_location=location, tags={"use_case": use_case.name})
+        return client.create_experiment(use_case.experiment_name, artifact_location=location, tags={tags.USE_CASE: use_case.name})
     except Exception:  # created concurrently by another worker
         exp = client.get_experiment_by_name(use_case.experiment_name)
         if exp is None:
@@ -113,12 +114,9 @@ def find_version_for_run(client: Any, model_name: str, experiment_id: str, airfl
     tagging the version is found too, so a retry never registers a second version. Errors
     propagate: "could not check" is not "not registered".
     """
-    for value in (airflow_run, training_hash):
-        if "'" in value:
-            raise ValueError(f"cannot search MLflow for {value!r}: it contains a quote")
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.airflow_run_id = '{airflow_run}' and tags.training_set_hash = '{training_hash}'",
+        filter_string=tags.search_filter({tags.AIRFLOW_RUN_ID: airflow_run, tags.TRAINING_SET_HASH: training_hash}),
         order_by=["attributes.start_time ASC"],
     )
     for run in runs:
@@ -128,9 +126,9 @@ def find_version_for_run(client: Any, model_name: str, experiment_id: str, airfl
     return None
 
 
-def tag_version(client: Any, model_name: str, version: str, tags: dict[str, str]) -> None:
-    """Put the lineage tags on a model version (idempotent: a retry sets the same values)."""
-    for key, value in tags.items():
+def tag_version(client: Any, model_name: str, version: str, values: dict[str, str]) -> None:
+    """Put tags (names from :mod:`mlops.model.tags`) on a model version; a retry sets the same values."""
+    for key, value in values.items():
         client.set_model_version_tag(model_name, version, key, value)
 
 

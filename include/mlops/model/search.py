@@ -21,8 +21,9 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from mlops.core.results import CandidateResult
-from mlops.model import registry
+from mlops.model import registry, tags
 from mlops.model.training import X_y, compute_metrics, make_pipeline, predict_scores
+from mlops.model.training_set import read_split
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -89,12 +90,10 @@ def parent_run(use_case: UseCase, manifest: TrainingSetManifest, airflow_run_id:
     """The training run's MLflow run (created once per Airflow run and training set; a retry reuses it)."""
     client = registry.configure_mlflow()
     experiment_id = registry.ensure_experiment(client, use_case)
-    for value in (airflow_run_id, manifest["training_set_hash"]):
-        if "'" in value:
-            raise ValueError(f"cannot search MLflow for {value!r}: it contains a quote")
+    run_tags = {tags.AIRFLOW_RUN_ID: airflow_run_id, tags.TRAINING_SET_HASH: manifest["training_set_hash"]}
     found = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.airflow_run_id = '{airflow_run_id}' and tags.training_set_hash = '{manifest['training_set_hash']}'",
+        filter_string=tags.search_filter(run_tags),
         order_by=["attributes.start_time ASC"],
         max_results=1,
     )
@@ -103,7 +102,7 @@ def parent_run(use_case: UseCase, manifest: TrainingSetManifest, airflow_run_id:
     run = client.create_run(
         experiment_id,
         run_name=f"{use_case.name}-{manifest['interval']}",
-        tags={"airflow_run_id": airflow_run_id, "training_set_hash": manifest["training_set_hash"], "use_case": use_case.name},
+        tags=run_tags | {tags.USE_CASE: use_case.name},
     )
     return str(run.info.run_id)
 
@@ -125,20 +124,22 @@ def selection_metric(use_case: UseCase) -> str:
 def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake, candidate: dict[str, Any], *, airflow_run_id: str) -> CandidateResult:
     """Fit one candidate on the training split, score it on validation, log it as a child run."""
     from mlops.core.settings import load_settings
-    from mlops.model.tasks import read_split
 
     client = registry.configure_mlflow()
     parent = candidate["parent_run_id"]
     experiment_id = client.get_run(parent).info.experiment_id
     existing = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.candidate = '{candidate['name']}'",
+        filter_string=tags.search_filter({tags.PARENT_RUN_ID: parent, tags.CANDIDATE: candidate["name"]}),
         max_results=1,
     )
     run = existing[0] if existing else client.create_run(
         experiment_id,
         run_name=candidate["name"],
-        tags={"mlflow.parentRunId": parent, "candidate": candidate["name"], "run_type": "candidate", "airflow_run_id": airflow_run_id},
+        tags={
+            tags.PARENT_RUN_ID: parent, tags.CANDIDATE: candidate["name"], tags.RUN_TYPE: "candidate",
+            tags.AIRFLOW_RUN_ID: airflow_run_id,
+        },
     )  # fmt: skip
     run_id = run.info.run_id
     worker = load_settings().worker_name or socket.gethostname()
@@ -157,7 +158,7 @@ def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake
         metrics = {f"validation_{k}": v for k, v in compute_metrics(y_val, predict_scores(pipe, X_val, use_case.task), use_case.task).items()}
     except Exception as exc:  # a candidate's own failure (bad hyperparameters, a fit that diverges) is its result
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-        client.set_tag(run_id, "error", result["error"])
+        client.set_tag(run_id, tags.ERROR, result["error"])
         client.log_text(run_id, traceback.format_exc(), "error.txt")
         client.set_terminated(run_id, status="FAILED")
         log.warning("candidate %s failed: %s", candidate["name"], result["error"])
@@ -166,7 +167,7 @@ def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake
         client.log_param(run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
-    client.set_tag(run_id, "worker", worker)
+    client.set_tag(run_id, tags.WORKER, worker)
     client.set_terminated(run_id, status="FINISHED")
     result["status"], result["metrics"] = "ok", metrics
     log.info("candidate %s on %s: %s = %.4f", candidate["name"], worker, selection_metric(use_case), metrics.get(selection_metric(use_case), float("nan")))
@@ -186,6 +187,6 @@ def select_best(use_case: UseCase, results: list[CandidateResult]) -> CandidateR
     ranking = [{"name": ok[i]["name"], metric: ok[i]["metrics"][metric], "worker": ok[i]["worker"]} for i in order]
     client = registry.configure_mlflow()
     client.log_dict(best["parent_run_id"], {"metric": metric, "ranking": ranking, "failed": [r["name"] for r in results if r and r["status"] != "ok"]}, "candidates.json")
-    client.set_tag(best["parent_run_id"], "best_candidate", best["name"])
+    client.set_tag(best["parent_run_id"], tags.BEST_CANDIDATE, best["name"])
     log.info("best of %d candidate(s) for %r: %s (%s %.4f)", len(ok), use_case.name, best["name"], metric, best["metrics"][metric])
     return best

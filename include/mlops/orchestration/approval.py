@@ -6,7 +6,7 @@ alias; the training DAG's ``approve_promotion`` task then asks a person. It is a
 on the ML platform page, and in the REST API
 (``PATCH /api/v2/dags/<dag>/dagRuns/<run>/taskInstances/approve_promotion/-1/hitlDetails``). No
 answer within ``promotion.approval_timeout_hours`` resolves it with the default, Reject.
-``apply_approval`` (``mlops.model.tasks``) acts on the answer and records it in the ledger.
+``apply_approval`` (``mlops.model.approval``) acts on the answer and records it in the ledger.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class PromotionApproval(HITLOperator):
 
     def execute(self, context: Any) -> Any:
         from mlops.core.config import get_use_case
-        from mlops.model.tasks import approval_request
+        from mlops.model.approval import approval_request
 
         entry = context["ti"].xcom_pull(task_ids=self.gate_task_id)
         self.subject, self.body = approval_request(entry, get_use_case(self.use_case_name))

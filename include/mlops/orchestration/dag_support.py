@@ -1,4 +1,5 @@
-"""Shared wiring for the DAG files: loading configs, defaults, params and the interval of a run.
+"""Shared wiring for the DAG files: loading configs, the DAG every pipeline starts from, params and
+the interval of a run.
 
 Kept free of heavy imports: DAG files import this at parse time.
 """
@@ -7,15 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.core.config import ConfigError, UseCase, load_use_cases
+from mlops.core.config import ConfigError, SourceSpec, UseCase, load_use_cases
 from mlops.core.settings import load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 log = logging.getLogger(__name__)
 
 TAG = "mlops"
+# Params every pipeline's DAG declares itself; a kind's own params may not reuse these names.
+INTERVAL_PARAM = "interval"
+REQUEST_ID_PARAM = "request_id"
 
 
 def use_cases_for_dags() -> tuple[dict[str, UseCase], dict[str, ConfigError]]:
@@ -24,6 +34,87 @@ def use_cases_for_dags() -> tuple[dict[str, UseCase], dict[str, ConfigError]]:
     for err in bad.values():
         log.error("use case config rejected: %s", err)
     return good, bad
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One kind of pipeline (``data``, ``training`` ...): its DAG file declares it once and builds
+    one DAG of it per use case with :meth:`dag`, then hands its builder to :meth:`register`.
+
+    ``description`` and ``doc`` (the DAG's ``doc_md``) are templates for :meth:`str.format`:
+    ``{name}`` is the use case's name, ``{model}`` its registered model, ``{use_case.<field>}``
+    any of its settings, and the kind's own computed values come as ``doc_fields``.
+    """
+
+    kind: str
+    description: str
+    doc: str
+    tag: str | None = None  # the DAG's third tag; the kind's name if unset
+
+    def dag(
+        self,
+        use_case: UseCase,
+        *,
+        schedule: Any,
+        doc_fields: Mapping[str, Any] | None = None,
+        interval: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        catchup: bool = False,
+        max_active_runs: int = 1,
+        retries: int = 2,
+    ) -> DAG:
+        """The DAG ``<use case>_<kind>`` with what every pipeline shares; the caller wires its tasks in it.
+
+        Shared: the id, the tags ``[mlops, <use case>, tag or kind]``, the start date, the default
+        args (owner, ``retries``, back-off, the failure alert), the description and ``doc_md``.
+        Params, in the trigger form's order: ``interval`` when the kind works on a day
+        (``interval`` says what the day means for it), the kind's own ``params``, ``request_id``.
+        A kind that runs several days at once or catches up says so with ``max_active_runs`` and
+        ``catchup``.
+        """
+        from airflow.sdk import DAG
+
+        dag_id = use_case.dag_id(self.kind)
+        reserved = sorted((params or {}).keys() & {INTERVAL_PARAM, REQUEST_ID_PARAM})
+        if reserved:
+            raise ValueError(
+                f"DAG {dag_id}: params {reserved} are shared by every pipeline and declared by "
+                "Pipeline.dag; drop them from params (for 'interval', pass interval=<what the day means>)"
+            )
+        shared_first = {INTERVAL_PARAM: interval_param(interval)} if interval is not None else {}
+        fields = {"name": use_case.name, "model": use_case.registered_model_name, "use_case": use_case}
+        return DAG(
+            dag_id=dag_id,
+            description=self.description.format(**fields),
+            schedule=schedule,
+            start_date=start_date(use_case),
+            catchup=catchup,
+            max_active_runs=max_active_runs,
+            tags=[TAG, use_case.name, self.tag or self.kind],
+            doc_md=self.doc.format(**fields, **(doc_fields or {})),
+            default_args=default_args(use_case, retries=retries),
+            params={**shared_first, **(params or {}), REQUEST_ID_PARAM: request_id_param()},
+        )
+
+    def register(self, namespace: dict[str, Any], build: Any) -> None:
+        """Put this kind's DAG of every use case into a DAG file's globals: see :func:`register_dags`."""
+        register_dags(namespace, self.kind, build)
+
+
+def feed_runs(use_case: UseCase) -> dict[str, Any]:
+    """How a DAG that ingests a daily delivery (the batches, a label feed) runs: on
+    ``schedules.data``, one run per closed day, catching up when the config says so, several
+    days at once. Keyword arguments for :meth:`Pipeline.dag`."""
+    return {
+        "schedule": day_timetable(use_case.schedules.data),
+        "catchup": use_case.schedules.catchup,
+        "max_active_runs": 4,
+    }
+
+
+def describe_source(source: SourceSpec) -> str:
+    """Where a feed's deliveries come from, for a DAG's documentation."""
+    return source.uri or f"SQL via {source.conn_id}"
 
 
 def default_args(use_case: UseCase | None, *, retries: int = 2) -> dict[str, Any]:
@@ -67,6 +158,27 @@ def request_id_param() -> Any:
         title="Request id",
         description="Id of the upstream request that started this run (for tracing and de-duplication).",
     )
+
+
+def optional_count_param(*, maximum: int, title: str, description: str) -> Any:
+    """A whole number from 1 to ``maximum`` a run may set; empty (the default) keeps the config's."""
+    from airflow.sdk import Param
+
+    return Param(
+        None, type=["null", "integer"], minimum=1, maximum=maximum, title=title, description=description
+    )
+
+
+@contextmanager
+def fails_for_good(*errors: type[Exception]) -> Iterator[None]:
+    """Turn ``errors`` raised inside into a task failure without retries: they are final (a batch
+    that broke its expectations, a version that does not exist), so trying again cannot help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def day_timetable(schedule: str | None) -> Any:

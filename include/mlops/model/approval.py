@@ -1,0 +1,103 @@
+"""A person's approval of a promotion: the request's evidence, and acting on the answer.
+
+In promotion mode ``approval`` the gate records ``awaiting_approval``; the training DAG then asks
+a person (``mlops.orchestration.approval``) with :func:`approval_request` as the request's text,
+and :func:`apply_approval` acts on the answer (or its absence) and records it in the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mlops.core.results import APPROVAL_ANSWERS, Outcome, PromotionRecord
+from mlops.model import registry, tags
+from mlops.model.promotion import APPROVE
+
+if TYPE_CHECKING:
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, str]:
+    """Subject and body (Markdown) of the human-approval request: the gate's evidence."""
+    subject = f"Promote {use_case.registered_model_name} v{entry['version']} to champion?"
+    metrics = entry.get("challenger_metrics") or {}
+    lines = [
+        f"**Use case** {use_case.name} · **challenger** v{entry['version']} · **champion now** "
+        f"{'v' + entry['champion_before'] if entry['champion_before'] else 'none'}",
+        "",
+        f"**Gate** {entry['reason'].removeprefix('awaiting approval: ')}",
+        "",
+        "| metric | challenger |",
+        "|---|---|",
+        *[f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())],
+        "",
+        f"Holdout rows: {entry.get('holdout_rows', 'n/a')} · MLflow run: {entry.get('mlflow_run_url', 'n/a')}",
+        "",
+        f"Approve moves the `champion` alias to v{entry['version']}; Reject, or no answer within "
+        f"{use_case.promotion.approval_timeout_hours:g} hours, leaves production as it is.",
+    ]
+    return subject, "\n".join(lines)
+
+
+def apply_approval(
+    use_case: UseCase, gate: PromotionRecord, response: dict[str, Any] | None, lake: Lake, *, dag_id: str, airflow_run_id: str
+) -> PromotionRecord:
+    """Act on a person's answer to an approval request and record it in the ledger (safe to repeat).
+
+    ``response`` is the human-in-the-loop task's result (``chosen_options``, ``responded_by_user``,
+    ``params_input``); a timed-out request carries the default, Reject, and no user. Approve moves
+    the champion alias only if the champion is still the one the gate compared against.
+    """
+    client = registry.configure_mlflow()
+    name, version = use_case.registered_model_name, gate["version"]
+    for done in registry.promotion_history(lake, use_case.name):
+        if done["airflow_run_id"] == airflow_run_id and str(done["version"]) == version and done["outcome"] in APPROVAL_ANSWERS:
+            return done
+    response = response or {}
+    chosen = list(response.get("chosen_options") or [])
+    user = response.get("responded_by_user") or None
+    who = (user.get("name") or user.get("id")) if isinstance(user, dict) else None
+    comment = str((response.get("params_input") or {}).get("comment") or "").strip()[:1000]
+    current = registry.alias_version(client, name, registry.CHAMPION)
+    current_version = str(current.version) if current is not None else None
+    promoted = False
+    outcome: Outcome
+    if chosen == [APPROVE] and who:
+        if current_version == version:
+            outcome, note = "approved", f"approved by {who}; v{version} is the champion"  # a retry after the move
+            promoted = True
+        elif current_version != gate["champion_before"]:
+            outcome = "approval_stale"
+            note = (
+                f"approved by {who}, but the champion changed from v{gate['champion_before']} to v{current_version} "
+                "while the request waited; nothing moved. Re-run training to compare against the new champion."
+            )
+        else:
+            registry.apply_aliases(client, use_case, version, True, gate["champion_before"])
+            outcome, note, promoted = "approved", f"approved by {who}", True
+    elif who:
+        outcome, note = "rejected_by_reviewer", f"rejected by {who}"
+    else:
+        outcome, note = "approval_timed_out", (
+            f"no answer within {use_case.promotion.approval_timeout_hours:g} hours: not promoted"
+        )
+    reason = f"{note}{': ' + comment if comment else ''} (gate: {gate['reason'].removeprefix('awaiting approval: ')})"
+    registry.tag_version(client, name, version, tags.promotion(outcome, reason))
+    entry = PromotionRecord(
+        **{k: v for k, v in gate.items() if k not in ("decided_at", "outcome", "promoted", "reason", "aliases_after")},  # type: ignore[typeddict-item]
+        decided_at=registry.now_iso(),
+        outcome=outcome,
+        promoted=promoted,
+        reason=reason,
+        aliases_after=registry.aliases_after(version, promoted, gate["champion_before"]) if promoted else {"champion": current_version, "previous_champion": None},
+        reviewed_by=who,
+        reviewed_at=str(response.get("responded_at") or "") or None,
+        review_comment=comment,
+    )
+    registry.record_decision(lake, use_case.name, entry)
+    log.info("approval of %s v%s: %s - %s", name, version, outcome, reason)
+    return entry

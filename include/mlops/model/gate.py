@@ -1,0 +1,154 @@
+"""The promotion gate: compare the new version with the champion, decide, move aliases, record.
+
+The ``evaluate_and_promote`` task. It scores challenger and champion on this run's holdout, lets
+the pure :mod:`mlops.model.promotion` decide, writes the decision down before any alias moves
+(so a retry finishes the same decision), then moves the aliases, tags the version and the run, and
+appends the decision to the promotion ledger. In approval mode a person answers next
+(:mod:`mlops.model.approval`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mlops.core import faults, layout
+from mlops.core.results import ALIAS_OUTCOMES, PromotionRecord, TrainedModel, TrainingSetManifest
+from mlops.model import registry, tags
+from mlops.model.promotion import bootstrap_difference, decide
+from mlops.model.training import X_y, compute_metrics, metric_fn, predict_scores
+from mlops.model.training_set import read_split
+
+if TYPE_CHECKING:
+    from mlops.core.config import UseCase
+    from mlops.core.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+class ChampionNotComparable(RuntimeError):
+    """The champion cannot score the challenger's holdout, so the gate cannot judge: nothing is promoted."""
+
+
+def evaluate_and_promote(
+    use_case: UseCase,
+    trained: TrainedModel,
+    manifest: TrainingSetManifest,
+    lake: Lake,
+    *,
+    mode: str | None,
+    dag_id: str,
+    airflow_run_id: str,
+) -> PromotionRecord:
+    """Score challenger and champion on this run's holdout, decide, move aliases, record the decision."""
+    import mlflow
+
+    client = registry.configure_mlflow()
+    name = use_case.registered_model_name
+    version = trained["version"]
+    for entry in registry.promotion_history(lake, use_case.name):
+        if str(entry["version"]) == version and entry["airflow_run_id"] == airflow_run_id:
+            log.info("decision for version %s already recorded by this run: %s", version, entry["outcome"])
+            return entry
+
+    # Claim, then act: the decision is written down before any alias moves, so a retry after a
+    # crash finishes that decision (against the champion it was taken against) instead of
+    # deciding again against aliases it has itself already moved.
+    intent = layout.promotion_intent(use_case.name, airflow_run_id, version)
+    if lake.exists(intent):
+        entry = lake.read_json(intent)
+        log.info("finishing the decision this run took before it was interrupted: %s", entry["outcome"])
+    else:
+        entry = _decide(use_case, trained, manifest, lake, client, mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id)
+        lake.write_json(intent, entry)
+    if entry["outcome"] in ALIAS_OUTCOMES:  # not dry runs, not disabled
+        registry.apply_aliases(client, use_case, version, entry["promoted"], entry["champion_before"])
+    faults.point("promote")
+    decision_tags = tags.promotion(entry["outcome"], entry["reason"])
+    registry.tag_version(client, name, version, decision_tags)
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.set_tags(decision_tags)
+        comparison: dict[str, Any] = entry.get("comparison") or {}
+        if comparison:
+            mlflow.log_metrics({"promotion.improvement": comparison["improvement"], "promotion.ci_low": comparison["ci_low"]})
+    registry.record_decision(lake, use_case.name, entry)
+    lake.delete(intent)
+    log.info("promotion decision for %s v%s: %s - %s", name, version, entry["outcome"], entry["reason"])
+    return entry
+
+
+def _decide(
+    use_case: UseCase,
+    trained: TrainedModel,
+    manifest: TrainingSetManifest,
+    lake: Lake,
+    client: Any,
+    *,
+    mode: str | None,
+    dag_id: str,
+    airflow_run_id: str,
+) -> PromotionRecord:
+    """Score challenger and champion on the holdout and decide; changes nothing."""
+    name, version = use_case.registered_model_name, trained["version"]
+    holdout = read_split(lake, manifest, "holdout")
+    X, y = X_y(holdout, use_case)
+    challenger = registry.load_model(name, version)
+    challenger_scores = predict_scores(challenger, X, use_case.task)
+    challenger_metrics = compute_metrics(y, challenger_scores, use_case.task)
+
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    comparison = None
+    if champion is not None and str(champion.version) != version:
+        # Fail closed: an outage while loading the champion propagates (the task retries), and a
+        # champion that cannot score this holdout stops the gate; neither promotes the challenger.
+        champion_model = registry.load_model(name, champion.version)
+        try:
+            champion_scores = predict_scores(champion_model, X, use_case.task)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ChampionNotComparable(
+                f"use case {use_case.name!r}: champion v{champion.version} cannot score the holdout of challenger "
+                f"v{version} ({type(exc).__name__}: {exc}); nothing was promoted. If the features changed on "
+                "purpose, review the challenger and move the 'champion' alias by hand."
+            ) from exc
+        comparison = bootstrap_difference(
+            y,
+            challenger_scores,
+            champion_scores,
+            metric_fn(use_case.promotion.metric, use_case.task),
+            higher_is_better=use_case.promotion.higher_is_better,
+            samples=use_case.promotion.bootstrap_samples,
+            confidence=use_case.promotion.confidence,
+            seed=use_case.model.seed,
+        )
+    has_champion = champion is not None and str(champion.version) != version
+    decision = decide(challenger_metrics, use_case.promotion, comparison=comparison, has_champion=has_champion, mode=mode)
+    champion_before = str(champion.version) if champion is not None else None
+    promoted = decision.promote and decision.apply
+    return PromotionRecord(
+        use_case=use_case.name,
+        decided_at=registry.now_iso(),
+        version=version,
+        champion_before=champion_before,
+        outcome=decision.outcome,
+        promoted=promoted,
+        reason=decision.reason,
+        metric=use_case.promotion.metric,
+        challenger_metrics=challenger_metrics,
+        comparison=decision.as_dict()["comparison"],
+        threshold_failures=decision.threshold_failures,
+        mode=mode or use_case.promotion.mode,
+        aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.outcome in ALIAS_OUTCOMES else {},
+        airflow_dag_id=dag_id,
+        airflow_run_id=airflow_run_id,
+        mlflow_run_id=trained["run_id"],
+        holdout_rows=len(holdout),
+        mlflow_run_url=trained["mlflow_run_url"],
+        lineage={
+            "data_window": [manifest["lineage"]["window_start"], manifest["lineage"]["window_end"]],
+            "feature_partitions": len(manifest["lineage"]["feature_partitions"]),
+            "training_rows": manifest["rows"],
+            "training_set_hash": manifest["training_set_hash"],
+            "training_set_uri": lake.uri(layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])),
+            "git_commit": registry.git_commit(),
+        },
+    )
