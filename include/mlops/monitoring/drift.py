@@ -1,4 +1,6 @@
-"""Drift monitoring with Evidently 0.7 and the guarded retrain decision.
+"""Drift monitoring with Evidently 0.7: the report, live performance and the drift alert.
+
+Whether a drifted check retrains is decided in :mod:`mlops.monitoring.retrain`.
 
 Reference: the feature partitions the champion was trained on (its ``feature_partitions`` tag).
 Current: the feature rows scored in the last ``drift.window_days`` days, with their scores, and
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any, cast
 from mlops.core import layout
 from mlops.core.results import DriftCheckResult
 from mlops.data.features import ENTITY, EVENT_TIME, LABEL, LABEL_AVAILABLE_AT
+from mlops.data.request_log import output_column
+from mlops.model import tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,7 +139,7 @@ def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.
     version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
     if version is None:
         raise LookupError(f"use case {use_case.name!r}: no champion yet, so there is no reference to compare with")
-    partitions = json.loads((version.tags or {}).get("feature_partitions", "{}"))
+    partitions = json.loads((version.tags or {}).get(tags.FEATURE_PARTITIONS, "{}"))
     if not partitions:
         raise LookupError(f"champion v{version.version} of {use_case.registered_model_name!r} has no feature_partitions lineage tag")
     days = sorted(dt.date.fromisoformat(d) for d in partitions)
@@ -151,7 +155,7 @@ def current_window(use_case: UseCase, days: list[dt.date], lake: Lake, store: Fe
     """
     import pandas as pd
 
-    from mlops.data.request_log import online_features, output_column, read_online_requests
+    from mlops.data.request_log import online_features, read_online_requests
     from mlops.model.scoring import read_predictions
 
     out_col = output_column(use_case)
@@ -189,7 +193,7 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
             f"use case {use_case.name!r}: nothing was scored and no online request was served in {days[0]}..{days[-1]}; "
             "run the scoring DAG first"
         )
-    out_col = "score" if use_case.task == "classification" else "prediction"
+    out_col = output_column(use_case)
     current = sample(current_full, spec.sample_size, spec.seed)
     reference = sample(reference_full, spec.sample_size, spec.seed)
     model = registry.load_model(use_case.registered_model_name, version.version)
@@ -315,12 +319,12 @@ def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[st
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{result['day']}") as run:
         mlflow.set_tags(
             {
-                "run_type": "drift_check",
-                "use_case": use_case.name,
-                "model_name": use_case.registered_model_name,
-                "model_version": result["model_version"],
-                "drift_day": result["day"],
-                "drifted": str(result["drifted"]),
+                tags.RUN_TYPE: "drift_check",
+                tags.USE_CASE: use_case.name,
+                tags.MODEL_NAME: use_case.registered_model_name,
+                tags.MODEL_VERSION: result["model_version"],
+                tags.DRIFT_DAY: result["day"],
+                tags.DRIFTED: str(result["drifted"]),
             }
         )
         metrics = {"drift_share": result["drift_share"], "dataset_drift": float(result["dataset_drift"])}
@@ -337,7 +341,8 @@ def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[st
         mlflow.log_dict({k: v for k, v in result.items() if k != "mlflow_run_id"}, "drift_summary.json")
         mlflow.log_text(html, "drift_report.html")
         run_id = run.info.run_id
-    client.set_model_version_tag(use_case.registered_model_name, result["model_version"], "last_drift_check", f"{result['day']}: {'drift' if result['drifted'] else 'ok'}")
+    verdict = f"{result['day']}: {'drift' if result['drifted'] else 'ok'}"
+    client.set_model_version_tag(use_case.registered_model_name, result["model_version"], tags.LAST_DRIFT_CHECK, verdict)
     return run_id
 
 
