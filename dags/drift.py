@@ -97,7 +97,6 @@ def build(use_case):
             conf={
                 "reason": "drift: {{ ti.xcom_pull(task_ids='decide_retrain')['reason'] }}",
                 "interval": "{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}",
-                "promotion_mode": "auto",
                 "window_days": use_case.drift.retrain_window_days,
             },
             skip_when_already_exists=True,

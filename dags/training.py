@@ -30,7 +30,8 @@ the same holdout with a paired bootstrap. Only a clear win moves the `champion` 
 **Triggers.** {triggers}; the UI form; the REST API; the drift DAG (with a `reason`).
 
 **Params.** `interval` (last day of the window), `hyperparameters` (overrides),
-`promotion_mode` (`auto` / `approval` / `dry_run`), `reason`.
+`promotion_mode` (the use case's mode, `{use_case.promotion.mode}`, or a stricter one: the
+configured mode is a floor no run can lower), `reason`.
 
 **Approval.** In `approval` mode a challenger that passes the gate waits in `approve_promotion`
 (Airflow's human-in-the-loop: Required Actions, the ML platform page, or the REST API) with the
@@ -84,12 +85,14 @@ def build(use_case):
                 description=f"Merged over the config's {dict(use_case.model.hyperparameters)}.",
             ),
             "promotion_mode": Param(
-                use_case.promotion.mode if use_case.promotion.mode != "disabled" else "dry_run",
-                enum=["auto", "approval", "dry_run"],
+                use_case.promotion.mode,
+                enum=use_case.promotion.allowed_modes(),
                 title="Promotion mode",
                 description=(
+                    f"The use case's mode ({use_case.promotion.mode}) or a stricter one, never a looser one. "
                     "auto: move the champion alias if the gate passes; approval: if it passes, ask a person "
-                    "(Required Actions, the ML platform page or the REST API); dry_run: decide and record only."
+                    "(Required Actions, the ML platform page or the REST API); dry_run: decide and record "
+                    "only; disabled: record that nothing may be promoted."
                 ),
             ),
             "search_budget": dag_support.optional_count_param(
@@ -120,11 +123,13 @@ def build(use_case):
 
         @task(task_id="prepare_training_set", retries=2)
         def prepare_training_set(**context) -> results.TrainingSetManifest:
-            from mlops.core.config import get_use_case
+            from mlops.core.config import PromotionModeRefused, get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store
             from mlops.model.training_set import prepare_training_set as prepare
 
+            with dag_support.fails_for_good(PromotionModeRefused):  # before any work, never retried
+                get_use_case(name).promotion.run_mode(context["params"].get("promotion_mode"))
             day = dag_support.resolve_interval(context)
             window = context["params"].get("window_days")
             return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"], window_days=window)

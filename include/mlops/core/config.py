@@ -447,6 +447,16 @@ class ThresholdSpec(_Strict):
     max: float | None = None
 
 
+PromotionMode = Literal["auto", "approval", "dry_run", "disabled"]
+# The modes from the loosest to the strictest. The configured mode is a floor: a run (the UI form,
+# the REST API, the drift DAG's retrain) may ask for it or a stricter one, never a looser one.
+PROMOTION_MODES: tuple[PromotionMode, ...] = ("auto", "approval", "dry_run", "disabled")
+
+
+class PromotionModeRefused(ValueError):
+    """A run asked for a promotion mode looser than its use case's (or one that does not exist)."""
+
+
 class PromotionSpec(_Strict):
     metric: str
     higher_is_better: bool = True
@@ -457,8 +467,30 @@ class PromotionSpec(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     # auto: a challenger that passes moves the champion alias; approval: it waits for a person
     # (Airflow's human-in-the-loop) for at most approval_timeout_hours, then counts as rejected.
-    mode: Literal["auto", "approval", "dry_run", "disabled"] = "auto"
+    mode: PromotionMode = "auto"
     approval_timeout_hours: float = Field(default=72, gt=0, le=24 * 30)
+
+    def allowed_modes(self) -> list[PromotionMode]:
+        """The modes a run may ask for: the configured one and every stricter one."""
+        return list(PROMOTION_MODES[PROMOTION_MODES.index(self.mode) :])
+
+    def run_mode(self, requested: str | None) -> PromotionMode:
+        """The mode a run promotes with: the configured one, or the stricter one it asked for.
+
+        Raises :class:`PromotionModeRefused` for a looser or unknown mode, naming what is allowed.
+        """
+        if not requested:
+            return self.mode
+        allowed = self.allowed_modes()
+        for mode in allowed:
+            if requested == mode:
+                return mode
+        if requested in PROMOTION_MODES:
+            raise PromotionModeRefused(
+                f"promotion mode {requested!r} is looser than the use case's {self.mode!r}: a run may only "
+                f"make promotion stricter ({', '.join(allowed)}); change promotion.mode in the use case to loosen it"
+            )
+        raise PromotionModeRefused(f"unknown promotion mode {requested!r}; one of {', '.join(allowed)}")
 
 
 class ScoringSpec(_Strict):

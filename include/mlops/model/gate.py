@@ -89,6 +89,7 @@ def _decide(
     airflow_run_id: str,
 ) -> PromotionRecord:
     """Score challenger and champion on the holdout and decide; changes nothing."""
+    mode = use_case.promotion.run_mode(mode)  # a looser mode than configured is refused here too
     name, version = use_case.registered_model_name, trained["version"]
     holdout = read_split(lake, manifest, "holdout")
     X, y = X_y(holdout, use_case)
@@ -136,7 +137,7 @@ def _decide(
         challenger_metrics=challenger_metrics,
         comparison=decision.as_dict()["comparison"],
         threshold_failures=decision.threshold_failures,
-        mode=mode or use_case.promotion.mode,
+        mode=mode,
         aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.outcome in ALIAS_OUTCOMES else {},
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,

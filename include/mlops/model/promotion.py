@@ -122,8 +122,12 @@ def decide(
     has_champion: bool,
     mode: str | None = None,
 ) -> Decision:
-    """The gate's decision for one challenger. ``mode`` overrides the config's mode (a run param)."""
-    mode = mode or spec.mode
+    """The gate's decision for one challenger.
+
+    ``mode`` is the run's requested mode (a run param): it may only be the configured mode or a
+    stricter one (:meth:`~mlops.core.config.PromotionSpec.run_mode` refuses a looser one).
+    """
+    mode = spec.run_mode(mode)
     failures = check_thresholds(challenger_metrics, spec)
     if mode == "disabled":
         return Decision(False, False, "disabled", "promotion is disabled for this use case", failures, comparison)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlops.core.config import PromotionSpec, ThresholdSpec
+from mlops.core.config import PROMOTION_MODES, PromotionModeRefused, PromotionSpec, ThresholdSpec
 from mlops.model.promotion import Comparison, bootstrap_difference, check_thresholds, decide
 
 SPEC = PromotionSpec(
@@ -116,3 +116,34 @@ def test_approval_mode_rejects_a_loser_without_asking() -> None:
     comparison = Comparison("roc_auc", 0.84, 0.85, -0.01, -0.03, 0.01, 300, 0.95)
     decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, mode="approval")
     assert decision.outcome == "rejected" and decision.apply and not decision.promote
+
+
+# The configured mode is a floor: every (configured, requested) pair -------------------------------
+
+# What a passing challenger's decision is in each mode (no champion yet: it passes the thresholds).
+OUTCOME_IN_MODE = {"auto": "promoted", "approval": "awaiting_approval", "dry_run": "dry_run_promote", "disabled": "disabled"}
+MODES = list(PROMOTION_MODES)
+
+
+@pytest.mark.parametrize(
+    ("configured", "requested"),
+    [pytest.param(c, r, id=f"{c}-asks-{r or 'nothing'}") for c in MODES for r in [None, *MODES]],
+)
+def test_a_run_may_make_promotion_stricter_never_looser(configured: str, requested: str | None) -> None:
+    spec = SPEC.model_copy(update={"mode": configured})
+    looser = requested is not None and MODES.index(requested) < MODES.index(configured)
+    if looser:
+        with pytest.raises(PromotionModeRefused, match=f"{requested!r} is looser than the use case's {configured!r}"):
+            decide(GOOD, spec, comparison=None, has_champion=False, mode=requested)
+        assert requested not in spec.allowed_modes()  # the form does not offer it either
+        return
+    decision = decide(GOOD, spec, comparison=None, has_champion=False, mode=requested)
+    assert decision.outcome == OUTCOME_IN_MODE[requested or configured]
+    assert decision.apply == ((requested or configured) == "auto")
+    assert spec.run_mode(requested) in spec.allowed_modes()
+
+
+def test_an_unknown_mode_is_refused_naming_the_allowed_ones() -> None:
+    spec = SPEC.model_copy(update={"mode": "approval"})
+    with pytest.raises(PromotionModeRefused, match="unknown promotion mode 'yolo'; one of approval, dry_run, disabled"):
+        spec.run_mode("yolo")
