@@ -18,7 +18,9 @@ PIPELINE = dag_support.Pipeline(
         "### {name}: rollback\n\nMoves `champion` of `{model}` to the version you "
         "name (the replaced one keeps `previous_champion`) and records it, with your reason, in the "
         "promotion history. Explicit, not a toggle: running it twice leaves the same champion. Trigger by "
-        "hand when a champion misbehaves; fails clearly if the version does not exist."
+        "hand when a champion misbehaves. Only an earlier champion can be restored (a version the gate, a "
+        "reviewer or a rollback made champion before), and only while today's features can feed it (its "
+        "feature version); anything else fails at once with the reason, and nothing moves."
     ),
 )
 
@@ -33,7 +35,7 @@ def build(use_case):
                 type="string",
                 pattern="^[0-9]+$",
                 title="Version to restore",
-                description="The model version that becomes the champion.",
+                description="An earlier champion's version; it becomes the champion again.",
             ),
             "reason": Param(
                 type="string",

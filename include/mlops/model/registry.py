@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
-from mlops.core.results import ROLLBACK_OUTCOMES, Outcome, PromotionRecord
+from mlops.core.results import CHAMPION_OUTCOMES, ROLLBACK_OUTCOMES, Outcome, PromotionRecord
 from mlops.model import tags
 
 if TYPE_CHECKING:
@@ -235,8 +235,27 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
+class FeatureVersionMismatch(RuntimeError):
+    """The model version was trained on other feature definitions or code than the current ones."""
+
+
+def check_servable(use_case: UseCase, version: Any, *, builder: str, fix: str) -> None:
+    """Refuse a model version that today's features cannot feed (batch scoring, the model server, a rollback).
+
+    A version records the feature version it was trained on (its ``feature_version`` tag: every
+    feature's definition, columns and code); features built otherwise would feed it inputs it never
+    saw. ``builder`` names who builds today's features, ``fix`` what to do.
+    """
+    trained_on = (version.tags or {}).get(tags.FEATURE_VERSION)
+    if trained_on and trained_on != use_case.feature_version:
+        raise FeatureVersionMismatch(
+            f"v{version.version} was trained on feature version {trained_on}, but {builder} builds features as "
+            f"{use_case.feature_version} (a feature or its code changed); {fix}"
+        )
+
+
 class RollbackRefused(ValueError):
-    """The requested rollback target does not exist or is not a model of this use case."""
+    """The requested rollback target does not exist, never earned production, or cannot be served today."""
 
 
 def rollback(
@@ -264,6 +283,18 @@ def rollback(
     if current is not None and str(current.version) == str(target.version):
         outcome, note = "rollback_noop", f"v{version} is already the champion; nothing changed"
     else:
+        # Only a version that earned production before may get it back without the gate.
+        history = promotion_history(lake, use_case.name)
+        if not any(str(h["version"]) == str(target.version) and h["outcome"] in CHAMPION_OUTCOMES for h in history):
+            raise RollbackRefused(
+                f"v{target.version} of {name!r} was never the champion (the promotion ledger has no promotion, "
+                "approval or rollback to it): a rollback only restores an earlier champion; train it through the "
+                "gate instead"
+            )
+        try:
+            check_servable(use_case, target, builder="the platform", fix="it cannot be the champion again")
+        except FeatureVersionMismatch as exc:
+            raise RollbackRefused(f"cannot roll back to {exc}; retrain on today's features instead") from None
         client.set_registered_model_alias(name, CHAMPION, str(target.version))
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, str(current.version))

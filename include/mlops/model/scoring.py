@@ -94,8 +94,6 @@ def _explain_baseline(run_id: str) -> dict[str, Any]:
     return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{explain.BASELINE_ARTIFACT}"))
 
 
-class FeatureVersionMismatch(RuntimeError):
-    """The champion was trained on other feature definitions or code than the current ones."""
 
 
 def champion(use_case: UseCase) -> tuple[Any, Any]:
@@ -163,14 +161,13 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
     from mlops.data.tasks import refresh_stale_features
 
     version, model = champion(use_case)
-    trained_on = (version.tags or {}).get("feature_version")
-    if trained_on and trained_on != use_case.feature_version:
-        raise FeatureVersionMismatch(
-            f"use case {use_case.name!r}: champion v{version.version} was trained on feature version {trained_on}, but the "
-            f"features are now defined as {use_case.feature_version} (a feature or its code changed). Scoring with them "
-            "would feed the model inputs it never saw: retrain (trigger the training DAG) and let the gate promote a model "
-            "of the new features, or roll the feature change back."
-        )
+    registry.check_servable(
+        use_case,
+        version,
+        builder="scoring",
+        fix="retrain (trigger the training DAG) and let the gate promote a model of the new features, "
+        "or roll the feature change back",
+    )
     refresh_stale_features(use_case, [interval], lake, store)  # built by the code the champion was trained with
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)

@@ -73,19 +73,14 @@ class Served:
 def served_use_case(use_case: UseCase, lake: Lake, settings: ServingSettings, client: Any) -> Served:
     """Wire a use case to the registry (its ``champion`` alias, the registry's loader) and the lake."""
     from mlops.model import registry
-    from mlops.model.scoring import FeatureVersionMismatch
 
     name = use_case.registered_model_name
 
     def load(entry: Any) -> Any:
-        # As batch scoring does: a model trained on other feature definitions or code than the
-        # ones this server builds would be fed inputs it never saw.
-        trained_on = (entry.tags or {}).get("feature_version")
-        if trained_on and trained_on != use_case.feature_version:
-            raise FeatureVersionMismatch(
-                f"v{entry.version} was trained on feature version {trained_on}, but this server builds features as "
-                f"{use_case.feature_version}; restart the server if the feature code changed, else retrain"
-            )
+        # The check batch scoring and a rollback make: a model trained on other feature
+        # definitions or code than the ones this server builds would be fed inputs it never saw.
+        fix = "restart the server if the feature code changed, else retrain"
+        registry.check_servable(use_case, entry, builder="this server", fix=fix)
         return registry.load_model(name, str(entry.version))
 
     model = ServedModel(

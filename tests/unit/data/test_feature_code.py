@@ -95,6 +95,7 @@ def test_config_load_checks_the_function_without_importing_it(repo: Path, tmp_pa
         load_use_case_file(config / "use_cases" / "churn.yaml")
 
 
+@pytest.mark.slow  # the whole loop in process: six days ingested, trained, promoted, scored, rebuilt
 def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fresh_home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _config_with_code(fresh_home, monkeypatch)
     uc, lake, settings = get_use_case("churn"), get_lake(), load_settings()
@@ -137,7 +138,8 @@ def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fre
     assert rebuilt["feature_version"] == changed.feature_version and rebuilt["content_hash"] != first["content_hash"]
     assert refresh_stale_features(changed, [day], lake, store) == []  # current now: nothing to do
     # The champion learned the old features: scoring refuses rather than feed it the new ones.
-    from mlops.model.scoring import FeatureVersionMismatch, score_partition
+    from mlops.model.registry import FeatureVersionMismatch
+    from mlops.model.scoring import score_partition
 
     with pytest.raises(FeatureVersionMismatch, match="retrain"):
         score_partition(changed, day, lake, store)
