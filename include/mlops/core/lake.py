@@ -69,6 +69,25 @@ class Lake:
                 names.append(name)
         return sorted(names)
 
+    def list_files(self, rel: str) -> dict[str, str]:
+        """Every file under ``rel`` at any depth: ``{path relative to the root: change token}``.
+
+        One recursive listing (on S3 one ListObjectsV2 per 1,000 keys). The token changes when the
+        file is rewritten (size with the ETag on S3, size, mtime and inode locally), so a reader
+        can keep what it parsed until then. Hidden files (a write in progress) are left out;
+        {} when ``rel`` does not exist.
+        """
+        root_key = self._key("")
+        found = self._fs.find(self._key(rel), detail=True)
+        out = {}
+        for key, info in found.items():
+            path = str(key)[len(root_key) :].lstrip("/")
+            if any(part.startswith(".") for part in path.split("/")):
+                continue
+            token = (info.get(k) for k in ("size", "ETag", "mtime", "ino"))
+            out[path] = ":".join(str(v) for v in token if v is not None)
+        return out
+
     def children(self, rel: str, suffix: str = "") -> builtins.list[str]:
         """Paths (relative to the root) of the entries directly under ``rel`` ending in ``suffix``."""
         base = rel.strip("/")
