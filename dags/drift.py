@@ -97,6 +97,7 @@ def build(use_case):
             conf={
                 "reason": "drift: {{ ti.xcom_pull(task_ids='decide_retrain')['reason'] }}",
                 "interval": "{{ ti.xcom_pull(task_ids='decide_retrain')['day'] }}",
+                dag_support.DRIFT_RUN_KEY: "{{ run_id }}",  # the ledger names the drift run that asked
                 "window_days": use_case.drift.retrain_window_days,
             },
             skip_when_already_exists=True,

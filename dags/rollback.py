@@ -63,6 +63,7 @@ def build(use_case):
                     reason=str(params["reason"]),
                     dag_id=context["dag"].dag_id,
                     airflow_run_id=context["run_id"],
+                    triggered_by=dag_support.run_cause(context),
                 )
 
         rollback_champion()

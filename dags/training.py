@@ -195,6 +195,7 @@ def build(use_case):
                 mode=context["params"].get("promotion_mode"),
                 dag_id=context["dag"].dag_id,
                 airflow_run_id=context["run_id"],
+                triggered_by=dag_support.run_cause(context),
             )
             context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
             return entry

@@ -469,6 +469,9 @@ class PromotionSpec(_Strict):
     # (Airflow's human-in-the-loop) for at most approval_timeout_hours, then counts as rejected.
     mode: PromotionMode = "auto"
     approval_timeout_hours: float = Field(default=72, gt=0, le=24 * 30)
+    # Who may approve a promotion (Airflow user names); empty: any user allowed to act on the DAG.
+    # Either way the user who triggered the run cannot approve it (four eyes).
+    approvers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
 
     def allowed_modes(self) -> list[PromotionMode]:
         """The modes a run may ask for: the configured one and every stricter one."""

@@ -140,6 +140,7 @@ Outcome = Literal[
     "rejected_by_reviewer",
     "approval_timed_out",  # nobody answered in time
     "approval_stale",  # approved, but the champion changed while the request waited
+    "approval_refused",  # answered by someone who may not approve it (the run's own trigger, or not an approver)
     "rollback",  # a person made an earlier champion the champion again
     "rollback_noop",  # the rollback's target already was the champion
 ]
@@ -147,10 +148,26 @@ OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 # The gate's outcomes that move an alias: champion (promoted) or challenger (the others).
 ALIAS_OUTCOMES: Final[tuple[Outcome, ...]] = ("promoted", "rejected", "awaiting_approval")
 # A person's (or the clock's) answer to an approval request: the request is closed.
-APPROVAL_ANSWERS: Final[tuple[Outcome, ...]] = ("approved", "rejected_by_reviewer", "approval_timed_out", "approval_stale")
+APPROVAL_ANSWERS: Final[tuple[Outcome, ...]] = (
+    "approved",
+    "rejected_by_reviewer",
+    "approval_timed_out",
+    "approval_stale",
+    "approval_refused",
+)
 # Outcomes after which the record's version was the champion.
 CHAMPION_OUTCOMES: Final[tuple[Outcome, ...]] = ("promoted", "approved", "rollback")
 ROLLBACK_OUTCOMES: Final[tuple[Outcome, ...]] = ("rollback", "rollback_noop")
+
+
+class Cause(TypedDict):
+    """Who or what started a run: a person, an upstream system's request, the drift check, a schedule."""
+
+    kind: Literal["user", "upstream", "drift", "schedule", "asset", "unknown"]
+    # The user who triggered it (kinds user and upstream: the account the request came with), if known.
+    user: str | None
+    # The upstream request id, the drift run's id, or the schedule's run id.
+    ref: str | None
 
 
 class PromotionRecord(TypedDict):
@@ -175,6 +192,8 @@ class PromotionRecord(TypedDict):
     holdout_rows: NotRequired[int]
     mlflow_run_url: NotRequired[str]
     lineage: NotRequired[dict[str, Any]]  # data window, partitions, training set hash and URI, code commit
+    # Who or what caused the decision: the run's trigger (for a rollback, who asked for it).
+    triggered_by: NotRequired[Cause]
     # Human approval (promotion mode "approval"): who answered, when, and what they wrote.
     reviewed_by: NotRequired[str | None]
     reviewed_at: NotRequired[str | None]

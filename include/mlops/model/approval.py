@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlops.core.results import APPROVAL_ANSWERS, Outcome, PromotionRecord
+from mlops.core.results import APPROVAL_ANSWERS, Cause, Outcome, PromotionRecord
 from mlops.model import registry, tags
 from mlops.model.promotion import APPROVE
 
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from mlops.core.lake import Lake
 
 log = logging.getLogger(__name__)
+
+
+def describe_cause(cause: Cause | None) -> str:
+    """One line for a run's trigger: ``user admin``, ``upstream request r-17 (user svc)``, ..."""
+    if not cause:
+        return "unknown"
+    text = {"user": "user", "upstream": "upstream request", "drift": "drift check", "schedule": "schedule",
+            "asset": "new data", "unknown": "unknown"}[cause["kind"]]  # fmt: skip
+    if cause["kind"] == "user":
+        return f"user {cause['user']}"
+    return text + (f" {cause['ref']}" if cause.get("ref") else "") + (f" (user {cause['user']})" if cause.get("user") else "")
 
 
 def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, str]:
@@ -37,10 +48,39 @@ def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, st
         "",
         f"Holdout rows: {entry.get('holdout_rows', 'n/a')} · MLflow run: {entry.get('mlflow_run_url', 'n/a')}",
         "",
+        f"**Triggered by** {describe_cause(entry.get('triggered_by'))} · **may approve** "
+        f"{', '.join(eligible_approvers(use_case, entry.get('triggered_by')) or []) or 'any user but the trigger'}",
+        "",
         f"Approve moves the `champion` alias to v{entry['version']}; Reject, or no answer within "
         f"{use_case.promotion.approval_timeout_hours:g} hours, leaves production as it is.",
     ]
     return subject, "\n".join(lines)
+
+
+def eligible_approvers(use_case: UseCase, triggered_by: Cause | None) -> list[str] | None:
+    """Who may answer the request: the configured approvers less the run's trigger; None: any user.
+
+    Four eyes: the user who triggered the run never approves it. With ``promotion.approvers``
+    set, Airflow itself lets only these users answer (the request's assigned users); either way
+    :func:`apply_approval` refuses an approval that breaks the rule.
+    """
+    if not use_case.promotion.approvers:
+        return None
+    trigger = triggered_by["user"] if triggered_by else None
+    return [user for user in use_case.promotion.approvers if user != trigger]
+
+
+def _refusal(use_case: UseCase, gate: PromotionRecord, user: dict[str, Any]) -> str | None:
+    """Why this user may not approve this run's challenger, or None."""
+    ids = {str(v) for v in (user.get("id"), user.get("name")) if v}
+    cause = gate.get("triggered_by")
+    trigger = cause["user"] if cause else None
+    if trigger and trigger in ids:
+        return f"{trigger} triggered this run and cannot also approve it (four eyes)"
+    approvers = use_case.promotion.approvers
+    if approvers and not ids & set(approvers):
+        return f"{' / '.join(sorted(ids))} is not one of the use case's approvers ({', '.join(approvers)})"
+    return None
 
 
 def apply_approval(
@@ -66,7 +106,10 @@ def apply_approval(
     current_version = str(current.version) if current is not None else None
     promoted = False
     outcome: Outcome
-    if chosen == [APPROVE] and who:
+    refusal = _refusal(use_case, gate, user) if chosen == [APPROVE] and who and isinstance(user, dict) else None
+    if refusal:
+        outcome, note = "approval_refused", f"approval refused: {refusal}; nothing moved"
+    elif chosen == [APPROVE] and who:
         if current_version == version:
             outcome, note = "approved", f"approved by {who}; v{version} is the champion"  # a retry after the move
             promoted = True

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
-from mlops.core.results import ALIAS_OUTCOMES, PromotionRecord, TrainedModel, TrainingSetManifest
+from mlops.core.results import ALIAS_OUTCOMES, Cause, PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.model import registry, tags
 from mlops.model.promotion import bootstrap_difference, decide
 from mlops.model.training import X_y, compute_metrics, metric_fn, predict_scores
@@ -39,6 +39,7 @@ def evaluate_and_promote(
     mode: str | None,
     dag_id: str,
     airflow_run_id: str,
+    triggered_by: Cause | None = None,
 ) -> PromotionRecord:
     """Score challenger and champion on this run's holdout, decide, move aliases, record the decision."""
     import mlflow
@@ -60,6 +61,8 @@ def evaluate_and_promote(
         log.info("finishing the decision this run took before it was interrupted: %s", entry["outcome"])
     else:
         entry = _decide(use_case, trained, manifest, lake, client, mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id)
+        if triggered_by is not None:
+            entry["triggered_by"] = triggered_by
         lake.write_json(intent, entry)
     if entry["outcome"] in ALIAS_OUTCOMES:  # not dry runs, not disabled
         registry.apply_aliases(client, use_case, version, entry["promoted"], entry["champion_before"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import layout
-from mlops.core.results import CHAMPION_OUTCOMES, ROLLBACK_OUTCOMES, Outcome, PromotionRecord
+from mlops.core.results import CHAMPION_OUTCOMES, ROLLBACK_OUTCOMES, Cause, Outcome, PromotionRecord
 from mlops.model import tags
 
 if TYPE_CHECKING:
@@ -259,7 +259,14 @@ class RollbackRefused(ValueError):
 
 
 def rollback(
-    use_case: UseCase, lake: Lake, *, version: str, reason: str, dag_id: str, airflow_run_id: str
+    use_case: UseCase,
+    lake: Lake,
+    *,
+    version: str,
+    reason: str,
+    dag_id: str,
+    airflow_run_id: str,
+    triggered_by: Cause | None = None,
 ) -> PromotionRecord:
     """Make ``version`` the champion (one alias move), with the reason recorded in the ledger.
 
@@ -310,6 +317,8 @@ def rollback(
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
     )
+    if triggered_by is not None:
+        entry["triggered_by"] = triggered_by
     if not any(h["airflow_run_id"] == airflow_run_id and h["outcome"] in ROLLBACK_OUTCOMES for h in promotion_history(lake, use_case.name)):
         record_decision(lake, use_case.name, entry)
     return entry

@@ -33,10 +33,22 @@ class PromotionApproval(HITLOperator):
 
     def execute(self, context: Any) -> Any:
         from mlops.core.config import get_use_case
-        from mlops.model.approval import approval_request
+        from mlops.model.approval import approval_request, eligible_approvers
 
+        use_case = get_use_case(self.use_case_name)
         entry = context["ti"].xcom_pull(task_ids=self.gate_task_id)
-        self.subject, self.body = approval_request(entry, get_use_case(self.use_case_name))
+        self.subject, self.body = approval_request(entry, use_case)
+        approvers = eligible_approvers(use_case, entry.get("triggered_by"))
+        if approvers is not None:
+            if not approvers:  # the only approver triggered the run: nobody may answer
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"nobody may approve v{entry['version']}: the only approvers ({', '.join(use_case.promotion.approvers)}) "
+                    "include the user who triggered the run (four eyes); add an approver to promotion.approvers"
+                )
+            # Airflow lets only these users answer (its API checks the request's assigned users).
+            self.assigned_users = [{"id": user, "name": user} for user in approvers]
         return super().execute(context)
 
 

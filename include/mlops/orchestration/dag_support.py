@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops.core import results
 from mlops.core.config import ConfigError, SourceSpec, UseCase, load_use_cases
 from mlops.core.settings import load_settings
 
@@ -158,6 +159,30 @@ def request_id_param() -> Any:
         title="Request id",
         description="Id of the upstream request that started this run (for tracing and de-duplication).",
     )
+
+
+# The conf key the drift DAG sets on the retrain it triggers: the drift run's id.
+DRIFT_RUN_KEY = "drift_run_id"
+
+
+def run_cause(context: Any) -> results.Cause:
+    """Who or what started this run, from Airflow's record of it (for the promotion ledger)."""
+    dag_run = context["dag_run"]
+    conf = dag_run.conf or {}
+    user = getattr(dag_run, "triggering_user_name", None) or None
+    run_type = str(getattr(dag_run, "run_type", "") or "").lower().rsplit(".", 1)[-1]
+    if conf.get(DRIFT_RUN_KEY):
+        return results.Cause(kind="drift", user=user, ref=str(conf[DRIFT_RUN_KEY]))
+    request_id = (context.get("params") or {}).get("request_id") or conf.get("request_id")
+    if request_id:
+        return results.Cause(kind="upstream", user=user, ref=str(request_id))
+    if run_type in {"scheduled", "backfill"}:
+        return results.Cause(kind="schedule", user=None, ref=str(dag_run.run_id))
+    if run_type == "asset_triggered":
+        return results.Cause(kind="asset", user=None, ref=str(dag_run.run_id))
+    if user:
+        return results.Cause(kind="user", user=user, ref=None)
+    return results.Cause(kind="unknown", user=None, ref=str(dag_run.run_id))
 
 
 def optional_count_param(*, maximum: int, title: str, description: str) -> Any:

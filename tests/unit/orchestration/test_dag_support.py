@@ -204,3 +204,26 @@ def test_optional_count_param(value: Any, accepted: bool) -> None:
     else:
         with pytest.raises(ParamValidationError):
             param.resolve(value)
+
+
+@pytest.mark.parametrize(
+    ("run_type", "user", "conf", "params", "expected"),
+    [
+        pytest.param("manual", "alice", {}, {}, {"kind": "user", "user": "alice", "ref": None}, id="a-person"),
+        pytest.param(
+            "manual", "svc", {}, {"request_id": "r-17"}, {"kind": "upstream", "user": "svc", "ref": "r-17"}, id="upstream"
+        ),
+        pytest.param(
+            "manual", None, {"drift_run_id": "scheduled__d"}, {}, {"kind": "drift", "user": None, "ref": "scheduled__d"},
+            id="drift-retrain",
+        ),
+        pytest.param("scheduled", None, {}, {}, {"kind": "schedule", "user": None, "ref": "run-1"}, id="schedule"),
+        pytest.param("asset_triggered", None, {}, {}, {"kind": "asset", "user": None, "ref": "run-1"}, id="new-data"),
+        pytest.param("manual", None, {}, {}, {"kind": "unknown", "user": None, "ref": "run-1"}, id="unknown"),
+    ],
+)
+def test_a_run_names_who_or_what_started_it(run_type: str, user: str | None, conf: dict, params: dict, expected: dict) -> None:
+    from types import SimpleNamespace
+
+    dag_run = SimpleNamespace(run_id="run-1", run_type=run_type, triggering_user_name=user, conf=conf)
+    assert dag_support.run_cause({"dag_run": dag_run, "params": params}) == expected
