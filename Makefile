@@ -1,10 +1,11 @@
 # The two commands of the README: `make demo` (set up, run the whole loop) and `make test`.
+# `make test-fast`: lint and every test that needs no service, in under two minutes.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 
-.PHONY: setup browser demo stop test lint suites ui-airflow ui-mlflow serve bench clean
+.PHONY: setup browser demo stop test test-fast lint suites ui-airflow ui-mlflow serve bench clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +38,14 @@ browser:
 
 test: lint browser
 	$(VENV)/bin/pytest
+
+# The tiers left out are marked (pyproject.toml): runs of whole pipelines (slow), real PostgreSQL,
+# S3 or MLflow servers (integration), Chromium (browser), fault injection (faults), and the
+# platform's Airflow service started in a subprocess (service). `make test` runs them all.
+FAST_TESTS := not slow and not integration and not browser and not faults and not service
+
+test-fast: lint
+	$(VENV)/bin/pytest -q -m "$(FAST_TESTS)"
 
 bench: setup
 	$(PY) bench/pipeline_throughput.py

@@ -24,7 +24,7 @@ from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env
 from tests.support.slack_standin import SlackStandin
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 
 # Secrets planted where a careless platform would leak them: the Slack webhook's path and a

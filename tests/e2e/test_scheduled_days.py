@@ -20,7 +20,7 @@ from mlops.dev.simulator import make_batch_bytes
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env, config_with
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 DAYS = 3
 

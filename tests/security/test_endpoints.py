@@ -13,6 +13,8 @@ from mlops.core.lake import Lake
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env, config_with
 
+# Starts the whole platform service (API server, scheduler, DAG processor) on a free port.
+pytestmark = pytest.mark.service
 REPORT = layout.drift_report("churn", "2026-01-05")
 
 

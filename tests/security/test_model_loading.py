@@ -29,8 +29,11 @@ def _register_pickle(fresh_home: Path, marker: Path) -> str:
     from sklearn.linear_model import LogisticRegression
 
     client = registry.configure_mlflow()
+    # An experiment of its own, its artifacts under this test's home: MLflow's default experiment
+    # would store them in ./mlruns, i.e. in whatever directory the tests run from.
+    experiment = client.create_experiment("untrusted-models", artifact_location=(fresh_home / "artifacts").as_uri())
     model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1]))
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(model, name="model", serialization_format="pickle", registered_model_name=NAME)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri))
     spec = yaml.safe_load((local / "MLmodel").read_text())
@@ -41,6 +44,7 @@ def _register_pickle(fresh_home: Path, marker: Path) -> str:
     return str(info.registered_model_version)
 
 
+@pytest.mark.slow  # a model logged and registered in a new MLflow store: tens of seconds
 def test_a_pickled_version_is_refused_before_it_is_read(fresh_home: Path, tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     version = _register_pickle(fresh_home, marker)

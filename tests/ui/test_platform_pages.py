@@ -24,7 +24,7 @@ import pytest
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env, config_with
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.service, pytest.mark.timeout(1800)]
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
 START = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=12)  # the history ends yesterday: no "missing" days
 PAGES = ["overview", "promotions", "quality", "monitoring", "scoring"]

@@ -24,6 +24,7 @@ from tests.support.service import config_with
 DAYS = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(6)]
 
 
+@pytest.mark.slow  # the whole loop in process: six days ingested, trained, promoted, scored
 def test_contributions_are_logged_and_written_beside_scores(fresh_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 

@@ -7,6 +7,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+# Each test imports every preloaded library (GX, pandas, scikit-learn, MLflow ...) in a fresh
+# interpreter: tens of seconds, so not in the fast tier.
+pytestmark = pytest.mark.slow
+
 START_A_WORKER_LOADER = textwrap.dedent(
     """
     import json, sys, threading
