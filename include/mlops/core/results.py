@@ -186,6 +186,16 @@ class PromotionRecord(TypedDict):
     challenger_metrics: NotRequired[dict[str, float]]
     comparison: NotRequired[dict[str, Any] | None]
     threshold_failures: NotRequired[list[str]]
+    # The gate's evidence beyond the champion comparison (mlops.model.promotion): every failing check
+    # in the order they ran (the reason joins them); the challenger's output sanity (rows, NaN/inf
+    # count, score range, predicted classes, out-of-range count, problems); the trivial baseline
+    # (strategy, its metric value, the challenger's paired bootstrap improvement and interval,
+    # margin, passed); and one entry per declared slice value (column, value, rows, blocking, status,
+    # each model's metric, the paired intervals vs champion and baseline, whether it blocked).
+    failed_checks: NotRequired[list[str]]
+    sanity: NotRequired[dict[str, Any] | None]
+    baseline: NotRequired[dict[str, Any] | None]
+    slices: NotRequired[list[dict[str, Any]] | None]
     mode: NotRequired[str]
     aliases_after: NotRequired[dict[str, Any]]
     mlflow_run_id: NotRequired[str]
@@ -218,8 +228,8 @@ class ScoringManifest(TypedDict):
     worker: NotRequired[str]
 
 
-class DriftCheckResult(TypedDict):
-    """``check_drift``: the verdict of one drift check (the full summary is in the lake)."""
+class _DriftVerdict(TypedDict):
+    """What every record of a drift check holds."""
 
     day: str
     model_version: str
@@ -227,11 +237,24 @@ class DriftCheckResult(TypedDict):
     dataset_drift: bool
     drifted: bool
     reasons: list[str]
-    top_features: list[tuple[str, float]]
     report_uri: str
+
+
+class DriftCheckResult(_DriftVerdict):
+    """``check_drift``: the verdict of one drift check (the full summary is in the lake)."""
+
+    top_features: list[tuple[str, float]]
     summary_uri: str
     mlflow_run_id: str
     alert: str
+
+
+class DriftSummary(_DriftVerdict):
+    """``check_drift``'s summary of a day (``layout.drift_summary``), as the pages read it."""
+
+    features: NotRequired[dict[str, dict[str, Any]]]  # per feature: score, method, threshold, drifted
+    performance: NotRequired[dict[str, Any] | None]  # metric, current, holdout, drop
+    performance_by_day: NotRequired[list[dict[str, Any]] | None]  # per event day: day, value
 
 
 class AlertDelivery(TypedDict):

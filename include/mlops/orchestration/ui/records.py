@@ -11,15 +11,16 @@ Records returned are shared by the cache: read them, never change them.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from mlops.core import layout
-from mlops.core.results import PromotionRecord, RawManifest, ScoringManifest, ValidationSummary
+from mlops.core.results import DriftSummary, PromotionRecord, RawManifest, ScoringManifest, ValidationSummary
 
 if TYPE_CHECKING:
     from mlops.core.config import UseCase
@@ -28,19 +29,6 @@ if TYPE_CHECKING:
 CACHE_SIZE = 50_000  # parsed records kept per process (a few KB each)
 
 
-class DriftSummary(TypedDict):
-    """``check_drift``'s summary of a day (``layout.drift_summary``): the fields the pages read."""
-
-    day: str
-    model_version: str
-    drift_share: float
-    dataset_drift: bool
-    drifted: bool
-    reasons: list[str]
-    report_uri: str
-    features: NotRequired[dict[str, dict[str, Any]]]  # per feature: score, method, threshold, drifted
-    performance: NotRequired[dict[str, Any] | None]  # metric, current, holdout, drop
-    performance_by_day: NotRequired[list[dict[str, Any]] | None]  # per event day: day, value
 
 
 @dataclass(frozen=True)
@@ -104,25 +92,23 @@ def _per_day(lake: Lake, root: str, leaf: Callable[[str], str]) -> dict[str, Any
 
 
 def raw_manifests(lake: Lake, use_case: str) -> dict[str, RawManifest]:
-    records = _per_day(lake, layout.raw_root(use_case), lambda d: layout.raw_manifest(use_case, d))
-    return cast("dict[str, RawManifest]", records)
+    leaf = functools.partial(layout.raw_manifest, use_case)
+    return cast("dict[str, RawManifest]", _per_day(lake, layout.raw_root(use_case), leaf))
 
 
 def validation_summaries(lake: Lake, use_case: str) -> dict[str, ValidationSummary]:
-    root = layout.validation_root(use_case)
-    records = _per_day(lake, root, lambda d: layout.validation_summary(use_case, d))
-    return cast("dict[str, ValidationSummary]", records)
+    leaf = functools.partial(layout.validation_summary, use_case)
+    return cast("dict[str, ValidationSummary]", _per_day(lake, layout.validation_root(use_case), leaf))
 
 
 def drift_summaries(lake: Lake, use_case: str) -> dict[str, DriftSummary]:
-    records = _per_day(lake, layout.reports_root(use_case), lambda d: layout.drift_summary(use_case, d))
-    return cast("dict[str, DriftSummary]", records)
+    leaf = functools.partial(layout.drift_summary, use_case)
+    return cast("dict[str, DriftSummary]", _per_day(lake, layout.reports_root(use_case), leaf))
 
 
 def scoring_manifests(lake: Lake, use_case: str) -> dict[str, ScoringManifest]:
-    root = layout.predictions_root(use_case)
-    records = _per_day(lake, root, lambda d: layout.predictions_manifest(use_case, d))
-    return cast("dict[str, ScoringManifest]", records)
+    leaf = functools.partial(layout.predictions_manifest, use_case)
+    return cast("dict[str, ScoringManifest]", _per_day(lake, layout.predictions_root(use_case), leaf))
 
 
 def ledger(lake: Lake, use_case: str) -> list[PromotionRecord]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from markupsafe import Markup
 
 from mlops.core import layout
-from mlops.core.results import APPROVAL_ANSWERS, CHAMPION_OUTCOMES, Outcome, PromotionRecord
+from mlops.core.results import APPROVAL_ANSWERS, CHAMPION_OUTCOMES, DriftSummary, Outcome, PromotionRecord
 from mlops.orchestration.ui import charts, records
 from mlops.orchestration.ui.hrefs import browser_url
 
@@ -147,7 +147,7 @@ def overview_view(
     ), problem
 
 
-def _last_drift(summary: records.DriftSummary, lake: Lake) -> LastDrift:
+def _last_drift(summary: DriftSummary, lake: Lake) -> LastDrift:
     report = _link(summary.get("report_uri"), lake, "report")
     return LastDrift(summary["day"], bool(summary["drifted"]), summary["drift_share"], report)
 
