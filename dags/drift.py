@@ -28,13 +28,19 @@ unless a training run is active, the {use_case.drift.cooldown_hours} h cooldown 
 or this champion already triggered one.
 
 **Which day.** A scheduled run checks the window ending with the day that has just closed
-(the run at D+1 00:00 UTC checks D); a manual run names the day with `interval`.
+(the run at D+1 00:00 UTC checks D); a manual run names the day with `interval`. A run with no
+logical date and no `interval` checks the latest closed day (yesterday, UTC) and logs it; the day
+is in the task's result.
 
 **Triggers.** Schedule `{use_case.drift.schedule}`; the UI form; the REST API.
 
-**When it fails.** "no champion yet" or "nothing was scored and no online request was served":
-train and score first. Alerts
-that Slack did not accept stay in the outbox and go out on the next run.
+**Before the first champion.** `check_drift` ends skipped with the reason in its log ("no
+champion yet: train one from the training DAG"): nothing to compare is not a failure, and no
+alert goes out. `send_alerts` still delivers alerts kept from earlier runs.
+
+**When it fails.** "nothing was scored and no online request was served": run the scoring DAG for
+the window's days first. Alerts that Slack did not accept stay in the outbox and go out on the
+next run.
 """,
 )
 
@@ -44,7 +50,7 @@ def build(use_case):
     with PIPELINE.dag(
         use_case,
         schedule=dag_support.day_timetable(use_case.drift.schedule),
-        interval="Last day of the window to check; empty = the run's data interval.",
+        interval="Last day of the window to check; empty = the run's data interval, else yesterday.",
     ) as dag:
 
         @task(task_id="check_drift", retries=1)
@@ -52,10 +58,14 @@ def build(use_case):
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store
+            from mlops.model.scoring import NoChampion
             from mlops.monitoring.drift import check_drift_and_alert
 
             day = dag_support.resolve_interval(context)
-            return check_drift_and_alert(get_use_case(name), day, get_lake(), get_feature_store(), airflow_run_id=context["run_id"])
+            with dag_support.skips_for(NoChampion):  # nothing to compare yet: not a failure
+                return check_drift_and_alert(
+                    get_use_case(name), day, get_lake(), get_feature_store(), airflow_run_id=context["run_id"]
+                )
 
         @task(task_id="send_alerts", retries=0, trigger_rule=TriggerRule.ALL_DONE)
         def send_alerts() -> results.AlertDelivery:

@@ -26,7 +26,13 @@ the labels to the label table, known from the end of that day. Training uses onl
 its own day; the drift DAG measures live performance on the predictions whose labels have arrived.
 
 **Which day.** A scheduled run processes the day that has just closed (the run at D+1 00:00 UTC
-archives D's delivery); manual and REST runs name it with `interval`.
+archives D's delivery); manual and REST runs name it with `interval`, and without one (and no
+logical date) process the latest closed day, yesterday UTC.
+
+**A day on which no label arrived.** A delivery with a header and no rows is a valid day: it is
+archived, zero labels are stored and the day's manifest written, with no alert; set
+`labels.expectations.min_rows` (default {use_case.labels.expectations.min_rows}) above 0 to
+quarantine such a day instead. A file that never lands is handled by `labels.source.on_missing`.
 
 **When it fails.** `validate_labels` failing quarantines the delivery at
 `quarantine/{name}.labels/<day>/` with the reason; nothing is added to the label table.
@@ -41,7 +47,7 @@ def build(use_case):
     with PIPELINE.dag(
         use_case,
         doc_fields={"source": dag_support.describe_source(use_case.labels.source)},
-        interval="Delivery day to process; empty = the run's data interval.",
+        interval="Delivery day to process; empty = the run's data interval, else yesterday.",
         **dag_support.feed_runs(use_case),
     ) as dag:
 

@@ -29,7 +29,9 @@ the same holdout with a paired bootstrap. Only a clear win moves the `champion` 
 
 **Triggers.** {triggers}; the UI form; the REST API; the drift DAG (with a `reason`).
 
-**Params.** `interval` (last day of the window), `hyperparameters` (overrides),
+**Params.** `interval` (last day of the window; empty: the day of the triggering feature event or
+the run's data interval, else, for a run with no logical date, the latest closed day, yesterday
+UTC, logged and named in `prepare_training_set`'s result), `hyperparameters` (overrides),
 `promotion_mode` (the use case's mode, `{use_case.promotion.mode}`, or a stricter one: the
 configured mode is a floor no run can lower), `reason`.
 
@@ -76,7 +78,7 @@ def build(use_case):
             "candidates": budget,
             "triggers": "; ".join(triggers),
         },
-        interval="Last day of the training window; empty = the run's data interval.",
+        interval="Last day of the training window; empty = the run's data interval, else yesterday.",
         params={
             "hyperparameters": Param(
                 {},
@@ -130,7 +132,7 @@ def build(use_case):
 
             with dag_support.fails_for_good(PromotionModeRefused):  # before any work, never retried
                 get_use_case(name).promotion.run_mode(context["params"].get("promotion_mode"))
-            day = dag_support.resolve_interval(context)
+            day = dag_support.resolve_interval(context)  # a day that is not a date fails here, never retried
             window = context["params"].get("window_days")
             return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"], window_days=window)
 

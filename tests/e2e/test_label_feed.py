@@ -101,6 +101,14 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     for day in DAYS[1:]:
         assert run_dag(dags["subscriptions_labels"], day).state == "success", day
 
+    # The first day, on which no label had arrived yet: a header and no rows is a valid, empty day.
+    no_label_yet = fresh_home / "landing" / "subscriptions_labels" / f"{DAYS[0].isoformat()}.csv"
+    no_label_yet.write_bytes(b"customer_id,event_time,churned\n")
+    assert run_dag(dags["subscriptions_labels"], DAYS[0]).state == "success"
+    assert lake.read_json(layout.label_manifest("subscriptions", DAYS[0]))["rows"] == 0
+    assert not lake.exists(layout.quarantine_reason("subscriptions.labels", DAYS[0]))
+    assert lake.list("alerts/_failures") == []
+
     # A delivery with an impossible label is quarantined, named, and stores nothing.
     broken = _delivered(DAYS[-1] + dt.timedelta(days=1))
     broken.loc[broken.index[:3], "churned"] = 7
@@ -129,9 +137,11 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     [decision] = [lake.read_json(rel) for rel in lake.children(layout.promotions_dir("subscriptions"), ".json")]
     assert decision["promoted"], decision["reason"]
 
-    # Unlabeled days are scored; live performance appears per day as labels arrive.
+    # Unlabeled days are scored (and the days before them caught up: they came before the first
+    # champion); live performance appears per day as labels arrive.
     scored_days = DAYS[9:]
     assert run_dag(dags["subscriptions_scoring"], None, {"intervals": [d.isoformat() for d in scored_days]}).state == "success"
+    assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in DAYS]
     assert run_dag(dags["subscriptions_drift"], DAYS[-1]).state == "success"
     summary = lake.read_json(layout.drift_summary("subscriptions", DAYS[-1]))
     by_day = {entry["day"]: entry for entry in summary["performance_by_day"]}

@@ -274,6 +274,13 @@ class ExpectationsSpec(_Strict):
     event_time_tolerance_hours: float = Field(default=0, ge=0, le=24 * 366)
 
 
+class LabelExpectationsSpec(ExpectationsSpec):
+    """A label feed's expectations. A day on which no label arrived is a valid delivery (a header,
+    no rows: zero labels stored) unless ``min_rows`` asks for more."""
+
+    min_rows: int = Field(default=0, ge=0)
+
+
 class LabelFeedSpec(_Strict):
     """Labels delivered by their own upstream system, days after the events they refer to.
 
@@ -286,7 +293,7 @@ class LabelFeedSpec(_Strict):
     event_time: str
     label: str
     columns: Columns
-    expectations: ExpectationsSpec = Field(default_factory=ExpectationsSpec)
+    expectations: LabelExpectationsSpec = Field(default_factory=LabelExpectationsSpec)
     # A label may refer to an event at most this many days before its delivery.
     max_delay_days: int = Field(default=90, ge=1, le=730)
 
@@ -457,12 +464,44 @@ class PromotionModeRefused(ValueError):
     """A run asked for a promotion mode looser than its use case's (or one that does not exist)."""
 
 
+class SliceSpec(_Strict):
+    """A segment of the holdout the gate judges on its own rows (e.g. each plan, each weather).
+
+    ``column`` is a column of the holdout (a feature: the holdout holds the features, the label and
+    the keys). Without ``bins`` each distinct value is a slice; with ``bins`` (cut points of a numeric
+    column) the slices are ``< b0``, ``[b0, b1)``, ..., ``>= bn``. A slice value with fewer than
+    ``min_rows`` rows is reported as too small to judge. A ``blocking`` slice where the challenger is
+    worse than the champion (or the baseline) beyond its bootstrap interval refuses the promotion;
+    a non-blocking one is only reported.
+    """
+
+    column: str = Field(min_length=1, max_length=63)
+    bins: list[float] | None = None
+    min_rows: int = Field(default=30, ge=2)
+    blocking: bool = False
+
+    @field_validator("bins")
+    @classmethod
+    def _bins(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("'bins' needs at least one cut point (or leave it out for a categorical column)")
+            if any(v != v for v in value) or value != sorted(set(value)):  # NaN, unsorted or repeated
+                raise ValueError(f"'bins' must be strictly increasing numbers, got {value}")
+        return value
+
+
 class PromotionSpec(_Strict):
     metric: str
     higher_is_better: bool = True
     thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
     # The challenger must beat the champion by at least this much, with the confidence below.
     min_improvement: float = Field(default=0.0, ge=0)
+    # ... and beat the trivial baseline (class prior / training mean, fitted on the same training
+    # split) by more than this, with the same paired bootstrap: also for the first model.
+    baseline_margin: float = Field(default=0.0, ge=0)
+    # Segments judged on their own rows (see SliceSpec); one entry per column.
+    slices: list[SliceSpec] = Field(default_factory=list)
     bootstrap_samples: int = Field(default=500, ge=50, le=10000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     # auto: a challenger that passes moves the champion alias; approval: it waits for a person
@@ -472,6 +511,16 @@ class PromotionSpec(_Strict):
     # Who may approve a promotion (Airflow user names); empty: any user allowed to act on the DAG.
     # Either way the user who triggered the run cannot approve it (four eyes).
     approvers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+
+    @field_validator("slices")
+    @classmethod
+    def _one_entry_per_column(cls, value: list[SliceSpec]) -> list[SliceSpec]:
+        seen: set[str] = set()
+        for i, spec in enumerate(value):
+            if spec.column in seen:
+                raise ValueError(f"slices[{i}]: column {spec.column!r} is declared twice; one entry per column")
+            seen.add(spec.column)
+        return value
 
     def allowed_modes(self) -> list[PromotionMode]:
         """The modes a run may ask for: the configured one and every stricter one."""
@@ -659,6 +708,13 @@ class UseCase(_Strict):
     @property
     def registered_model_name(self) -> str:
         return f"{self.name}_model"
+
+    @property
+    def catch_up_days(self) -> int:
+        """How many days up to its last day a scoring run looks back for committed feature days that
+        have no predictions (those that came before the first champion): the days the drift DAG
+        reads predictions of, its window and its live-performance days."""
+        return max(self.drift.window_days, self.drift.performance_days)
 
     @property
     def experiment_name(self) -> str:

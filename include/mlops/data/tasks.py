@@ -400,7 +400,13 @@ def refresh_stale_features(use_case: UseCase, days: list[dt.date], lake: Lake, s
 
 
 def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore) -> LabelPartition:
-    """Put the labels delivered on ``interval`` (validated) into the label table, known from the end of that day."""
+    """Put the labels delivered on ``interval`` (validated) into the label table, known from the end
+    of that day.
+
+    A delivery with a header and no rows (no label arrived that day) passes the gate unless
+    ``labels.expectations.min_rows`` is above 0; it is stored as a day of zero labels, with its
+    manifest, so the day reads as delivered and empty rather than missing.
+    """
     import pandas as pd
 
     stream = use_case.feed("labels").stream
@@ -415,5 +421,8 @@ def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: Featur
     labels = delivered_labels(frame, use_case, interval)
     result = store.write_labels(use_case.name, interval, labels)
     lake.delete(layout.parsed_parts_dir(use_case.feed("labels").stream, interval))
-    log.info("stored %d labels of %r delivered on %s", result["rows"], use_case.name, interval)
+    if result["rows"]:
+        log.info("stored %d labels of %r delivered on %s", result["rows"], use_case.name, interval)
+    else:
+        log.info("no label of %r arrived on %s: stored an empty label day", use_case.name, interval)
     return result

@@ -5,6 +5,13 @@ Parquet file, so memory stays flat however large the partition is. The output
 ``predictions/<use_case>/<interval>/predictions.parquet`` is moved into place atomically with a
 ``_manifest.json`` (rows, time taken, model version, run id, input feature statistics) written
 last. Scoring the same interval with the same champion gives byte-identical predictions.
+
+Which days a run scores (:func:`plan_scoring`): the days it names, except those already scored
+with the same champion, features and options (scoring them again would write the same bytes),
+plus the committed feature days of the catch-up window that have no predictions at all: the days
+that arrived before the first champion existed, or whose scoring failed. The window is the
+``UseCase.catch_up_days`` days up to the run's last day (the predictions the drift DAG reads), so a
+long history is never rescored by surprise; older days are scored by naming them (``intervals``).
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
-from mlops.core.results import ScoringManifest
+from mlops.core.results import FeaturePartition, ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.model import explain, registry
 from mlops.model.training import predict_scores
@@ -31,7 +39,11 @@ log = logging.getLogger(__name__)
 
 
 class NoChampion(LookupError):
-    pass
+    """The use case has no champion yet: there is nothing to score with (not a failure)."""
+
+
+# The key of a predictions manifest that says what made the predictions (see :func:`scored_with`).
+SCORED_WITH = "scored_with"
 
 
 class FeatureStats:
@@ -96,16 +108,100 @@ def _explain_baseline(run_id: str) -> dict[str, Any]:
 
 
 
-def champion(use_case: UseCase) -> tuple[Any, Any]:
-    """The champion's registry entry and its loaded sklearn model; NoChampion if there is none."""
+def champion_version(use_case: UseCase) -> Any:
+    """The champion's registry entry; NoChampion if the registry says there is none (an outage raises)."""
     client = registry.configure_mlflow()
     version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
     if version is None:
         raise NoChampion(
-            f"use case {use_case.name!r}: model {use_case.registered_model_name!r} has no 'champion' alias yet; "
-            f"run the {use_case.dag_id('training')} DAG first (nothing was written)"
+            f"no champion yet: train one from the training DAG ({use_case.dag_id('training')}); "
+            f"model {use_case.registered_model_name!r} of use case {use_case.name!r} has no 'champion' "
+            "alias, so nothing was scored"
         )
+    return version
+
+
+def champion(use_case: UseCase) -> tuple[Any, Any]:
+    """The champion's registry entry and its loaded sklearn model; NoChampion if there is none."""
+    version = champion_version(use_case)
     return version, registry.load_model(use_case.registered_model_name, version.version)
+
+
+def scored_with(use_case: UseCase, version: Any, features: FeaturePartition) -> dict[str, Any]:
+    """What a day's predictions depend on: the model, the feature partition's content and code, the
+    options that change the output. Equal for two runs means byte-identical predictions."""
+    return {
+        "model_version": str(version.version),
+        "model_run_id": version.run_id,
+        "features_hash": features["content_hash"],
+        "feature_version": features.get("feature_version"),
+        "explain": use_case.scoring.explain,
+    }
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """The days a scoring run scores, and why the others it looked at are left alone."""
+
+    model_version: str
+    days: list[dt.date]  # to score, oldest first
+    caught_up: list[dt.date]  # among ``days``: committed, never scored, not named by the run
+    already_scored: list[dt.date]  # named, but scored with this champion and these features already
+
+    def describe(self) -> str:
+        parts = [f"champion v{self.model_version}: {len(self.days)} day(s) to score"]
+        if self.caught_up:
+            parts.append(f"catching up on {', '.join(map(str, self.caught_up))} (committed, never scored)")
+        if self.already_scored:
+            parts.append(
+                f"{', '.join(map(str, self.already_scored))} already scored with this champion and these "
+                "features (nothing to rewrite)"
+            )
+        return "; ".join(parts)
+
+
+def plan_scoring(
+    use_case: UseCase, named: list[dt.date], up_to: dt.date, lake: Lake, store: FeatureStore
+) -> ScoringPlan:
+    """The days a scoring run scores: ``named`` (the days the run asks for) less those already
+    scored with the same champion and features, plus the committed feature days among the
+    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions. NoChampion if there
+    is none.
+
+    A named day with no committed features stays in the plan: scoring it fails and says so.
+    """
+    version = champion_version(use_case)
+    committed = store.partitions(use_case.name)
+    already, days = [], set()
+    for day in named:
+        partition = committed.get(day)
+        if (
+            partition is not None
+            and partition.get("feature_version") == use_case.feature_version
+            and _scored(lake, use_case, day) == scored_with(use_case, version, partition)
+        ):
+            already.append(day)
+        else:  # never scored, or with another champion, other features or other feature code
+            days.add(day)
+    window = {up_to - dt.timedelta(days=i) for i in range(use_case.catch_up_days)}
+    caught_up = sorted(
+        day for day in window & committed.keys() - set(named) if _scored(lake, use_case, day) is None
+    )
+    return ScoringPlan(
+        model_version=str(version.version),
+        days=sorted(days | set(caught_up)),
+        caught_up=caught_up,
+        already_scored=sorted(already),
+    )
+
+
+def _scored(lake: Lake, use_case: UseCase, day: dt.date) -> dict[str, Any] | None:
+    """What the committed predictions of ``day`` were made with ({} if the manifest does not say);
+    None if the day has no committed predictions."""
+    rel = layout.predictions_manifest(use_case.name, day)
+    if not lake.exists(rel):
+        return None
+    return dict(lake.read_json(rel).get(SCORED_WITH) or {})
 
 
 class PredictionStats:
@@ -169,6 +265,7 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
         "or roll the feature change back",
     )
     refresh_stale_features(use_case, [interval], lake, store)  # built by the code the champion was trained with
+    features = store.partitions(use_case.name).get(interval)
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
     predicted = PredictionStats(use_case.task)
@@ -228,7 +325,10 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
         feature_stats=stats.summary(),
         prediction_stats=predicted.summary(),
     )
-    lake.write_json(layout.predictions_manifest(use_case.name, interval), manifest)
+    made_with = scored_with(use_case, version, features) if features is not None else {}
+    # The file also says what made it, for the next run's "already scored" (the XCom does not carry it).
+    record = {**manifest, SCORED_WITH: made_with}
+    lake.write_json(layout.predictions_manifest(use_case.name, interval), record)
     log.info("scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds)
     return manifest
 

@@ -135,10 +135,14 @@ def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now
 
 def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
     from mlops.model import registry
+    from mlops.model.scoring import NoChampion
 
     version = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
     if version is None:
-        raise LookupError(f"use case {use_case.name!r}: no champion yet, so there is no reference to compare with")
+        raise NoChampion(
+            f"no champion yet: train one from the training DAG ({use_case.dag_id('training')}); "
+            f"use case {use_case.name!r} has no model to check, so nothing was compared or written"
+        )
     partitions = json.loads((version.tags or {}).get(tags.FEATURE_PARTITIONS, "{}"))
     if not partitions:
         raise LookupError(f"champion v{version.version} of {use_case.registered_model_name!r} has no feature_partitions lineage tag")
@@ -176,7 +180,11 @@ def current_window(use_case: UseCase, days: list[dt.date], lake: Lake, store: Fe
 
 
 def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str) -> dict[str, Any]:
-    """Compare the last window's scored and served features with the champion's training data; write the report."""
+    """Compare the last window's scored and served features with the champion's training data; write
+    the report.
+
+    NoChampion (before anything is read or written) when the use case has no champion yet.
+    """
     import pandas as pd
 
     from mlops.model import registry

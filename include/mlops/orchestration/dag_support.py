@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mlops.core import results
 from mlops.core.config import ConfigError, SourceSpec, UseCase, load_use_cases
@@ -206,6 +206,17 @@ def fails_for_good(*errors: type[Exception]) -> Iterator[None]:
         raise AirflowFailException(str(exc)) from None
 
 
+@contextmanager
+def skips_for(*errors: type[Exception]) -> Iterator[None]:
+    """Turn ``errors`` raised inside into a skipped task with their message as the reason: they
+    mean there is nothing to do yet (no champion to score with), which is not a failure, so
+    nothing is retried and no failure alert goes out."""
+    try:
+        yield
+    except errors as exc:
+        skip_run(str(exc))
+
+
 def day_timetable(schedule: str | None) -> Any:
     """The timetable of a pipeline that works on closed days.
 
@@ -225,50 +236,99 @@ def day_timetable(schedule: str | None) -> Any:
     return CronDataIntervalTimetable(cron_for(schedule), timezone="UTC")
 
 
+class ParamError(ValueError):
+    """A run's param that cannot work (a day that is not a date): the run is refused, never retried."""
+
+
+def latest_closed_day(now: dt.datetime | None = None) -> dt.date:
+    """The last day that is over in UTC (yesterday): what a run that names no day works on."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def _param_day(value: Any, name: str = INTERVAL_PARAM) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ParamError(f"param {name!r}={value!r} is not a date (YYYY-MM-DD)") from None
+
+
 def resolve_interval(context: Any) -> dt.date:
     """The day a run works on.
 
     In order: the ``interval`` param (manual and REST triggers); the latest day named by the
     triggering feature Asset events; the run's data interval start (scheduled runs, catchup and
-    backfill: see :func:`day_timetable`).
+    backfill: see :func:`day_timetable`); else, for a run triggered with no logical date and no
+    ``interval``, the latest closed day (yesterday, UTC), logged so the run says which day it took.
+    A param that is not a date fails the task at once, without retries.
     """
-    value = context["params"].get("interval")
+    with fails_for_good(ParamError):
+        return _run_day(context)
+
+
+def _run_day(context: Any) -> dt.date:
+    value = context["params"].get(INTERVAL_PARAM)
     if value:
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            raise ValueError(f"param 'interval'={value!r} is not a date (YYYY-MM-DD)") from None
+        return _param_day(value)
     event_days = _asset_event_days(context)
     if event_days:
-        return dt.date.fromisoformat(max(event_days))
+        return max(event_days)
     start = context.get("data_interval_start") or context.get("logical_date")
-    if start is None:
-        raise ValueError(
-            "this run has no data interval (triggered without a logical date): pass conf {'interval': 'YYYY-MM-DD'}"
-        )
-    return start.date()
+    if start is not None:
+        return start.date()
+    day = latest_closed_day()
+    log.info(
+        "this run names no day (no 'interval' param, no logical date, no Asset event with one): "
+        "it works on the latest closed day, %s", day
+    )
+    return day
 
 
-def _asset_event_days(context: Any) -> set[str]:
+def _asset_event_days(context: Any) -> set[dt.date]:
     days = set()
     for events in (context.get("triggering_asset_events") or {}).values():
         for event in events:
-            if event.extra and event.extra.get("interval"):
-                days.add(str(event.extra["interval"]))
+            if event.extra and event.extra.get(INTERVAL_PARAM):
+                days.add(_param_day(event.extra[INTERVAL_PARAM], "Asset event extra 'interval'"))
     return days
 
 
-def days_to_score(context: Any) -> list[str]:
-    """The days a scoring run covers: the ``interval``/``intervals`` params, else the days named
-    in the triggering feature Asset events, else the run's own interval."""
-    params = context["params"]
-    days = set(params.get("intervals") or [])
-    if params.get("interval"):
-        days.add(params["interval"])
-    days |= _asset_event_days(context)
-    if not days:
-        days.add(resolve_interval(context).isoformat())
-    return sorted(days)
+@dataclass(frozen=True)
+class ScoringDays:
+    """What a scoring run asks for: the days it names, and the last day of its catch-up window."""
+
+    named: list[dt.date]
+    up_to: dt.date
+
+
+def days_to_score(context: Any) -> ScoringDays:
+    """The days a scoring run names: the ``interval``/``intervals`` params, else the days named in
+    the triggering feature Asset events, else the run's own data interval. A run that names none
+    (a champion Asset event, a trigger with no logical date) names no day and catches up to the
+    latest closed day. A param that is not a date fails the task at once, without retries."""
+    with fails_for_good(ParamError):
+        params = context["params"]
+        days = {_param_day(v, "intervals") for v in params.get("intervals") or []}
+        if params.get(INTERVAL_PARAM):
+            days.add(_param_day(params[INTERVAL_PARAM]))
+        days |= _asset_event_days(context)
+        start = context.get("data_interval_start") or context.get("logical_date")
+        if not days and start is not None:
+            days.add(start.date())
+        if days:
+            return ScoringDays(named=sorted(days), up_to=max(days))
+        up_to = latest_closed_day()
+        log.info("this run names no day: it scores what is unscored up to the latest closed day, %s", up_to)
+        return ScoringDays(named=[], up_to=up_to)
+
+
+def skip_run(reason: str) -> NoReturn:
+    """End the task as skipped with ``reason`` (in its log): nothing to do is not a failure, so no
+    alert goes out. Airflow 3's task SDK cannot set the run's note, so the log carries the reason."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("nothing to do: %s", reason)
+    raise AirflowSkipException(reason)
 
 
 def register_dags(namespace: dict[str, Any], kind: str, build: Any) -> None:

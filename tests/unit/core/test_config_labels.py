@@ -86,3 +86,32 @@ def test_bad_label_declarations_are_named(break_it: Any, key: str, words: str) -
         parse_use_case(raw, "churn.yaml")
     assert raised.value.key.startswith(key), raised.value
     assert words in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "expectations, min_rows",
+    [
+        pytest.param(None, 0, id="default-an-empty-day-is-valid"),
+        pytest.param({"min_rows": 0}, 0, id="zero"),
+        pytest.param({"min_rows": 25}, 25, id="a-floor"),
+    ],
+)
+def test_a_label_feed_may_accept_a_day_without_labels(expectations: dict | None, min_rows: int) -> None:
+    raw = label_feed_config()
+    if expectations is not None:
+        raw["labels"]["expectations"] = expectations
+    use_case = parse_use_case(raw, "churn.yaml")
+    assert use_case.feed("labels").expectations.min_rows == min_rows
+
+
+def test_label_min_rows_below_zero_and_batch_min_rows_zero_are_refused() -> None:
+    raw = label_feed_config()
+    raw["labels"]["expectations"] = {"min_rows": -1}
+    with pytest.raises(ConfigError) as raised:
+        parse_use_case(raw, "churn.yaml")
+    assert raised.value.key.startswith("labels.expectations.min_rows"), raised.value
+    batch = label_feed_config()
+    batch.setdefault("expectations", {})["min_rows"] = 0  # a day of scoring data with no row is not a day
+    with pytest.raises(ConfigError) as raised:
+        parse_use_case(batch, "churn.yaml")
+    assert raised.value.key.startswith("expectations.min_rows"), raised.value

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -25,21 +26,139 @@ def test_a_dag_that_fails_to_build_becomes_its_own_stand_in() -> None:
     assert "config-error" not in namespace["delivery_time_kind"].tags
 
 
-@pytest.mark.parametrize(
-    "params, events, expected",
-    [
-        pytest.param({"interval": "2026-01-02", "intervals": ["2026-01-01"]}, {}, ["2026-01-01", "2026-01-02"], id="params"),
-        pytest.param({}, {"a": [{"interval": "2026-01-05"}, {"interval": "2026-01-04"}]}, ["2026-01-04", "2026-01-05"], id="asset-events"),
-    ],
-)
-def test_days_to_score(params: dict, events: dict, expected: list[str]) -> None:
+def _context(
+    params: dict, events: dict | None = None, logical_date: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A task's context as Airflow hands it over: params, triggering Asset events, the logical date."""
     from types import SimpleNamespace
 
-    context = {
+    asset_events = {k: [SimpleNamespace(extra=e) for e in v] for k, v in (events or {}).items()}
+    return {
         "params": params,
-        "triggering_asset_events": {k: [SimpleNamespace(extra=e) for e in v] for k, v in events.items()},
+        "triggering_asset_events": asset_events,
+        "data_interval_start": logical_date,
+        "logical_date": logical_date,
     }
-    assert dag_support.days_to_score(context) == expected
+
+
+MAY_3 = dt.datetime(2026, 5, 3, tzinfo=dt.UTC)
+TWO_EVENTS = {"a": [{"interval": "2026-01-05"}, {"interval": "2026-01-04"}]}
+
+
+@pytest.mark.parametrize(
+    "params, events, logical_date, named",
+    [
+        pytest.param(
+            {"interval": "2026-01-02", "intervals": ["2026-01-01"]},
+            {},
+            None,
+            ["2026-01-01", "2026-01-02"],
+            id="params",
+        ),
+        pytest.param({}, TWO_EVENTS, None, ["2026-01-04", "2026-01-05"], id="asset-events"),
+        pytest.param({}, {}, MAY_3, ["2026-05-03"], id="logical-date"),
+        pytest.param(
+            {},
+            {"champion": [{"version": "1", "outcome": "promoted"}]},
+            None,
+            [],
+            id="champion-event-names-no-day",
+        ),
+    ],
+)
+def test_days_to_score(
+    params: dict, events: dict, logical_date: dt.datetime | None, named: list[str]
+) -> None:
+    asked = dag_support.days_to_score(_context(params, events, logical_date))
+    assert [day.isoformat() for day in asked.named] == named
+    assert asked.up_to == (max(asked.named) if named else dag_support.latest_closed_day())
+
+
+@pytest.mark.parametrize(
+    "params, events, logical_date, expected",
+    [
+        pytest.param({"interval": "2026-01-02"}, TWO_EVENTS, MAY_3, dt.date(2026, 1, 2), id="param-first"),
+        pytest.param({}, TWO_EVENTS, MAY_3, dt.date(2026, 1, 5), id="latest-event-day"),
+        pytest.param({"interval": None}, {}, MAY_3, dt.date(2026, 5, 3), id="data-interval"),
+    ],
+)
+def test_resolve_interval(
+    params: dict, events: dict, logical_date: dt.datetime | None, expected: dt.date
+) -> None:
+    assert dag_support.resolve_interval(_context(params, events, logical_date)) == expected
+
+
+def test_a_run_with_no_logical_date_and_no_interval_works_on_yesterday() -> None:
+    """What `POST /dagRuns` with `"logical_date": null` and an empty conf gets: the latest closed day."""
+    before = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    day = dag_support.resolve_interval(_context({"interval": None}))
+    after = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert day in {before, after}
+
+
+UTC_PLUS_3 = dt.timezone(dt.timedelta(hours=3))
+
+
+@pytest.mark.parametrize(
+    "now, expected",
+    [
+        pytest.param(dt.datetime(2026, 5, 2, 0, 30, tzinfo=dt.UTC), dt.date(2026, 5, 1), id="after-midnight"),
+        pytest.param(dt.datetime(2026, 5, 2, 23, 59, tzinfo=dt.UTC), dt.date(2026, 5, 1), id="late-evening"),
+        pytest.param(dt.datetime(2026, 5, 2, 1, 0, tzinfo=UTC_PLUS_3), dt.date(2026, 4, 30), id="other-zone"),
+    ],
+)
+def test_the_latest_closed_day_is_yesterday_in_utc(now: dt.datetime, expected: dt.date) -> None:
+    assert dag_support.latest_closed_day(now) == expected
+
+
+@pytest.mark.parametrize(
+    "resolve, params, events, words",
+    [
+        pytest.param(
+            dag_support.resolve_interval, {"interval": "yesterday"}, {}, "param 'interval'='yesterday'",
+            id="interval",
+        ),
+        pytest.param(
+            dag_support.days_to_score, {"intervals": ["2026-02-30"]}, {}, "param 'intervals'='2026-02-30'",
+            id="intervals",
+        ),
+        pytest.param(
+            dag_support.resolve_interval, {}, {"a": [{"interval": "05/01/2026"}]}, "Asset event extra",
+            id="event-extra",
+        ),
+    ],
+)
+def test_a_day_that_is_not_a_date_fails_at_once_without_retry(
+    resolve: Any, params: dict, events: dict, words: str
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=words) as raised:
+        resolve(_context(params, events, MAY_3))
+    assert "is not a date (YYYY-MM-DD)" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["2026-02-30", "2026-5-1", "yesterday", "20260501"])
+def test_the_interval_param_refuses_a_day_that_is_not_a_date_before_the_run_exists(value: str) -> None:
+    """The params are validated when a run is created: the REST API answers 400, no task runs."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag_support.interval_param("Day.").resolve(value)
+    assert dag_support.interval_param("Day.").resolve(None) is None
+
+
+def test_skips_for_turns_nothing_to_do_into_a_skip_with_the_reason() -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException) as raised, dag_support.skips_for(LookupError):
+        raise LookupError("no champion yet: train one from the training DAG")
+    assert str(raised.value) == "no champion yet: train one from the training DAG"
+
+
+def test_skips_for_lets_any_other_error_through() -> None:
+    with pytest.raises(ConnectionError), dag_support.skips_for(LookupError):
+        raise ConnectionError("MLflow is down")
 
 
 def test_a_use_case_with_a_paused_reason_starts_paused_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
