@@ -226,6 +226,9 @@ class ScoringManifest(TypedDict):
     feature_stats: NotRequired[dict[str, Any]]
     prediction_stats: NotRequired[dict[str, Any]]  # count, mean, and histogram bins or quantiles
     worker: NotRequired[str]
+    # What made these predictions (model version, feature version and code, options): a day scored
+    # again with the same is skipped.
+    scored_with: NotRequired[dict[str, Any]]
 
 
 class _DriftVerdict(TypedDict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,12 +162,18 @@ class ScoringPlan:
 
 
 def plan_scoring(
-    use_case: UseCase, named: list[dt.date], up_to: dt.date, lake: Lake, store: FeatureStore
+    use_case: UseCase,
+    named: list[dt.date],
+    up_to: dt.date,
+    lake: Lake,
+    store: FeatureStore,
+    *,
+    requested: Collection[dt.date] = (),
 ) -> ScoringPlan:
     """The days a scoring run scores: ``named`` (the days the run asks for) less those already
     scored with the same champion and features, plus the committed feature days among the
-    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions. NoChampion if there
-    is none.
+    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions. A day in
+    ``requested`` (asked for by name) is scored even if it was already. NoChampion if there is none.
 
     A named day with no committed features stays in the plan: scoring it fails and says so.
     """
@@ -176,7 +183,8 @@ def plan_scoring(
     for day in named:
         partition = committed.get(day)
         if (
-            partition is not None
+            day not in requested
+            and partition is not None
             and partition.get("feature_version") == use_case.feature_version
             and _scored(lake, use_case, day) == scored_with(use_case, version, partition)
         ):

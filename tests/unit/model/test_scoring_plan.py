@@ -100,6 +100,10 @@ def test_a_day_scored_with_the_same_champion_and_features_is_not_scored_again(
     assert (plan.days, plan.caught_up, plan.already_scored) == ([], [], [DAYS[-1]])
     assert "already scored with this champion" in plan.describe()
 
+    # Asked for by name (a person or an upstream request), the same day is scored again.
+    asked = plan_scoring(use_case, [DAYS[-1]], DAYS[-1], lake, store, requested=[DAYS[-1]])
+    assert (asked.days, asked.already_scored) == ([DAYS[-1]], [])
+
 
 @pytest.mark.parametrize("change", ["new-champion", "new-delivery"])
 def test_a_named_day_is_scored_again_when_its_champion_or_features_changed(
