@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import FeaturePartition, ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
-from mlops.model import explain, registry
+from mlops.model import explain, registry, tags
 from mlops.model.training import predict_scores
 
 if TYPE_CHECKING:
@@ -172,7 +172,8 @@ def plan_scoring(
 ) -> ScoringPlan:
     """The days a scoring run scores: ``named`` (the days the run asks for) less those already
     scored with the same champion and features, plus the committed feature days among the
-    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions. A day in
+    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions and come after the
+    champion's training window. A day in
     ``requested`` (asked for by name) is scored even if it was already. NoChampion if there is none.
 
     A named day with no committed features stays in the plan: scoring it fails and says so.
@@ -192,8 +193,13 @@ def plan_scoring(
         else:  # never scored, or with another champion, other features or other feature code
             days.add(day)
     window = {up_to - dt.timedelta(days=i) for i in range(use_case.catch_up_days)}
+    # Only days after the champion's training window: its predictions on days it learnt from
+    # would flatter its live performance (the drift check reads them).
+    trained_to = _window_end(version)
     caught_up = sorted(
-        day for day in window & committed.keys() - set(named) if _scored(lake, use_case, day) is None
+        day
+        for day in window & committed.keys() - set(named)
+        if (trained_to is None or day > trained_to) and _scored(lake, use_case, day) is None
     )
     return ScoringPlan(
         model_version=str(version.version),
@@ -201,6 +207,15 @@ def plan_scoring(
         caught_up=caught_up,
         already_scored=sorted(already),
     )
+
+
+def _window_end(version: Any) -> dt.date | None:
+    """The last day of the version's training window (its ``data_window`` tag, ``start..end``)."""
+    window = (version.tags or {}).get(tags.DATA_WINDOW, "")
+    try:
+        return dt.date.fromisoformat(window.split("..")[-1]) if window else None
+    except ValueError:
+        return None
 
 
 def _scored(lake: Lake, use_case: UseCase, day: dt.date) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from mlops.core.lake import Lake, get_lake
 from mlops.data.feature_store import ParquetFeatureStore
 from mlops.data.features import build_features
 from mlops.dev.simulator import simulate_batch
-from mlops.model import registry
+from mlops.model import registry, tags
 from mlops.model.scoring import SCORED_WITH, NoChampion, plan_scoring, scored_with
 
 START = dt.date(2026, 4, 1)
@@ -128,3 +128,15 @@ def test_a_named_day_without_features_stays_in_the_plan_to_fail_by_name(store: P
     later = DAYS[-1] + dt.timedelta(days=30)
     plan = plan_scoring(get_use_case("churn"), [later], later, get_lake(), store)
     assert plan.days == [later] and plan.caught_up == []
+
+
+def test_catch_up_leaves_the_days_the_champion_learnt_from(store: ParquetFeatureStore) -> None:
+    """Predictions on its own training days would flatter the champion's live performance."""
+    lake, use_case = get_lake(), get_use_case("churn")
+    version = promote()
+    trained_to = DAYS[-5]
+    registry.configure_mlflow().set_model_version_tag(
+        use_case.registered_model_name, version.version, tags.DATA_WINDOW, f"{DAYS[0]}..{trained_to}"
+    )
+    plan = plan_scoring(use_case, [], DAYS[-1], lake, store)
+    assert plan.caught_up == [d for d in DAYS if d > trained_to]
