@@ -42,10 +42,10 @@ def test_consecutive_intervals_and_idempotent_rerun(dags: dict, fresh_home: Path
     assert len(feats) == 900
     assert not feats.duplicated([ENTITY, EVENT_TIME]).any()
 
-    before = {d: lake.read_bytes(layout.store_partition("features", use_case, d)) for d in days}
+    before = {d: lake.read_bytes(store.committed_files(use_case, d)["features"]) for d in days}
     manifests = {d: lake.read_json(layout.feature_manifest(use_case, d)) for d in days}
     assert run_dag(dags[f"{use_case}_data"], days[1]).state == "success"  # re-run one interval
-    assert lake.read_bytes(layout.store_partition("features", use_case, days[1])) == before[days[1]]
+    assert lake.read_bytes(store.committed_files(use_case, days[1])["features"]) == before[days[1]]
     assert lake.read_json(layout.feature_manifest(use_case, days[1])) == manifests[days[1]]
     assert len(store.read_features(use_case, days[0], days[-1])) == 900
     fmt = "csv" if use_case == "churn" else "parquet"
@@ -82,7 +82,7 @@ def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fre
         assert all(e["text"] for e in reason["errors"])
         assert lake.read_bytes(layout.quarantine_batch("churn", day, "csv")) == landed
         assert lake.read_bytes(layout.raw_object("churn", day, sha256(landed), "csv")) == landed  # the archive keeps it
-        assert not lake.exists(layout.store_partition("features", "churn", day))
+        assert not lake.exists(layout.feature_manifest("churn", day))  # nothing was committed
         if kind not in {"empty_file", "unreadable_file"}:
             assert lake.exists(layout.quarantine_result("churn", day))
             assert "<html" in lake.read_bytes(layout.quarantine_docs("churn", day)).decode().lower()

@@ -116,7 +116,7 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     assert run_dag(dags["subscriptions_labels"], DAYS[-1] + dt.timedelta(days=1)).state == "failed"
     reason = lake.read_json(layout.quarantine_reason("subscriptions.labels", DAYS[-1] + dt.timedelta(days=1)))
     assert any(e["expectation"] == "expect_column_values_to_be_between" and e["column"] == "churned" for e in reason["errors"])
-    assert not lake.exists(layout.store_partition("labels", "subscriptions", DAYS[-1] + dt.timedelta(days=1)))
+    assert not lake.exists(layout.label_manifest("subscriptions", DAYS[-1] + dt.timedelta(days=1)))
 
     # Training on day 9 sees only the labels delivered by the end of day 9.
     train_day = DAYS[8]
@@ -137,11 +137,11 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     [decision] = [lake.read_json(rel) for rel in lake.children(layout.promotions_dir("subscriptions"), ".json")]
     assert decision["promoted"], decision["reason"]
 
-    # Unlabeled days are scored (and the days before them caught up: they came before the first
-    # champion); live performance appears per day as labels arrive.
+    # Unlabeled days are scored; the days the champion was trained on are not caught up (its
+    # predictions there would flatter it); live performance appears per day as labels arrive.
     scored_days = DAYS[9:]
     assert run_dag(dags["subscriptions_scoring"], None, {"intervals": [d.isoformat() for d in scored_days]}).state == "success"
-    assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in DAYS]
+    assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in scored_days]
     assert run_dag(dags["subscriptions_drift"], DAYS[-1]).state == "success"
     summary = lake.read_json(layout.drift_summary("subscriptions", DAYS[-1]))
     by_day = {entry["day"]: entry for entry in summary["performance_by_day"]}

@@ -395,12 +395,12 @@ def test_s3_down_while_archiving_a_batch(production: Production, point: str) -> 
 # 2. S3 answering 5xx while a feature partition is written (Parquet store in the S3 lake)
 
 MATERIALIZE_FAULTS = {
-    # the features' Parquet in place, the labels' not; nothing committed
-    "labels upload": lambda day: on("PUT", f"/lake/labels/churn/.{day}.parquet.tmp-"),
-    # both Parquet files in place, the features' manifest (their commit) not
-    "feature manifest upload": lambda day: on("PUT", f"/lake/features/churn/_manifests/.{day}.json.tmp-"),
-    # the labels' manifest (their commit)
-    "label manifest upload": lambda day: on("PUT", f"/lake/labels/churn/_manifests/.{day}.json.tmp-"),
+    # nothing written yet: the features' file fails on its way in
+    "features upload": lambda day: on("PUT", f"/lake/features/churn/{day}/."),
+    # the features' file written, the labels' not; nothing committed
+    "labels upload": lambda day: on("PUT", f"/lake/labels/churn/{day}/."),
+    # both files in place under their hashes, the day's one manifest (its commit) not
+    "manifest upload": lambda day: on("PUT", f"/lake/features/churn/_manifests/.{day}.json.tmp-"),
 }
 
 
@@ -416,30 +416,22 @@ def test_s3_5xx_while_materializing_features(production: Production, history: di
         materialize_features(uc, day, lake, store)
     assert production.s3.fired, f"the fault at the {point} never happened"
 
-    # Readers see each part of the day whole or not at all, and never labels without features.
+    # The day is committed by one manifest: before it, readers see none of the day.
     production.s3.pass_through()
     features, labels = store.read_features("churn", day, day), store.read_labels("churn", day, day)
-    if point != "label manifest upload":  # the features' manifest was not written yet
-        assert features.empty and day not in store.partitions("churn")
-        with pytest.raises(FileNotFoundError):
-            next(iter(store.iter_features("churn", day, 100)))
-    if not features.empty:
-        pd.testing.assert_frame_equal(features, reference.read_features("churn", day, day))
-    assert labels.empty or not features.empty, (
-        f"{point}: the day's {len(labels)} labels are readable while its features are not committed: "
-        "ParquetFeatureStore.write_partition commits the labels before the features, so a reader "
-        "(prepare_training_set) sees half of the partition until the retry"
-    )
+    assert features.empty and labels.empty and day not in store.partitions("churn"), point
+    with pytest.raises(FileNotFoundError):
+        next(iter(store.iter_features("churn", day, 100)))
 
     assert materialize_features(uc, day, lake, store) == undisturbed
-    for kind in ("features", "labels"):
-        rel = layout.store_partition(kind, "churn", day)
+    committed = store.committed_files("churn", day)
+    assert committed == reference.committed_files("churn", day)  # the same files, named by their hashes
+    for kind, rel in committed.items():
         assert production.lake_bytes(rel) == production.lake_bytes(rel, root="reference"), kind
-        assert lake.list(f"{kind}/churn") == reference.lake.list(
-            f"{kind}/churn"
-        )  # no temporary object in sight
-    for rel in (layout.feature_manifest("churn", day), layout.label_manifest("churn", day)):
-        assert production.lake_bytes(rel) == production.lake_bytes(rel, root="reference")
+        folder = layout.store_day_dir(kind, "churn", day)
+        assert lake.list(folder) == reference.lake.list(folder)  # no temporary object in sight
+    rel = layout.feature_manifest("churn", day)
+    assert production.lake_bytes(rel) == production.lake_bytes(rel, root="reference")
     pd.testing.assert_frame_equal(
         store.read_labels("churn", day, day), reference.read_labels("churn", day, day)
     )

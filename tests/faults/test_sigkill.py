@@ -175,20 +175,21 @@ def test_materialize_killed_before_its_manifest(home: Path, tmp_path: Path) -> N
     extract_and_archive(uc, NEW_DAY, lake, settings.landing_uri)
     validate_batch(uc, NEW_DAY, lake, settings.config_dir)
     undisturbed = materialize_features(uc, NEW_DAY, lake, store)
-    partition = {kind: lake.read_bytes(layout.store_partition(kind, "churn", NEW_DAY)) for kind in ("features", "labels")}
-    for kind in ("features", "labels"):
-        lake.delete(layout.store_partition(kind, "churn", NEW_DAY))
+    committed = store.committed_files("churn", NEW_DAY)
+    assert set(committed) == {"features", "labels"}
+    partition = {kind: lake.read_bytes(path) for kind, path in committed.items()}
+    for path in committed.values():
+        lake.delete(path)
     lake.delete(layout.feature_manifest("churn", NEW_DAY))
-    lake.delete(layout.label_manifest("churn", NEW_DAY))
 
     killed("materialize", "materialize", {"day": NEW_DAY.isoformat()}, tmp_path)
-    assert lake.exists(layout.store_partition("features", "churn", NEW_DAY))  # the files are there...
+    assert all(lake.exists(path) for path in committed.values())  # the files are in place...
     assert NEW_DAY not in store.partitions("churn")  # ...but no reader sees them
     assert store.read_features("churn", NEW_DAY, NEW_DAY).empty
 
     assert materialize_features(uc, NEW_DAY, lake, store) == undisturbed
-    for kind, data in partition.items():
-        assert lake.read_bytes(layout.store_partition(kind, "churn", NEW_DAY)) == data
+    after = store.committed_files("churn", NEW_DAY)
+    assert {kind: lake.read_bytes(path) for kind, path in after.items()} == partition
     assert len(store.read_features("churn", NEW_DAY, NEW_DAY)) == undisturbed["rows"]
 
 

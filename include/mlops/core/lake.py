@@ -9,9 +9,11 @@ half-written file and a retried task simply overwrites.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -143,6 +145,86 @@ class Lake:
         except FileExistsError:
             return False
         return True
+
+    @contextlib.contextmanager
+    def lock(self, rel: str, *, lease: float = 60.0, wait: float = 300.0) -> Iterator[None]:
+        """Hold ``rel`` as an exclusive lock for the ``with`` block; ``TimeoutError`` after ``wait``
+        seconds of another holder.
+
+        Locally an ``flock`` on the file ``rel``: exclusive between processes and threads (each
+        call opens the file anew), and released by the kernel when its holder dies, however it dies.
+
+        On S3 a lock object created exclusively (``create``: a conditional PUT) with a lease. The
+        guarantee is weaker, and bounded by the lease: a holder that dies keeps the lock until its
+        lease (``lease`` seconds from when it was taken, by the holder's clock) runs out, and a
+        holder still working past its lease may be joined by the next one. So keep what runs
+        under it short (a manifest's read and write), far below ``lease``. A lease is broken only
+        after reading it expired twice, the same lease both times: two waiters cannot both break
+        it unless one deletes between the other's read and delete, which the lease's margin makes
+        unlikely, not impossible (S3 offers no conditional delete to close that window).
+        """
+        deadline = time.monotonic() + wait
+        if self.is_local:
+            import fcntl
+
+            key = self._key(rel)
+            self._fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        self._wait_for_lock(rel, deadline)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+            return
+        token = uuid.uuid4().hex
+        while True:
+            claim = {"token": token, "expires": time.time() + lease}
+            if self.create(rel, json.dumps(claim).encode()):
+                break
+            held = self._lease(rel)
+            if held is not None and held["expires"] < time.time():
+                time.sleep(0.05)
+                if self._lease(rel) == held:  # still the same, expired lease: its holder is gone
+                    self.delete(rel)
+                    continue
+            self._wait_for_lock(rel, deadline)
+        try:
+            yield
+        finally:
+            if (self._lease(rel) or {}).get("token") == token:
+                self.delete(rel)
+
+    def _lease(self, rel: str) -> dict[str, Any] | None:
+        try:
+            held = self.read_json(rel)
+        except FileNotFoundError:
+            return None
+        except ValueError:  # caught between its creation and its bytes: give it time
+            return {"token": None, "expires": time.time() + 1}
+        return held if isinstance(held, dict) else None
+
+    def _wait_for_lock(self, rel: str, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the lock {self.uri(rel)} is still held by another writer; "
+                "this try gives up (a retry takes it once released)"
+            )
+        time.sleep(0.01 + 0.04 * (uuid.uuid4().int % 100) / 100)  # jitter: waiters do not march in step
+
+    def move(self, src_rel: str, dst_rel: str) -> str:
+        """Move ``src_rel`` onto ``dst_rel`` (replacing it): a rename locally, a copy then a delete on S3."""
+        dst = self._key(dst_rel)
+        self._fs.makedirs(dst.rpartition("/")[0], exist_ok=True)
+        self._fs.mv(self._key(src_rel), dst)
+        return self.uri(dst_rel)
 
     @property
     def is_local(self) -> bool:

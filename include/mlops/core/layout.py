@@ -13,10 +13,12 @@ path                                                what it holds
 ``validation/<uc>/<day>/``                          GX result, Data Docs, the gate's summary
 ``quarantine/<uc>/<day>/``                          a rejected batch with its result and reason
 ``staging/<uc>/<day>/<sha256>/<n>.<kind>.arrow``    a checked partition's parsed rows, until committed
-``features/<uc>/<day>.parquet``                     feature rows (Parquet feature store)
-``labels/<uc>/<day>.parquet``                       label rows with their arrival time
-``features/<uc>/_manifests/<day>.json``             a committed partition (rows, content hash)
+``features/<uc>/<day>/<sha256>.parquet``            feature rows (Parquet feature store), named by hash
+``labels/<uc>/<day>/<sha256>.parquet``              label rows with their arrival time, named by hash
+``features/<uc>/_manifests/<day>.json``             a day's commit: rows, content hash, the files
 ``labels/<uc>/_manifests/<day>.json``               a committed label delivery (label feed)
+``features/<uc>/_locks/<day>.lock``                 taken by whoever commits the day
+``{features,labels}/<uc>/<day>.parquet``            the earlier layout's files (read, replaced)
 ``training_sets/<uc>/<day>/<run key>/``             train / validation / holdout + lineage
 ``predictions/<uc>/<day>/``                         scores of the day and their manifest
 ``serving/<uc>/<day>/<batch>.parquet``              online requests received that day, one batch
@@ -134,7 +136,29 @@ FeatureKind = Literal["features", "labels"]
 
 
 def store_partition(kind: FeatureKind, use_case: str, day: dt.date | str) -> str:
+    """The earlier layout's one file per day and kind, read when a manifest names no files (a day
+    committed before manifests did); a commit of the day replaces it with a ``store_file``."""
     return f"{kind}/{use_case}/{_day(day)}.parquet"
+
+
+def store_day_dir(kind: FeatureKind, use_case: str, day: dt.date | str) -> str:
+    return f"{kind}/{use_case}/{_day(day)}"
+
+
+def store_file(kind: FeatureKind, use_case: str, day: dt.date | str, sha256: str) -> str:
+    """A day's feature or label rows, named by the SHA-256 of the file's bytes: a name no other
+    content takes, so a commit never overwrites what a reader of the previous commit reads."""
+    return f"{store_day_dir(kind, use_case, day)}/{sha256}.parquet"
+
+
+def store_file_in_progress(kind: FeatureKind, use_case: str, day: dt.date | str, token: str) -> str:
+    """A file being written, before its hash names it (hidden: no listing shows it)."""
+    return f"{store_day_dir(kind, use_case, day)}/.{token}.parquet"
+
+
+def store_lock(use_case: str, day: dt.date | str) -> str:
+    """Held while a day's manifest is read and replaced (features, and labels of either feed)."""
+    return f"features/{use_case}/_locks/{_day(day)}.lock"
 
 
 def feature_manifests_dir(use_case: str) -> str:
@@ -142,7 +166,7 @@ def feature_manifests_dir(use_case: str) -> str:
 
 
 def feature_manifest(use_case: str, day: dt.date | str) -> str:
-    """Written last: a partition is committed once its manifest exists."""
+    """Written last, once: a day is committed once its manifest exists, and is what it names."""
     return f"{feature_manifests_dir(use_case)}/{_day(day)}.json"
 
 

@@ -56,6 +56,26 @@ def _header(data: bytes) -> list[str]:
     return next(csv.reader([first]), [])
 
 
+def data_errors(fmt: str) -> tuple[type[Exception], ...]:
+    """What the readers raise when the bytes of a ``fmt`` file are not a well-formed file: the
+    file is unreadable (quarantined), and parsing it again would fail the same way.
+
+    pandas' ``ParserError`` and ``EmptyDataError``, ``UnicodeDecodeError`` and pyarrow's
+    ``ArrowInvalid`` are all ``ValueError``; the rest of Arrow's family (``ArrowTypeError``, the
+    bare ``ArrowException`` of a corrupt dictionary page) is caught by its base, all but
+    ``ArrowMemoryError`` and ``ArrowCancelled``, which the caller lets through. A Parquet file is
+    decoded from bytes already in memory, so the ``OSError`` pyarrow raises there ("Corrupt snappy
+    compressed data", "Couldn't deserialize thrift") is its word for a corrupt file, not a failed
+    read. Anything else (``MemoryError``, an ``OSError`` of the lake, an error nobody expected)
+    propagates: the task fails this try and Airflow retries it, nothing is quarantined.
+    """
+    import pyarrow as pa
+
+    if fmt == "parquet":
+        return ValueError, pa.ArrowException, OSError
+    return ValueError, pa.ArrowException
+
+
 def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     """Parse raw batch bytes into a frame; raise BatchUnreadable naming why, in words a person acts on.
 
@@ -64,6 +84,7 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     uses another delimiter, or repeats a column name is refused with the reason.
     """
     import pandas as pd
+    import pyarrow as pa
 
     columns = as_feed(use_case).columns
     if not data:
@@ -85,7 +106,9 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
             )
     try:
         frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns)
-    except Exception as exc:  # pandas/pyarrow raise many parser error types; all mean "unreadable"
+    except (MemoryError, pa.ArrowCancelled):  # the worker's trouble, not the file's: retried
+        raise
+    except data_errors(fmt) as exc:
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
         raise BatchUnreadable("the batch has no columns")

@@ -40,7 +40,7 @@ def test_every_path_is_relative_and_separates_use_cases(builder) -> None:
     sample = {"use_case": "churn", "day": DAY, "fmt": "csv", "sha256": "ab", "run_key": "k", "split": "train",
               "decided_at": "2026-01-03T00:00:00", "version": "1", "scope": "churn", "box": "sent",
               "alert_id": "a", "kind": "features", "dag_id": "churn_data", "attempt": 1,
-              "airflow_run_id": "manual__2026-01-03T00:00:00+00:00", "batch": "20260103T000000-ab12", "index": 3}  # fmt: skip
+              "airflow_run_id": "manual__2026-01-03T00:00:00+00:00", "batch": "20260103T000000-ab12", "index": 3, "token": "t"}  # fmt: skip
     path = builder(**{name: sample[name] for name in params})
     assert not path.startswith("/") and ".." not in path.split("/")
     if "use_case" in params:

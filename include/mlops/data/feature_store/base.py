@@ -79,13 +79,6 @@ def partition_manifest(
     return manifest
 
 
-def label_partition(use_case: str, interval: dt.date, labels: FrameHash) -> LabelPartition:
-    """The manifest of a day's labels, from their hash."""
-    return LabelPartition(
-        use_case=use_case, interval=interval.isoformat(), rows=labels.rows, content_hash=labels.hexdigest()
-    )
-
-
 def label_manifest(use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
     """The manifest of a day's labels, from the frame."""
     return LabelPartition(
