@@ -1,22 +1,33 @@
 """The promotion gate: compare the new version with the champion, decide, move aliases, record.
 
-The ``evaluate_and_promote`` task. It scores challenger and champion on this run's holdout, lets
-the pure :mod:`mlops.model.promotion` decide, writes the decision down before any alias moves
-(so a retry finishes the same decision), then moves the aliases, tags the version and the run, and
-appends the decision to the promotion ledger. In approval mode a person answers next
+The ``evaluate_and_promote`` task. It checks that the challenger's holdout outputs are sane,
+scores challenger, champion and the trivial baseline (fitted on this run's training split) on this
+run's holdout, overall and per declared slice, lets the pure :mod:`mlops.model.promotion` decide,
+writes the decision and its evidence down before any alias moves (so a retry finishes the same
+decision), then moves the aliases, tags the version and the run, and appends the decision to the
+promotion ledger. In approval mode a person answers next
 (:mod:`mlops.model.approval`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
 from mlops.core.results import ALIAS_OUTCOMES, Cause, PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.model import registry, tags
-from mlops.model.promotion import bootstrap_difference, decide
-from mlops.model.training import X_y, compute_metrics, metric_fn, predict_scores
+from mlops.model.promotion import BaselineCheck, bootstrap_difference, check_outputs, decide, evaluate_slices
+from mlops.model.training import (
+    BASELINE_STRATEGY,
+    DECISION_THRESHOLD,
+    X_y,
+    compute_metrics,
+    fit_baseline,
+    metric_fn,
+    predict_scores,
+)
 from mlops.model.training_set import read_split
 
 if TYPE_CHECKING:
@@ -74,6 +85,14 @@ def evaluate_and_promote(
         comparison: dict[str, Any] = entry.get("comparison") or {}
         if comparison:
             mlflow.log_metrics({"promotion.improvement": comparison["improvement"], "promotion.ci_low": comparison["ci_low"]})
+        baseline: dict[str, Any] = entry.get("baseline") or {}
+        if baseline:
+            mlflow.log_metrics(
+                {
+                    "promotion.baseline_improvement": baseline["improvement"],
+                    "promotion.baseline_ci_low": baseline["ci_low"],
+                }
+            )
     registry.record_decision(lake, use_case.name, entry)
     lake.delete(intent)
     log.info("promotion decision for %s v%s: %s - %s", name, version, entry["outcome"], entry["reason"])
@@ -91,18 +110,24 @@ def _decide(
     dag_id: str,
     airflow_run_id: str,
 ) -> PromotionRecord:
-    """Score challenger and champion on the holdout and decide; changes nothing."""
+    """Score challenger, champion and baseline on the holdout and decide; changes nothing."""
     mode = use_case.promotion.run_mode(mode)  # a looser mode than configured is refused here too
+    spec = use_case.promotion
     name, version = use_case.registered_model_name, trained["version"]
     holdout = read_split(lake, manifest, "holdout")
     X, y = X_y(holdout, use_case)
     challenger = registry.load_model(name, version)
     challenger_scores = predict_scores(challenger, X, use_case.task)
-    challenger_metrics = compute_metrics(y, challenger_scores, use_case.task)
+    # Sane outputs first: NaN/inf predictions cannot be scored, so nothing below is computed for them.
+    sanity = check_outputs(
+        challenger_scores, use_case.task, threshold=DECISION_THRESHOLD, label_range=label_range(use_case)
+    )
+    challenger_metrics = compute_metrics(y, challenger_scores, use_case.task) if sanity.scorable else {}
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
-    comparison = None
-    if champion is not None and str(champion.version) != version:
+    has_champion = champion is not None and str(champion.version) != version
+    champion_scores = None
+    if champion is not None and has_champion:
         # Fail closed: an outage while loading the champion propagates (the task retries), and a
         # champion that cannot score this holdout stops the gate; neither promotes the challenger.
         champion_model = registry.load_model(name, champion.version)
@@ -114,20 +139,54 @@ def _decide(
                 f"v{version} ({type(exc).__name__}: {exc}); nothing was promoted. If the features changed on "
                 "purpose, review the challenger and move the 'champion' alias by hand."
             ) from exc
-        comparison = bootstrap_difference(
-            y,
-            challenger_scores,
-            champion_scores,
-            metric_fn(use_case.promotion.metric, use_case.task),
-            higher_is_better=use_case.promotion.higher_is_better,
-            samples=use_case.promotion.bootstrap_samples,
-            confidence=use_case.promotion.confidence,
+
+    comparison = baseline = None
+    slices = []
+    if sanity.scorable:
+        train = read_split(lake, manifest, "train")
+        baseline_scores = predict_scores(fit_baseline(*X_y(train, use_case), use_case.task), X, use_case.task)
+        metric = metric_fn(spec.metric, use_case.task)
+        paired = functools.partial(
+            bootstrap_difference,
+            metric=metric,
+            higher_is_better=spec.higher_is_better,
+            samples=spec.bootstrap_samples,
+            confidence=spec.confidence,
             seed=use_case.model.seed,
         )
-    has_champion = champion is not None and str(champion.version) != version
-    decision = decide(challenger_metrics, use_case.promotion, comparison=comparison, has_champion=has_champion, mode=mode)
+        baseline = BaselineCheck(
+            strategy=BASELINE_STRATEGY[use_case.task],
+            comparison=paired(y, challenger_scores, baseline_scores),
+            margin=spec.baseline_margin,
+        )
+        if champion_scores is not None:
+            comparison = paired(y, challenger_scores, champion_scores)
+        slices = evaluate_slices(
+            holdout,
+            y,
+            spec.slices,
+            challenger=challenger_scores,
+            baseline=baseline_scores,
+            champion=champion_scores,
+            metric=metric,
+            higher_is_better=spec.higher_is_better,
+            samples=spec.bootstrap_samples,
+            confidence=spec.confidence,
+            seed=use_case.model.seed,
+        )
+    decision = decide(
+        challenger_metrics,
+        spec,
+        comparison=comparison,
+        has_champion=has_champion,
+        sanity=sanity,
+        baseline=baseline,
+        slices=slices,
+        mode=mode,
+    )
     champion_before = str(champion.version) if champion is not None else None
     promoted = decision.promote and decision.apply
+    evidence = decision.as_dict()
     return PromotionRecord(
         use_case=use_case.name,
         decided_at=registry.now_iso(),
@@ -138,8 +197,12 @@ def _decide(
         reason=decision.reason,
         metric=use_case.promotion.metric,
         challenger_metrics=challenger_metrics,
-        comparison=decision.as_dict()["comparison"],
+        comparison=evidence["comparison"],
         threshold_failures=decision.threshold_failures,
+        failed_checks=decision.failures,
+        sanity=evidence["sanity"],
+        baseline=evidence["baseline"],
+        slices=evidence["slices"],
         mode=mode,
         aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.outcome in ALIAS_OUTCOMES else {},
         airflow_dag_id=dag_id,
@@ -156,3 +219,17 @@ def _decide(
             "git_commit": registry.git_commit(),
         },
     )
+
+
+def label_range(use_case: UseCase) -> tuple[float | None, float | None] | None:
+    """The declared (min, max) of a regression target, from its column in the batch or the label feed."""
+    if use_case.task != "regression":
+        return None
+    if use_case.labels is not None:
+        column = use_case.labels.columns[use_case.labels.label]
+    else:
+        assert use_case.schema_.target is not None  # the config requires a target or a label feed
+        column = use_case.schema_.columns[use_case.schema_.target]
+    if column.min is None and column.max is None:
+        return None
+    return (column.min, column.max)

@@ -16,7 +16,7 @@ from mlops.core import faults, layout
 from mlops.core.results import TrainedModel, TrainingSetManifest
 from mlops.model import explain, registry, tags
 from mlops.model.plots import log_holdout_plots
-from mlops.model.training import SPLITS, X_y, compute_metrics, make_pipeline, predict_scores
+from mlops.model.training import SPLITS, X_y, compute_metrics, fit_baseline, make_pipeline, predict_scores
 from mlops.model.training_set import read_split
 
 if TYPE_CHECKING:
@@ -121,6 +121,10 @@ def train_and_register(
             metrics |= {f"{name}_{k}": v for k, v in compute_metrics(y, scores[name], use_case.task).items()}
         mlflow.log_metrics(metrics)
         X_hold, y_hold = X_y(frames["holdout"], use_case)
+        # The trivial baseline the gate holds the model against, for a reader of the run.
+        dummy = predict_scores(fit_baseline(X_train, y_train, use_case.task), X_hold, use_case.task)
+        dummy_metrics = compute_metrics(y_hold, dummy, use_case.task)
+        mlflow.log_metrics({f"baseline.holdout_{k}": v for k, v in dummy_metrics.items()})
         log_holdout_plots(mlflow, y_hold, scores["holdout"], use_case.task)
         importance = _permutation_importance(pipe, X_hold, y_hold, use_case)
         mlflow.log_dict(importance, "permutation_importance.json")

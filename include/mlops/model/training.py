@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from mlops.data.feature_store import FeatureStore
 
 SPLITS = ("train", "validation", "holdout")
+# A classifier's score at or above this is a predicted positive (metrics, the gate's sanity check).
+DECISION_THRESHOLD = 0.5
+# The trivial model a challenger must beat (scikit-learn's DummyClassifier / DummyRegressor strategy).
+BASELINE_STRATEGY = {"classification": "prior", "regression": "mean"}
 
 
 class NotEnoughData(ValueError):
@@ -130,6 +134,19 @@ def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None, *,
     return Pipeline([("features", pre), ("model", model)])
 
 
+def fit_baseline(X: pd.DataFrame, y: np.ndarray, task: str) -> Any:
+    """The trivial baseline for the task, fitted on ``X, y``: the class prior, or the mean label.
+
+    It ignores the features: a model that cannot beat it on the holdout has learned nothing.
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    strategy = BASELINE_STRATEGY[task]
+    if task == "classification":
+        return DummyClassifier(strategy=strategy).fit(X, y)
+    return DummyRegressor(strategy=strategy).fit(X, y)
+
+
 def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     """The number the platform reports: P(positive class) for classification, the value for regression."""
     if task == "classification":
@@ -142,7 +159,7 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: str) -> dict[s
     from sklearn import metrics as m
 
     if task == "classification":
-        labels = (scores >= 0.5).astype(int)
+        labels = (scores >= DECISION_THRESHOLD).astype(int)
         out = {
             "log_loss": float(m.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
             "accuracy": float(m.accuracy_score(y_true, labels)),
@@ -162,26 +179,60 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: str) -> dict[s
 
 
 def metric_fn(name: str, task: str) -> Any:
-    """A (y_true, scores) -> float function for the promotion metric, for bootstrapping."""
+    """A (y_true, scores) -> float function for the promotion metric, for bootstrapping.
+
+    Its ``__name__`` is the metric's name (the gate's comparisons are labelled with it).
+    """
+    fn = _metric(name, task)
+
+    def metric(y_true: Any, scores: Any) -> float:
+        return float(fn(y_true, scores))
+
+    metric.__name__ = metric.__qualname__ = name
+    return metric
+
+
+def _metric(name: str, task: str) -> Any:
     import numpy as np
     from sklearn import metrics as m
 
     if name == "roc_auc":
-        return m.roc_auc_score
+        return roc_auc
     if name == "average_precision":
         return m.average_precision_score
     if name == "log_loss":
         return lambda y, s: m.log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1])
+    # rmse and mae in numpy: the same numbers as scikit-learn's, without its per-call input checks.
     if name == "rmse":
-        return lambda y, s: float(np.sqrt(m.mean_squared_error(y, s)))
+        return lambda y, s: np.sqrt(np.mean((np.asarray(y, dtype="float64") - s) ** 2))
     if name == "mae":
-        return m.mean_absolute_error
+        return lambda y, s: np.mean(np.abs(np.asarray(y, dtype="float64") - s))
     if name == "r2":
         return m.r2_score
     if name in {"accuracy", "f1", "precision", "recall"}:
         fn = getattr(m, f"{name}_score")
-        return lambda y, s: fn(y, (s >= 0.5).astype(int))
+        return lambda y, s: fn(y, (s >= DECISION_THRESHOLD).astype(int))
     raise ValueError(f"unknown promotion metric {name!r} for a {task} use case")
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of binary labels as the Mann-Whitney statistic (midranks for ties).
+
+    The same number as scikit-learn's ``roc_auc_score`` for two classes, without its input checks:
+    the gate computes thousands of these per decision (bootstrap resamples x slices).
+    """
+    import numpy as np
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true)
+    classes = np.unique(y)
+    if len(classes) != 2:
+        raise ValueError(f"ROC AUC needs two classes in y_true, got {len(classes)}")
+    positive = y == classes[1]
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    ranks = rankdata(np.asarray(scores, dtype="float64"))
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def X_y(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, np.ndarray]:

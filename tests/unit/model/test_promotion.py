@@ -5,7 +5,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlops.core.config import PROMOTION_MODES, PromotionModeRefused, PromotionSpec, ThresholdSpec
-from mlops.model.promotion import Comparison, bootstrap_difference, check_thresholds, decide
+from mlops.model.promotion import (
+    BaselineCheck,
+    Comparison,
+    Sanity,
+    bootstrap_difference,
+    check_thresholds,
+    decide,
+)
 
 SPEC = PromotionSpec(
     metric="roc_auc",
@@ -14,6 +21,12 @@ SPEC = PromotionSpec(
     bootstrap_samples=300,
 )
 GOOD = {"roc_auc": 0.85, "log_loss": 0.3}
+# Evidence of a challenger with sane outputs that clearly beats the trivial baseline: these tests
+# are about thresholds, the champion comparison and modes (test_promotion_evidence.py: the rest).
+EVIDENCE = {
+    "sanity": Sanity(3000, non_finite=0, score_min=0.01, score_max=0.99, problems=[], predicted_classes=[0, 1]),
+    "baseline": BaselineCheck("prior", Comparison("roc_auc", 0.85, 0.5, 0.35, 0.33, 0.37, 300, 0.95), 0.0),
+}
 
 
 def _scores(quality: float, seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +46,7 @@ def _compare(challenger_quality: float, champion_quality: float, *, same: bool =
 def test_clearly_better_challenger_is_promoted() -> None:
     comparison = _compare(2.0, 1.0)
     assert comparison.ci_low > 0.002
-    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE)
     assert decision.promote and decision.apply and decision.outcome == "promoted"
     assert "beats champion" in decision.reason
 
@@ -41,7 +54,7 @@ def test_clearly_better_challenger_is_promoted() -> None:
 def test_worse_challenger_is_rejected() -> None:
     comparison = _compare(0.5, 1.0)
     assert comparison.improvement < 0
-    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE)
     assert not decision.promote and decision.outcome == "rejected"
     assert decision.reason.startswith("worse than champion")
 
@@ -49,18 +62,18 @@ def test_worse_challenger_is_rejected() -> None:
 def test_equal_within_noise_is_rejected() -> None:
     comparison = _compare(1.0, 1.0, same=True)
     assert comparison.improvement == 0
-    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE)
     assert not decision.promote
     assert "not clearly better" in decision.reason
 
 
 def test_tiny_gain_below_margin_is_rejected() -> None:
     comparison = Comparison("roc_auc", 0.851, 0.850, 0.001, 0.0005, 0.0015, 300, 0.95)
-    assert not decide(GOOD, SPEC, comparison=comparison, has_champion=True).promote
+    assert not decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE).promote
 
 
 def test_first_model_is_promoted_when_it_passes_thresholds() -> None:
-    decision = decide(GOOD, SPEC, comparison=None, has_champion=False)
+    decision = decide(GOOD, SPEC, comparison=None, has_champion=False, **EVIDENCE)
     assert decision.promote and "first model" in decision.reason
 
 
@@ -74,24 +87,25 @@ def test_first_model_is_promoted_when_it_passes_thresholds() -> None:
 )
 def test_threshold_failure_blocks_even_a_first_model(metrics: dict, failure: str) -> None:
     assert failure in check_thresholds(metrics, SPEC)
-    decision = decide(metrics, SPEC, comparison=None, has_champion=False)
+    decision = decide(metrics, SPEC, comparison=None, has_champion=False, **EVIDENCE)
     assert not decision.promote and failure in decision.reason
 
 
 def test_dry_run_decides_but_changes_nothing() -> None:
-    decision = decide(GOOD, SPEC, comparison=_compare(2.0, 1.0), has_champion=True, mode="dry_run")
+    comparison = _compare(2.0, 1.0)
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE, mode="dry_run")
     assert decision.promote and not decision.apply
     assert decision.outcome == "dry_run_promote" and decision.reason.startswith("dry run")
 
 
 def test_disabled_never_promotes() -> None:
-    decision = decide(GOOD, SPEC, comparison=None, has_champion=False, mode="disabled")
+    decision = decide(GOOD, SPEC, comparison=None, has_champion=False, **EVIDENCE, mode="disabled")
     assert not decision.promote and not decision.apply
 
 
 def test_champion_without_comparison_is_an_error() -> None:
     with pytest.raises(ValueError, match="comparison"):
-        decide(GOOD, SPEC, comparison=None, has_champion=True)
+        decide(GOOD, SPEC, comparison=None, has_champion=True, **EVIDENCE)
 
 
 def test_lower_is_better_metric_sign() -> None:
@@ -107,14 +121,14 @@ def test_lower_is_better_metric_sign() -> None:
 
 def test_approval_mode_waits_instead_of_promoting() -> None:
     comparison = Comparison("roc_auc", 0.90, 0.85, 0.05, 0.03, 0.07, 300, 0.95)
-    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, mode="approval")
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE, mode="approval")
     assert decision.outcome == "awaiting_approval" and decision.promote and not decision.apply
     assert decision.reason.startswith("awaiting approval: beats champion")
 
 
 def test_approval_mode_rejects_a_loser_without_asking() -> None:
     comparison = Comparison("roc_auc", 0.84, 0.85, -0.01, -0.03, 0.01, 300, 0.95)
-    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, mode="approval")
+    decision = decide(GOOD, SPEC, comparison=comparison, has_champion=True, **EVIDENCE, mode="approval")
     assert decision.outcome == "rejected" and decision.apply and not decision.promote
 
 
@@ -134,10 +148,10 @@ def test_a_run_may_make_promotion_stricter_never_looser(configured: str, request
     looser = requested is not None and MODES.index(requested) < MODES.index(configured)
     if looser:
         with pytest.raises(PromotionModeRefused, match=f"{requested!r} is looser than the use case's {configured!r}"):
-            decide(GOOD, spec, comparison=None, has_champion=False, mode=requested)
+            decide(GOOD, spec, comparison=None, has_champion=False, **EVIDENCE, mode=requested)
         assert requested not in spec.allowed_modes()  # the form does not offer it either
         return
-    decision = decide(GOOD, spec, comparison=None, has_champion=False, mode=requested)
+    decision = decide(GOOD, spec, comparison=None, has_champion=False, **EVIDENCE, mode=requested)
     assert decision.outcome == OUTCOME_IN_MODE[requested or configured]
     assert decision.apply == ((requested or configured) == "auto")
     assert spec.run_mode(requested) in spec.allowed_modes()
