@@ -113,6 +113,15 @@ def build(use_case):
                     f"empty = the config's {use_case.training.window_days}."
                 ),
             ),
+            "accept_stale_challenger": Param(
+                False,
+                type="boolean",
+                title="Judge a stale challenger",
+                description=(
+                    "A challenger whose data window ends before the champion's is refused (it learnt an older "
+                    "world); tick to judge it anyway. Recorded in the promotion ledger."
+                ),
+            ),
             "reason": Param(
                 "",
                 type="string",
@@ -198,6 +207,7 @@ def build(use_case):
                 dag_id=context["dag"].dag_id,
                 airflow_run_id=context["run_id"],
                 triggered_by=dag_support.run_cause(context),
+                accept_stale=bool(context["params"].get("accept_stale_challenger")),
             )
             context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
             return entry

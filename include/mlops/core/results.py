@@ -202,6 +202,8 @@ class PromotionRecord(TypedDict):
     holdout_rows: NotRequired[int]
     mlflow_run_url: NotRequired[str]
     lineage: NotRequired[dict[str, Any]]  # data window, partitions, training set hash and URI, code commit
+    # The challenger's data window against the champion's: a stale one is refused unless asked for.
+    freshness: NotRequired[dict[str, Any]]
     # Who or what caused the decision: the run's trigger (for a rollback, who asked for it).
     triggered_by: NotRequired[Cause]
     # Human approval (promotion mode "approval"): who answered, when, and what they wrote.

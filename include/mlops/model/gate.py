@@ -11,6 +11,7 @@ promotion ledger. In approval mode a person answers next
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import ALIAS_OUTCOMES, Cause, PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.model import registry, tags
-from mlops.model.promotion import BaselineCheck, bootstrap_difference, check_outputs, decide, evaluate_slices
+from mlops.model.promotion import (
+    BaselineCheck,
+    bootstrap_difference,
+    check_outputs,
+    decide,
+    evaluate_slices,
+    staleness,
+)
 from mlops.model.training import (
     BASELINE_STRATEGY,
     DECISION_THRESHOLD,
@@ -51,8 +59,13 @@ def evaluate_and_promote(
     dag_id: str,
     airflow_run_id: str,
     triggered_by: Cause | None = None,
+    accept_stale: bool = False,
 ) -> PromotionRecord:
-    """Score challenger and champion on this run's holdout, decide, move aliases, record the decision."""
+    """Score challenger and champion on this run's holdout, decide, move aliases, record the decision.
+
+    ``accept_stale``: a person asked to judge a challenger whose data window ends before the
+    champion's (refused otherwise; recorded either way).
+    """
     import mlflow
 
     client = registry.configure_mlflow()
@@ -71,7 +84,10 @@ def evaluate_and_promote(
         entry = lake.read_json(intent)
         log.info("finishing the decision this run took before it was interrupted: %s", entry["outcome"])
     else:
-        entry = _decide(use_case, trained, manifest, lake, client, mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id)
+        entry = _decide(
+            use_case, trained, manifest, lake, client,
+            mode=mode, dag_id=dag_id, airflow_run_id=airflow_run_id, accept_stale=accept_stale,
+        )  # fmt: skip
         if triggered_by is not None:
             entry["triggered_by"] = triggered_by
         lake.write_json(intent, entry)
@@ -109,6 +125,7 @@ def _decide(
     mode: str | None,
     dag_id: str,
     airflow_run_id: str,
+    accept_stale: bool = False,
 ) -> PromotionRecord:
     """Score challenger, champion and baseline on the holdout and decide; changes nothing."""
     mode = use_case.promotion.run_mode(mode)  # a looser mode than configured is refused here too
@@ -174,6 +191,11 @@ def _decide(
             confidence=spec.confidence,
             seed=use_case.model.seed,
         )
+    challenger_end = dt.date.fromisoformat(str(manifest["lineage"]["window_end"]))
+    champion_end = registry.window_end(champion) if has_champion else None
+    stale = None
+    if has_champion and champion is not None:
+        stale = staleness(challenger_end, champion_end, str(champion.version), accepted=accept_stale)
     decision = decide(
         challenger_metrics,
         spec,
@@ -183,6 +205,7 @@ def _decide(
         baseline=baseline,
         slices=slices,
         mode=mode,
+        stale=stale,
     )
     champion_before = str(champion.version) if champion is not None else None
     promoted = decision.promote and decision.apply
@@ -210,6 +233,12 @@ def _decide(
         mlflow_run_id=trained["run_id"],
         holdout_rows=len(holdout),
         mlflow_run_url=trained["mlflow_run_url"],
+        freshness={
+            "challenger_window_end": challenger_end.isoformat(),
+            "champion_window_end": champion_end.isoformat() if champion_end else None,
+            "stale": champion_end is not None and challenger_end < champion_end,
+            "accepted_by_request": accept_stale,
+        },
         lineage={
             "data_window": [manifest["lineage"]["window_start"], manifest["lineage"]["window_end"]],
             "feature_partitions": len(manifest["lineage"]["feature_partitions"]),

@@ -26,6 +26,7 @@ How a challenger is judged, in order (the reason lists every check that fails):
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -417,6 +418,25 @@ def _slice_failure(s: SliceResult, metric: str) -> str:
     )
 
 
+def staleness(
+    challenger_end: dt.date, champion_end: dt.date | None, champion_version: str, *, accepted: bool
+) -> str | None:
+    """Why a challenger is too old to replace the champion, or None.
+
+    A challenger whose training window ends before the champion's learnt an older world than the
+    model in production, and its own holdout (its most recent days) is older than what the
+    champion was trained on: judged there, the champion can lose on days from a regime it was
+    built to leave behind. Such a challenger is refused unless a person asks for it (``accepted``).
+    """
+    if champion_end is None or challenger_end >= champion_end or accepted:
+        return None
+    return (
+        f"stale challenger: its data window ends {challenger_end}, before champion v{champion_version}'s "
+        f"({champion_end}); retrain on recent data, or trigger training with accept_stale_challenger "
+        "to judge it anyway (recorded)"
+    )
+
+
 def decide(
     challenger_metrics: dict[str, float],
     spec: PromotionSpec,
@@ -427,6 +447,7 @@ def decide(
     baseline: BaselineCheck | None,
     slices: Sequence[SliceResult] = (),
     mode: str | None = None,
+    stale: str | None = None,
 ) -> Decision:
     """The gate's decision for one challenger, from the evidence the gate gathered.
 
@@ -456,7 +477,8 @@ def decide(
         reason = "promotion is disabled for this use case"
         return Decision(False, False, "disabled", reason, failures=[], **evidence)
 
-    failures = ["outputs: " + p for p in sanity.problems]
+    failures = [stale] if stale else []
+    failures += ["outputs: " + p for p in sanity.problems]
     failures += ["fails thresholds: " + "; ".join(threshold_failures)] if threshold_failures else []
     passed: list[str] = []
     if baseline is not None:

@@ -235,6 +235,15 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
+def window_end(version: Any) -> dt.date | None:
+    """The last day of a version's training window (its ``data_window`` tag, ``start..end``)."""
+    window = (version.tags or {}).get(tags.DATA_WINDOW, "")
+    try:
+        return dt.date.fromisoformat(window.split("..")[-1]) if window else None
+    except ValueError:
+        return None
+
+
 class FeatureVersionMismatch(RuntimeError):
     """The model version was trained on other feature definitions or code than the current ones."""
 

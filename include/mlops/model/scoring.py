@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import FeaturePartition, ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
-from mlops.model import explain, registry, tags
+from mlops.model import explain, registry
 from mlops.model.training import predict_scores
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def plan_scoring(
     window = {up_to - dt.timedelta(days=i) for i in range(use_case.catch_up_days)}
     # Only days after the champion's training window: its predictions on days it learnt from
     # would flatter its live performance (the drift check reads them).
-    trained_to = _window_end(version)
+    trained_to = registry.window_end(version)
     caught_up = sorted(
         day
         for day in window & committed.keys() - set(named)
@@ -207,15 +207,6 @@ def plan_scoring(
         caught_up=caught_up,
         already_scored=sorted(already),
     )
-
-
-def _window_end(version: Any) -> dt.date | None:
-    """The last day of the version's training window (its ``data_window`` tag, ``start..end``)."""
-    window = (version.tags or {}).get(tags.DATA_WINDOW, "")
-    try:
-        return dt.date.fromisoformat(window.split("..")[-1]) if window else None
-    except ValueError:
-        return None
 
 
 def _scored(lake: Lake, use_case: UseCase, day: dt.date) -> dict[str, Any] | None:

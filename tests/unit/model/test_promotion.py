@@ -161,3 +161,28 @@ def test_an_unknown_mode_is_refused_naming_the_allowed_ones() -> None:
     spec = SPEC.model_copy(update={"mode": "approval"})
     with pytest.raises(PromotionModeRefused, match="unknown promotion mode 'yolo'; one of approval, dry_run, disabled"):
         spec.run_mode("yolo")
+
+
+# Judged on now: a challenger older than the champion ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("challenger_end", "accepted", "refused"),
+    [
+        pytest.param("2026-11-29", False, True, id="window-ends-before-the-champions"),
+        pytest.param("2026-11-29", True, False, id="a-person-asked-to-judge-it"),
+        pytest.param("2026-12-06", False, False, id="same-window-end"),
+        pytest.param("2026-12-07", False, False, id="newer"),
+    ],
+)
+def test_a_challenger_trained_before_the_champion_is_refused(challenger_end: str, accepted: bool, refused: bool) -> None:
+    import datetime as dt
+
+    from mlops.model.promotion import staleness
+
+    why = staleness(dt.date.fromisoformat(challenger_end), dt.date(2026, 12, 6), "2", accepted=accepted)
+    assert (why is not None) == refused
+    if refused:
+        assert why is not None and "stale challenger: its data window ends 2026-11-29, before champion v2's" in why
+        decision = decide(GOOD, SPEC, comparison=_compare(2.0, 1.0), has_champion=True, stale=why, **EVIDENCE)
+        assert not decision.promote and "stale challenger" in decision.reason
