@@ -25,6 +25,8 @@ path                                                what it holds
 ``serving/<uc>/<day>/_manifests/<batch>.json``      a committed batch of online requests
 ``reports/<uc>/<day>/``                             drift report, summary, retrain decision
 ``registry/<uc>/promotions/<stamp>_v<n>.json``      one record per promotion decision
+``registry/<uc>/evidence/<stamp>_v<n>.json``        a decision's evidence (the ledger record's stem)
+``registry/<uc>/evidence/<stamp>_v<n>.html``        the same evidence as a page for its reviewer
 ``registry/<uc>/pending/<run>_v<n>.json``           a decision whose aliases may be moving
 ``alerts/<scope>/{outbox,sent}/<id>.json``          alerts waiting for Slack, and delivered
 ``alerts/<scope>/claims/<id>.<n>.json``            a sender's claim on an alert, taken before posting
@@ -265,9 +267,28 @@ def promotion_intent(use_case: str, airflow_run_id: str, version: str) -> str:
     return f"registry/{use_case}/pending/{run}_v{version}.json"
 
 
-def promotion_record(use_case: str, decided_at: str, version: str) -> str:
+def _decision_stem(decided_at: str, version: str) -> str:
+    """A decision's file name without extension: sorts by decision time, no ``:`` in it."""
     stamp = decided_at.replace(":", "").replace("-", "")
-    return f"{promotions_dir(use_case)}/{stamp}_v{version}.json"
+    return f"{stamp}_v{version}"
+
+
+def promotion_record(use_case: str, decided_at: str, version: str) -> str:
+    return f"{promotions_dir(use_case)}/{_decision_stem(decided_at, version)}.json"
+
+
+def evidence_dir(use_case: str) -> str:
+    return f"registry/{use_case}/evidence"
+
+
+def evidence_record(use_case: str, decided_at: str, version: str) -> str:
+    """The evidence of the decision recorded at ``promotion_record`` (same stem): its data."""
+    return f"{evidence_dir(use_case)}/{_decision_stem(decided_at, version)}.json"
+
+
+def evidence_page(use_case: str, decided_at: str, version: str) -> str:
+    """The same evidence as a standalone HTML page (what a reviewer reads)."""
+    return f"{evidence_dir(use_case)}/{_decision_stem(decided_at, version)}.html"
 
 
 # Alerts (send_alerts, every task's failure callback) --------------------------------------------

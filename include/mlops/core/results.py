@@ -210,6 +210,9 @@ class PromotionRecord(TypedDict):
     reviewed_by: NotRequired[str | None]
     reviewed_at: NotRequired[str | None]
     review_comment: NotRequired[str]
+    # The decision's evidence pack (mlops.model.evidence): its data (JSON) and its page (HTML), lake URIs.
+    evidence_uri: NotRequired[str]
+    evidence_html_uri: NotRequired[str]
 
 
 class ScoringManifest(TypedDict):

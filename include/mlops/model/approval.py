@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlops.core.results import APPROVAL_ANSWERS, Cause, Outcome, PromotionRecord
-from mlops.model import registry, tags
+from mlops.model import evidence, registry, tags
 from mlops.model.promotion import APPROVE
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, st
         f"**Use case** {use_case.name} · **challenger** v{entry['version']} · **champion now** "
         f"{'v' + entry['champion_before'] if entry['champion_before'] else 'none'}",
         "",
-        f"**Gate** {entry['reason'].removeprefix('awaiting approval: ')}",
+        f"**Gate** {_md(entry['reason'].removeprefix('awaiting approval: '))}",
         "",
         "| metric | challenger |",
         "|---|---|",
@@ -48,6 +48,7 @@ def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, st
         "",
         f"Holdout rows: {entry.get('holdout_rows', 'n/a')} · MLflow run: {entry.get('mlflow_run_url', 'n/a')}",
         "",
+        *_evidence_lines(entry),
         f"**Triggered by** {describe_cause(entry.get('triggered_by'))} · **may approve** "
         f"{', '.join(eligible_approvers(use_case, entry.get('triggered_by')) or []) or 'any user but the trigger'}",
         "",
@@ -55,6 +56,53 @@ def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, st
         f"{use_case.promotion.approval_timeout_hours:g} hours, leaves production as it is.",
     ]
     return subject, "\n".join(lines)
+
+
+def _md(value: object) -> str:
+    """A record's value as literal Markdown text (a slice value comes from the data)."""
+    text = " ".join(str(value).split())
+    return "".join("\\" + ch if ch in "\\`*_{}[]<>()#+!|~" else ch for ch in text)
+
+
+def _evidence_lines(entry: PromotionRecord) -> list[str]:
+    """The request's evidence beyond the metrics: baseline, blocking slices, freshness, failed checks and
+    the evidence page."""
+    lines = []
+    baseline = entry.get("baseline")
+    if baseline:
+        lines += [
+            f"**Baseline** ({_md(baseline.get('strategy'))}) {_md(baseline.get('metric'))} "
+            f"{baseline['value']:.4f} · challenger {baseline['improvement']:+.4f}, interval "
+            f"{evidence.interval(baseline)} · margin {baseline['margin']:g} · "
+            f"{'passed' if baseline['passed'] else 'FAILED'}",
+            "",
+        ]
+    blocking = [s for s in entry.get("slices") or [] if s.get("blocking") or s.get("blocks")]
+    if blocking:
+        lines += ["| blocking slice | rows | status | vs champion | vs baseline |", "|---|---|---|---|---|"]
+        for s in blocking:
+            label = evidence.slice_label(s)
+            status = _md(s["status"]) + (" **blocks**" if s.get("blocks") else "")
+            lines.append(
+                f"| {_md(label)} | {s.get('rows')} | {status} | {evidence.interval(s.get('vs_champion'))} "
+                f"| {evidence.interval(s.get('vs_baseline'))} |"
+            )
+        lines.append("")
+    freshness = entry.get("freshness")
+    if freshness:
+        champion_end = freshness.get("champion_window_end") or "n/a"
+        stale = " · **stale**" + (" (accepted by request)" if freshness.get("accepted_by_request") else "")
+        lines += [
+            f"**Data** challenger's window ends {freshness.get('challenger_window_end')} · champion's ends "
+            f"{champion_end}{stale if freshness.get('stale') else ''}",
+            "",
+        ]
+    failed = entry.get("failed_checks")
+    if failed:
+        lines += ["**Failed checks**", *[f"- {_md(check)}" for check in failed], ""]
+    if entry.get("evidence_html_uri"):
+        lines += [f"**Evidence** `{entry['evidence_html_uri']}`", ""]
+    return lines
 
 
 def eligible_approvers(use_case: UseCase, triggered_by: Cause | None) -> list[str] | None:
@@ -141,6 +189,7 @@ def apply_approval(
         reviewed_at=str(response.get("responded_at") or "") or None,
         review_comment=comment,
     )
+    entry["evidence_uri"], entry["evidence_html_uri"] = evidence.write_pack(lake, entry)
     registry.record_decision(lake, use_case.name, entry)
     log.info("approval of %s v%s: %s - %s", name, version, outcome, reason)
     return entry

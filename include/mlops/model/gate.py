@@ -4,9 +4,9 @@ The ``evaluate_and_promote`` task. It checks that the challenger's holdout outpu
 scores challenger, champion and the trivial baseline (fitted on this run's training split) on this
 run's holdout, overall and per declared slice, lets the pure :mod:`mlops.model.promotion` decide,
 writes the decision and its evidence down before any alias moves (so a retry finishes the same
-decision), then moves the aliases, tags the version and the run, and appends the decision to the
-promotion ledger. In approval mode a person answers next
-(:mod:`mlops.model.approval`).
+decision), then moves the aliases, tags the version and the run, writes the evidence pack
+(:mod:`mlops.model.evidence`) and appends the decision, linking the pack, to the promotion ledger.
+In approval mode a person answers next (:mod:`mlops.model.approval`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.core import faults, layout
 from mlops.core.results import ALIAS_OUTCOMES, Cause, PromotionRecord, TrainedModel, TrainingSetManifest
-from mlops.model import registry, tags
+from mlops.model import evidence, registry, tags
 from mlops.model.promotion import (
     BaselineCheck,
     bootstrap_difference,
@@ -109,6 +109,7 @@ def evaluate_and_promote(
                     "promotion.baseline_ci_low": baseline["ci_low"],
                 }
             )
+    entry["evidence_uri"], entry["evidence_html_uri"] = evidence.write_pack(lake, entry)
     registry.record_decision(lake, use_case.name, entry)
     lake.delete(intent)
     log.info("promotion decision for %s v%s: %s - %s", name, version, entry["outcome"], entry["reason"])

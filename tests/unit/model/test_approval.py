@@ -79,3 +79,18 @@ def test_the_request_names_its_trigger_and_who_may_answer(fresh_home: Path) -> N
     assert eligible_approvers(use_case, gate["triggered_by"]) == ["carol"]
     _, body = approval_request(gate, use_case)
     assert "**Triggered by** user alice" in body and "**may approve** carol" in body
+
+
+def test_the_answer_is_recorded_with_its_evidence_pack(fresh_home: Path) -> None:
+    from mlops.core import layout
+
+    _, use_case, lake, gate = _pending(fresh_home, [])
+    answer = _answer("Approve", "bob")
+    run = "manual__alice"
+    entry = apply_approval(use_case, gate, answer, lake, dag_id="churn_training", airflow_run_id=run)
+    [recorded] = registry.promotion_history(lake, "churn")
+    assert recorded["evidence_uri"] == lake.uri(layout.evidence_record("churn", entry["decided_at"], "2"))
+    assert recorded["evidence_html_uri"] == lake.uri(layout.evidence_page("churn", entry["decided_at"], "2"))
+    page = lake.read_bytes(layout.evidence_page("churn", entry["decided_at"], "2")).decode()
+    assert "approved by bob" in page and 'data-outcome="approved"' in page
+    assert lake.read_json(layout.evidence_record("churn", entry["decided_at"], "2"))["reviewed_by"] == "bob"

@@ -186,3 +186,48 @@ def test_templates_escape_by_default() -> None:
     env = pages.environment()
     assert env.autoescape is True
     assert env.from_string("{{ v }}").render(v=HOSTILE) == "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+
+
+def test_promotions_link_the_evidence_and_summarise_it_for_a_pending_approval(
+    tmp_path: Path, use_case: UseCase
+) -> None:
+    from mlops.orchestration.ui.hrefs import lake_view_url
+    from tests.unit.orchestration.ui_history import promotion
+
+    lake = Lake(f"file://{tmp_path}")
+    write_history(lake, "churn", 3)
+    decided = "2026-01-04T00:00:00+00:00"
+    page_uri = lake.uri(layout.evidence_page("churn", decided, "3"))
+    waiting = promotion(
+        "churn", "3", "awaiting_approval", decided, champion_before="1",
+        evidence_uri=lake.uri(layout.evidence_record("churn", decided, "3")), evidence_html_uri=page_uri,
+        baseline={"strategy": "prior", "metric": "roc_auc", "value": 0.5, "challenger": 0.83,
+                  "improvement": 0.33, "ci_low": 0.3, "ci_high": 0.36, "confidence": 0.95, "margin": 0.0,
+                  "passed": True},
+        slices=[{"column": "plan", "value": HOSTILE, "rows": 120, "blocking": True,
+                 "status": "worse_than_champion", "blocks": True},
+                {"column": "region", "value": "north", "rows": 15, "blocking": False,
+                 "status": "too_few_rows", "blocks": False}],
+    )  # fmt: skip
+    lake.write_json(layout.promotion_record("churn", decided, "3"), waiting)
+    doc = render(lake, use_case, "promotions", champion=("1", None))
+    html = Elements(doc)
+    href = lake_view_url(layout.evidence_page("churn", decided, "3"))
+    assert len(html.select("a", href=href)) == 2  # in the ledger row and on the pending card
+    assert "prior baseline 0.5000; challenger +0.3300 [+0.3000, +0.3600] at 95%, margin 0: passed" in doc
+    assert html.select("li", data_status="worse_than_champion", **{"class": "blocks"})
+    assert html.select("li", data_status="too_few_rows")
+    assert "<script>alert" not in doc and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in doc
+    # the records written before evidence packs existed: no link, the dash
+    assert "no evidence page" in doc
+
+
+def test_an_evidence_link_outside_the_lake_is_no_link(tmp_path: Path, use_case: UseCase) -> None:
+    from tests.unit.orchestration.ui_history import promotion
+
+    lake = Lake(f"file://{tmp_path}")
+    record = promotion("churn", "1", "promoted", "2026-01-02T00:00:00+00:00",
+                       evidence_html_uri="javascript:alert(1)")  # fmt: skip
+    lake.write_json(layout.promotion_record("churn", record["decided_at"], "1"), record)
+    doc = render(lake, use_case, "promotions")
+    assert "javascript:" not in doc and not [a for a in Elements(doc).select("a") if "lake/view" in a["href"]]

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from mlops.core import layout
 from mlops.core.results import APPROVAL_ANSWERS, CHAMPION_OUTCOMES, DriftSummary, Outcome, PromotionRecord
+from mlops.model.evidence import slice_label
 from mlops.orchestration.ui import charts, records
 from mlops.orchestration.ui.hrefs import browser_url
 
@@ -155,6 +156,46 @@ def _last_drift(summary: DriftSummary, lake: Lake) -> LastDrift:
 # Promotions --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SliceSummary:
+    label: str
+    rows: Any
+    status: str
+    blocking: bool
+    blocks: bool
+
+
+def baseline_text(entry: PromotionRecord) -> str | None:
+    """The trivial baseline's value, the challenger's improvement over it with its interval, the verdict."""
+    b = entry.get("baseline") or {}
+    if not b:
+        return None
+    verdict = "passed" if b.get("passed") else "failed"
+    return (
+        f"{b.get('strategy')} baseline {b['value']:.4f}; challenger {b['improvement']:+.4f} "
+        f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}] at {b.get('confidence', 0.95):.0%}, "
+        f"margin {b.get('margin', 0.0):g}: {verdict}"
+    )
+
+
+def slice_summaries(entry: PromotionRecord) -> list[SliceSummary]:
+    return [
+        SliceSummary(
+            label=slice_label(s),
+            rows=s.get("rows"),
+            status=str(s.get("status")),
+            blocking=bool(s.get("blocking")),
+            blocks=bool(s.get("blocks")),
+        )
+        for s in entry.get("slices") or []
+    ]
+
+
+def evidence_link(entry: PromotionRecord, lake: Lake) -> Link:
+    """The decision's evidence page (``mlops.model.evidence``), when the record links one."""
+    return _link(entry.get("evidence_html_uri"), lake, "evidence")
+
+
 @dataclass
 class PendingCard:
     dag_id: str
@@ -166,6 +207,9 @@ class PendingCard:
     champion: float | None
     improvement: str | None
     run: Link
+    evidence: Link
+    baseline: str | None  # the challenger against the trivial baseline, with its interval
+    slices: list[SliceSummary]
 
 
 @dataclass
@@ -179,6 +223,7 @@ class LedgerRow:
     reason: str
     reviewer: str
     champion_before: str | None
+    evidence: Link
 
 
 @dataclass
@@ -207,6 +252,9 @@ def promotions_view(
             champion=_number(_comparison(e).get("champion")),
             improvement=improvement_text(e),
             run=version_link(e, lake),
+            evidence=evidence_link(e, lake),
+            baseline=baseline_text(e),
+            slices=slice_summaries(e),
         )
         for e in pending_approvals(entries)
     ]
@@ -230,6 +278,7 @@ def promotions_view(
                 reason=e["reason"],
                 reviewer=e.get("reviewed_by") or "",
                 champion_before=e.get("champion_before"),
+                evidence=evidence_link(e, lake),
             )
         )
     view = PromotionsView(
