@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 
-.PHONY: setup browser demo stop test test-fast lint suites ui-airflow ui-mlflow serve bench clean
+.PHONY: setup browser demo stop test test-fast lint check suites ui-airflow ui-mlflow serve bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m mlops suites --check
+
+# Every use case through `python -m mlops check` (docs/operations.md, "Changing a use case"):
+# config, suites, sample, feature code, contract with the champion, smoke run of the DAGs.
+check: setup
+	$(PY) -m mlops check
 
 # Debian's Chromium for the browser tests (tests/ui), driven by Playwright from the lock file.
 browser:

@@ -1,4 +1,5 @@
-"""``python -m mlops``: suites (regenerate GX suites from config), simulate (land upstream batches), demo, serve."""
+"""``python -m mlops``: suites (regenerate GX suites from config), check (a use-case change before it
+merges), simulate (land upstream batches), demo, serve."""
 
 from __future__ import annotations
 
@@ -30,6 +31,37 @@ def _cmd_suites(args: argparse.Namespace) -> int:
     for err in bad.values():
         print(f"error: {err}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops.core.settings import load_settings
+    from mlops.dev.check import CheckError, CheckOptions, render_report, run_checks
+
+    if args.smoke_child:  # the smoke run's child process (mlops.dev.smoke): its environment is the scratch home
+        from mlops.dev.smoke import smoke_child
+
+        return smoke_child(args.smoke_child, Path(args.smoke_cache) if args.smoke_cache else None)
+    settings = load_settings()
+    options = CheckOptions(
+        config_dir=Path(args.config_dir).resolve() if args.config_dir else settings.config_dir,
+        feature_repo=settings.feature_repo,
+        since=args.since,
+        expect_retrain=args.expect_retrain,
+        smoke=not args.no_smoke,
+        cache_dir=settings.home / "cache" / "check",
+    )
+    try:
+        checks = run_checks(args.use_cases, options)
+    except CheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = render_report(checks, since=args.since)
+    if args.report:
+        Path(args.report).write_text(report)
+    print(report)
+    return 1 if any(c.failed for c in checks) else 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -126,6 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("suites", help="regenerate config/expectations/*.json from the use-case configs")
     p.add_argument("--check", action="store_true", help="fail if a stored suite differs from its config")
     p.set_defaults(func=_cmd_suites)
+    p = sub.add_parser("check", help="check use cases (a change to them or their feature code) before they merge")
+    p.add_argument("use_cases", nargs="*", metavar="USE_CASE", help="use cases to check (default: changed since --since, else all)")
+    p.add_argument("--since", metavar="GIT_REF", help="check the use cases a change since this ref touches")
+    p.add_argument("--report", metavar="FILE.md", help="also write the markdown report here (a pull-request comment)")
+    p.add_argument("--config-dir", metavar="DIR", help="the config folder (default: MLOPS_CONFIG_DIR or config/)")
+    p.add_argument(
+        "--expect-retrain",
+        action="store_true",
+        help="the change means to retrain: a feature or column the production champion reads may go (a warning)",
+    )
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke run of the DAGs (static checks only)")
+    p.add_argument("--smoke-child", metavar="USE_CASE", help=argparse.SUPPRESS)
+    p.add_argument("--smoke-cache", metavar="DIR", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_check)
     p = sub.add_parser("simulate", help="land simulated upstream batches in the landing location")
     p.add_argument("use_case")
     p.add_argument("--start", required=True)
