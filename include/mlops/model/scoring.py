@@ -147,7 +147,7 @@ class ScoringPlan:
     model_version: str
     days: list[dt.date]  # to score, oldest first
     caught_up: list[dt.date]  # among ``days``: committed, never scored, not named by the run
-    already_scored: list[dt.date]  # named, but scored with this champion and these features already
+    already_scored: list[dt.date]  # named by an event, but already scored on these features
 
     def describe(self) -> str:
         parts = [f"champion v{self.model_version}: {len(self.days)} day(s) to score"]
@@ -155,8 +155,8 @@ class ScoringPlan:
             parts.append(f"catching up on {', '.join(map(str, self.caught_up))} (committed, never scored)")
         if self.already_scored:
             parts.append(
-                f"{', '.join(map(str, self.already_scored))} already scored with this champion and these "
-                "features (nothing to rewrite)"
+                f"{', '.join(map(str, self.already_scored))} already scored on these features "
+                "(predictions are kept as production made them; name a day to score it again)"
             )
         return "; ".join(parts)
 
@@ -183,14 +183,13 @@ def plan_scoring(
     already, days = [], set()
     for day in named:
         partition = committed.get(day)
-        if (
-            day not in requested
-            and partition is not None
-            and partition.get("feature_version") == use_case.feature_version
-            and _scored(lake, use_case, day) == scored_with(use_case, version, partition)
+        if day not in requested and partition is not None and _same_features(
+            _scored(lake, use_case, day), scored_with(use_case, version, partition)
         ):
+            # Predictions are the record of what production said on that day: a new champion does
+            # not rewrite them (a person may, by asking for the day by name).
             already.append(day)
-        else:  # never scored, or with another champion, other features or other feature code
+        else:  # never scored, or on other features or other feature code
             days.add(day)
     window = {up_to - dt.timedelta(days=i) for i in range(use_case.catch_up_days)}
     # Only days after the champion's training window: its predictions on days it learnt from
@@ -207,6 +206,12 @@ def plan_scoring(
         caught_up=caught_up,
         already_scored=sorted(already),
     )
+
+
+def _same_features(made_with: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether predictions made with ``made_with`` were made on the features the day has now."""
+    keys = ("features_hash", "feature_version", "explain")
+    return made_with is not None and all(made_with.get(k) == now[k] for k in keys)
 
 
 def _scored(lake: Lake, use_case: UseCase, day: dt.date) -> dict[str, Any] | None:

@@ -77,7 +77,7 @@ def test_a_features_event_for_a_day_already_scored_by_the_champion_scores_nothin
     commit(store, day)
     mark_scored(lake, store, day, promote())
     event = {"churn_features": [SimpleNamespace(extra={"interval": day.isoformat()})]}
-    with pytest.raises(AirflowSkipException, match=r"nothing to score: .*already scored with this champion"):
+    with pytest.raises(AirflowSkipException, match=r"nothing to score: .*already scored on these features"):
         call(dag_of("scoring"), "partitions_to_score", {}, triggering_asset_events=event)
 
 
