@@ -105,7 +105,12 @@ def compact(summary: dict[str, Any]) -> dict[str, Any]:
         "dataset_drift": bool(summary["dataset_drift"]),
         "drift_share": summary["drift_share"],
         "features": {
-            name: {"drifted": bool(v["drifted"]), "score": v["score"], "method": v["method"], "threshold": v["threshold"]}
+            name: {
+                "drifted": bool(v["drifted"]),
+                "score": v["score"],
+                "method": v["method"],
+                "threshold": v["threshold"],
+            }
             for name, v in summary["features"].items()
         },
     }
@@ -126,7 +131,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     reference = features_for(use_case, REFERENCE_DAY, args.reference_rows, None)
-    print(f"reference: {len(reference):,} feature rows of {REFERENCE_DAY} ({time.perf_counter() - started:.1f} s)", flush=True)
+    print(
+        f"reference: {len(reference):,} feature rows of {REFERENCE_DAY} ({time.perf_counter() - started:.1f} s)",
+        flush=True,
+    )
     # Evidently's first report pays lazy imports and caches: once on a small frame, off the clock.
     warm = sample(reference, 2000, 0)
     _, warm_seconds = report(warm, warm, use_case)
@@ -134,7 +142,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sets = []
     for name, (scale, shift) in DRIFT_SETS.items():
         started = time.perf_counter()
-        current = features_for(use_case, CURRENT_DAY, args.current_rows, Drift(start=CURRENT_DAY, scale=scale, shift=shift))
+        current = features_for(
+            use_case, CURRENT_DAY, args.current_rows, Drift(start=CURRENT_DAY, scale=scale, shift=shift)
+        )
         gen_seconds = time.perf_counter() - started
         full, full_seconds = report(reference, current, use_case)
         entry: dict[str, Any] = {
@@ -151,7 +161,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ref_s = sample(reference, args.sample_size, seed)
             cur_s = sample(current, args.sample_size, seed)
             summary, _ = report(ref_s, cur_s, use_case)
-            entry["sampled"].append(compact(summary) | {"seed": seed, "seconds": time.perf_counter() - started})
+            entry["sampled"].append(
+                compact(summary) | {"seed": seed, "seconds": time.perf_counter() - started}
+            )
         del current
         mean_sampled = sum(s["seconds"] for s in entry["sampled"]) / len(entry["sampled"])
         drifted = [f for f, v in entry["full"]["features"].items() if v["drifted"]]
@@ -184,7 +196,11 @@ def agreement(sets: list[dict[str, Any]]) -> dict[str, Any]:
                             "seed": s["seed"],
                             "feature": feature,
                             "full": {"drifted": fv["drifted"], "score": fv["score"], "method": fv["method"]},
-                            "sampled": {"drifted": sv["drifted"], "score": sv["score"], "method": sv["method"]},
+                            "sampled": {
+                                "drifted": sv["drifted"],
+                                "score": sv["score"],
+                                "method": sv["method"],
+                            },
                             "threshold": fv["threshold"],
                         }
                     )
@@ -209,16 +225,22 @@ def print_table(sets: list[dict[str, Any]], agg: dict[str, Any], args: argparse.
         f"{'current set':<32} {'full s':>7} {'sampled s':>9} {'x faster':>8}  {'dataset drift full/sampled':<28}"
         f" {'drifted features (full)':>23} {'feature flags agree':>19}"
     )
-    print(f"\nreference {args.reference_rows:,} rows vs current {args.current_rows:,} rows; sampled: {args.sample_size:,} rows a side, {args.seeds} seeds")
+    print(
+        f"\nreference {args.reference_rows:,} rows vs current {args.current_rows:,} rows; sampled: {args.sample_size:,} rows a side, {args.seeds} seeds"
+    )
     print(head)
     print("-" * len(head))
     for e in sets:
         mean_sampled = sum(s["seconds"] for s in e["sampled"]) / len(e["sampled"])
-        verdicts = f"{e['full']['dataset_drift']!s} / " + ",".join(str(s["dataset_drift"]) for s in e["sampled"])
+        verdicts = f"{e['full']['dataset_drift']!s} / " + ",".join(
+            str(s["dataset_drift"]) for s in e["sampled"]
+        )
         drifted = sum(v["drifted"] for v in e["full"]["features"].values())
         n_features = len(e["full"]["features"])
         agree = sum(
-            s["features"][f]["drifted"] == v["drifted"] for s in e["sampled"] for f, v in e["full"]["features"].items()
+            s["features"][f]["drifted"] == v["drifted"]
+            for s in e["sampled"]
+            for f, v in e["full"]["features"].items()
         )
         total = n_features * len(e["sampled"])
         print(
@@ -229,7 +251,9 @@ def print_table(sets: list[dict[str, Any]], agg: dict[str, Any], args: argparse.
         f"\nfull / sampled time: {agg['time_ratio_full_to_sampled']:.1f}x"
         f" ({agg['mean_full_seconds']:.2f} s vs {agg['mean_sampled_seconds']:.2f} s per report)"
     )
-    print(f"dataset verdict agreement: {agg['dataset_verdict_agree_count']}/{agg['pairs']} = {agg['dataset_verdict_agreement']:.1%}")
+    print(
+        f"dataset verdict agreement: {agg['dataset_verdict_agree_count']}/{agg['pairs']} = {agg['dataset_verdict_agreement']:.1%}"
+    )
     print(
         f"per-feature drifted-flag agreement: {agg['feature_flag_agree_count']}/{agg['feature_flag_comparisons']}"
         f" = {agg['feature_flag_agreement']:.1%}"
@@ -244,9 +268,18 @@ def print_table(sets: list[dict[str, Any]], agg: dict[str, Any], args: argparse.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--current-rows", type=int, default=1_000_000, help="feature rows in each current set (default 1000000)")
-    parser.add_argument("--reference-rows", type=int, default=200_000, help="feature rows in the reference (default 200000)")
-    parser.add_argument("--sample-size", type=int, default=20_000, help="rows per side in the sampled variant (default 20000)")
+    parser.add_argument(
+        "--current-rows",
+        type=int,
+        default=1_000_000,
+        help="feature rows in each current set (default 1000000)",
+    )
+    parser.add_argument(
+        "--reference-rows", type=int, default=200_000, help="feature rows in the reference (default 200000)"
+    )
+    parser.add_argument(
+        "--sample-size", type=int, default=20_000, help="rows per side in the sampled variant (default 20000)"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per current set (default 3)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.sample_size < 1000:
@@ -265,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "benchmark": "drift_sampling",
             "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": sys.version.split()[0],
+            },
             "args": vars(args),
             "peak_rss_mb": peak_rss_mb(),
             "load_avg": os.getloadavg(),

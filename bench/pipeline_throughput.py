@@ -133,7 +133,14 @@ def phase_read_csv(day_iso: str) -> dict[str, Any]:
     started = time.perf_counter()
     frame = pd.read_csv(path)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "rows": len(frame), "import_seconds": imported, "peak_rss_mb": peak_rss_mb(), "load_avg_1m": load}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds() - cpu,
+        "rows": len(frame),
+        "import_seconds": imported,
+        "peak_rss_mb": peak_rss_mb(),
+        "load_avg_1m": load,
+    }
 
 
 def _plain_checks(frame: Any, suite: dict[str, Any], parameters: dict[str, Any]) -> int:
@@ -148,7 +155,9 @@ def _plain_checks(frame: Any, suite: dict[str, Any], parameters: dict[str, Any])
                 kw[key] = parameters[kw[key]["$PARAMETER"]]
         col = frame[kw["column"]] if "column" in kw and kw["column"] in frame else None
         if kind == "expect_table_row_count_to_be_between":
-            ok = (kw["min_value"] is None or len(frame) >= kw["min_value"]) and (kw["max_value"] is None or len(frame) <= kw["max_value"])
+            ok = (kw["min_value"] is None or len(frame) >= kw["min_value"]) and (
+                kw["max_value"] is None or len(frame) <= kw["max_value"]
+            )
         elif kind == "expect_table_columns_to_match_set":
             ok = set(frame.columns) == set(kw["column_set"])
         elif kind == "expect_compound_columns_to_be_unique":
@@ -164,7 +173,13 @@ def _plain_checks(frame: Any, suite: dict[str, Any], parameters: dict[str, Any])
             low, high = kw.get("min_value"), kw.get("max_value")
             ok = col is not None and bool(
                 ((present >= low) if low is not None else True).all()
-                & ((present < high) if kw.get("strict_max") else (present <= high) if high is not None else True).all()
+                & (
+                    (present < high)
+                    if kw.get("strict_max")
+                    else (present <= high)
+                    if high is not None
+                    else True
+                ).all()
             )
         elif kind == "expect_column_values_to_be_in_set":
             ok = col is not None and bool(col.dropna().isin(kw["value_set"]).all())
@@ -197,7 +212,9 @@ def phase_floor(day_iso: str) -> dict[str, Any]:
     out: dict[str, Any] = {"import_seconds": time.perf_counter() - t0, "load_avg_1m": os.getloadavg()[0]}
     cpu = cpu_seconds()
     started = time.perf_counter()
-    table = pacsv.read_csv(landing_path(day), convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}))
+    table = pacsv.read_csv(
+        landing_path(day), convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text})
+    )
     frame = table.to_pandas()
     out["failed_checks"] = _plain_checks(frame, suite, window)
     features = build_features(frame, use_case)
@@ -299,7 +316,10 @@ def run_checks(day_iso: str, parts: list[Any], workers: int) -> dict[str, Any]:
     import multiprocessing
 
     ctx = get_context("spawn")
-    with multiprocessing.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with (
+        multiprocessing.Manager() as manager,
+        ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
+    ):
         barrier = manager.Barrier(workers)
         for ready in [pool.submit(_worker_ready, barrier) for _ in range(workers)]:
             ready.result()
@@ -336,8 +356,13 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
     print(f"\n== {rows:,} rows (day {day}) ==", flush=True)
     landed = in_fresh_process(phase_land, rows, day.isoformat())
-    print(f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("read_csv", "floor", *STAGES, "check_partition x2", "one check task")}
+    print(
+        f"  landed {landed['bytes'] / 2**20:.1f} MiB CSV in {landed['seconds']:.1f} s (setup, not measured)",
+        flush=True,
+    )
+    runs: dict[str, list[dict[str, Any]]] = {
+        name: [] for name in ("read_csv", "floor", *STAGES, "check_partition x2", "one check task")
+    }
     iso = day.isoformat()
     for rep in range(1, repeats + 1):
         runs["read_csv"].append(in_fresh_process(phase_read_csv, iso))
@@ -345,7 +370,9 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
             raise RuntimeError(f"read_csv saw {runs['read_csv'][-1]['rows']} rows, expected {rows}")
         runs["floor"].append(in_fresh_process(phase_floor, iso))
         if runs["floor"][-1]["failed_checks"]:
-            raise RuntimeError(f"the floor's checks failed {runs['floor'][-1]['failed_checks']} expectations on the simulated batch")
+            raise RuntimeError(
+                f"the floor's checks failed {runs['floor'][-1]['failed_checks']} expectations on the simulated batch"
+            )
         # In DAG order: each task reads what the one before wrote.
         runs["extract_batch"].append(in_fresh_process(phase_stage, "extract_batch", iso))
         parts = runs["extract_batch"][-1]["parts"]
@@ -359,10 +386,15 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         runs["one check task"].append(in_fresh_process(phase_stage, "check_partition", iso, largest))
         _drop_stagings()
         runs["check_partition"].append(run_checks(iso, parts, 1))  # what the commit below takes
-        runs["validate_batch"].append(in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"]))
+        runs["validate_batch"].append(
+            in_fresh_process(phase_stage, "validate_batch", iso, runs["check_partition"][-1]["checks"])
+        )
         runs["materialize_features"].append(in_fresh_process(phase_stage, "materialize_features", iso))
         times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s" for name, r in runs.items())
-        print(f"  repeat {rep}/{repeats} (load {runs['read_csv'][-1]['load_avg_1m']:.1f}, {len(parts)} partitions): {times}", flush=True)
+        print(
+            f"  repeat {rep}/{repeats} (load {runs['read_csv'][-1]['load_avg_1m']:.1f}, {len(parts)} partitions): {times}",
+            flush=True,
+        )
     baseline = best(runs["read_csv"])
     floor = best(runs["floor"])
     stages = {stage: best(runs[stage]) for stage in STAGES}
@@ -395,9 +427,12 @@ def run_size(rows: int, day: dt.date, repeats: int) -> dict[str, Any]:
         "check_partition_2_workers": _public(two) | {"rows_per_second": rows / two["seconds"]},
         "end_to_end": one_worker,
         "end_to_end_2_workers": two_workers | {"speedup": one_worker["seconds"] / two_workers["seconds"]},
-        "check_partition_one_task": _public(one_task) | {"rows_per_second": one_task["rows"] / one_task["seconds"]},
+        "check_partition_one_task": _public(one_task)
+        | {"rows_per_second": one_task["rows"] / one_task["seconds"]},
         # Each task of the DAG in a process of its own, one partition per check, as Airflow runs them.
-        "peak_rss_per_task_mb": max([one_task["peak_rss_mb"], *(stages[s]["peak_rss_mb"] for s in STAGES if s != "check_partition")]),
+        "peak_rss_per_task_mb": max(
+            [one_task["peak_rss_mb"], *(stages[s]["peak_rss_mb"] for s in STAGES if s != "check_partition")]
+        ),
         "gx_import_seconds": stages["validate_batch"]["gx_import_seconds"],
     }
 
@@ -413,7 +448,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         base, floor = r["baseline_read_csv"], r["floor_plain_script"]
         lines = [("read_csv (baseline)", base), ("plain script (floor)", floor)]
-        lines += [(name if name != "check_partition" else f"check_partition x{r['partitions']}", m) for name, m in r["stages"].items()]
+        lines += [
+            (name if name != "check_partition" else f"check_partition x{r['partitions']}", m)
+            for name, m in r["stages"].items()
+        ]
         lines.append(("  same on 2 workers", r["check_partition_2_workers"]))
         lines.append(("  one, as a task", r["check_partition_one_task"]))
         lines.append(("end-to-end, 1 worker", r["end_to_end"]))
@@ -421,13 +459,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
         for name, m in lines:
             ratio = m["rows_per_second"] / base["rows_per_second"]
             to_floor = m["rows_per_second"] / floor["rows_per_second"]
-            print(f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {to_floor:>8.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}")
+            print(
+                f"{r['rows']:>10,}  {name:<22} {m['seconds']:>8.2f} {m['cpu_seconds']:>6.2f} {m['rows_per_second']:>11,.0f} {ratio:>10.3f} {to_floor:>8.3f} {m['peak_rss_mb']:>12,.0f} {m['load_avg_1m']:>5.1f}"
+            )
         print(f"{'':>10}  2 workers / 1 worker: {r['end_to_end_2_workers']['speedup']:.2f}x end to end")
-        print(f"{'':>10}  peak RSS of any task, one partition per check task: {r['peak_rss_per_task_mb']:,.0f} MiB")
+        print(
+            f"{'':>10}  peak RSS of any task, one partition per check task: {r['peak_rss_per_task_mb']:,.0f} MiB"
+        )
         print(f"{'':>10}  (Great Expectations import, not in the timings: {r['gx_import_seconds']:.1f} s)")
     if len(results) > 1:
         big, small = max(results, key=lambda r: r["rows"]), min(results, key=lambda r: r["rows"])
-        print(f"\nscaling {small['rows']:,} -> {big['rows']:,} rows (rows/s at large size / rows/s at small size):")
+        print(
+            f"\nscaling {small['rows']:,} -> {big['rows']:,} rows (rows/s at large size / rows/s at small size):"
+        )
         for name in (*STAGES, "end_to_end"):
             a = big["end_to_end"] if name == "end_to_end" else big["stages"][name]
             b = small["end_to_end"] if name == "end_to_end" else small["stages"][name]
@@ -440,11 +484,33 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 100_000], help="batch sizes to run (default: 1000000 100000)")
-    parser.add_argument("--repeats", type=int, default=3, help="measure each phase this many times; report the fastest (default 3)")
-    parser.add_argument("--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection")
-    parser.add_argument("--feature-store", choices=("parquet", "postgres"), default="parquet", help="the store the day is committed to (default parquet, the embedded one)")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server for --feature-store postgres (a temporary database is made there)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 100_000],
+        help="batch sizes to run (default: 1000000 100000)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measure each phase this many times; report the fastest (default 3)",
+    )
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection"
+    )
+    parser.add_argument(
+        "--feature-store",
+        choices=("parquet", "postgres"),
+        default="parquet",
+        help="the store the day is committed to (default parquet, the embedded one)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="server for --feature-store postgres (a temporary database is made there)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -460,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_embedded_defaults()  # AIRFLOW_HOME etc. under the temporary home, not ~/airflow
     database = _feature_database(args.postgres) if args.feature_store == "postgres" else None
     try:
-        results = [run_size(rows, FIRST_DAY + dt.timedelta(days=i), args.repeats) for i, rows in enumerate(args.rows)]
+        results = [
+            run_size(rows, FIRST_DAY + dt.timedelta(days=i), args.repeats) for i, rows in enumerate(args.rows)
+        ]
         print_table(results)
         payload = {
             "benchmark": "pipeline_throughput",

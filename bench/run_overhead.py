@@ -71,14 +71,18 @@ def _prepare(home: Path, days: list[dt.date], rows: int) -> Path:
 
 def _env(home: Path, config: Path, **extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
-    return base | {
-        "MLOPS_HOME": str(home),
-        "MLOPS_CONFIG_DIR": str(config),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "GX_ANALYTICS_ENABLED": "False",
-        "MLFLOW_ENABLE_TELEMETRY": "false",
-        "DO_NOT_TRACK": "true",
-    } | extra
+    return (
+        base
+        | {
+            "MLOPS_HOME": str(home),
+            "MLOPS_CONFIG_DIR": str(config),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+            "DO_NOT_TRACK": "true",
+        }
+        | extra
+    )
 
 
 def _task_cpu(pids: list[int]) -> float:
@@ -130,7 +134,9 @@ def on_service(days: list[dt.date]) -> dict[str, Any]:
             for run in api.runs(dag_id):
                 if run["state"] != "success":
                     failed.append(f"{dag_id} {run['dag_run_id']}: {run['state']}")
-                tis = api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+                tis = api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")[
+                    "task_instances"
+                ]
                 for ti in tis:
                     if ti["state"] == "success" and ti["duration"] is not None:
                         durations.setdefault(f"{dag_id}.{ti['task_id']}", []).append(float(ti["duration"]))
@@ -163,7 +169,16 @@ def in_process(days: list[dt.date]) -> dict[str, Any]:
 
 def _child(mode: str, home: Path, config: Path, days: list[dt.date], **env: str) -> dict[str, Any]:
     out = home / f"{mode}.json"
-    argv = [sys.executable, __file__, "--child", mode, "--out", str(out), "--day-list", ",".join(d.isoformat() for d in days)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--out",
+        str(out),
+        "--day-list",
+        ",".join(d.isoformat() for d in days),
+    ]
     proc = subprocess.run(argv, env=_env(home, config, **env), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -228,12 +243,16 @@ def main() -> None:
         one = sum(v for k, v in base_med.items() if k.startswith(dag + "."))
         line = f"{dag + ' (all tasks, one day)':44} {one:11.2f}"
         for label in EXECUTORS:
-            total = sum(v for k, v in report["executors"][label]["task_seconds"].items() if k.startswith(dag + "."))
+            total = sum(
+                v for k, v in report["executors"][label]["task_seconds"].items() if k.startswith(dag + ".")
+            )
             report["executors"][label].setdefault("day_task_seconds", {})[dag] = total
             line += f" | {total:24.2f} {1 - one / total if total else float('nan'):8.0%}"
         print(line)
     first, second = (report["executors"][label] for label in EXECUTORS)
-    print(f"\ntask CPU per day (both DAGs): {first['task_cpu_per_day']:.1f} s -> {second['task_cpu_per_day']:.1f} s")
+    print(
+        f"\ntask CPU per day (both DAGs): {first['task_cpu_per_day']:.1f} s -> {second['task_cpu_per_day']:.1f} s"
+    )
     data = "churn_data"
     print(
         f"a {args.rows}-row data day, task time: {first['day_task_seconds'][data]:.1f} s -> "

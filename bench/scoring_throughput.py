@@ -171,7 +171,11 @@ def phase_train_register(train_rows: int) -> dict[str, Any]:
     if version != "1":
         raise RuntimeError(f"expected a fresh registry (version 1 of {name!r}), got version {version}")
     client.set_registered_model_alias(name, registry.CHAMPION, version)
-    return {"train_rows": train_rows, "fit_seconds": fit_seconds, "model": f"{name} v{version} @{registry.CHAMPION}"}
+    return {
+        "train_rows": train_rows,
+        "fit_seconds": fit_seconds,
+        "model": f"{name} v{version} @{registry.CHAMPION}",
+    }
 
 
 def phase_generate(rows: int, day_iso: str, chunk_rows: int, with_raw_csv: bool) -> dict[str, Any]:
@@ -209,7 +213,9 @@ def phase_generate(rows: int, day_iso: str, chunk_rows: int, with_raw_csv: bool)
                 batch[schema.event_time] = batch[schema.event_time] - pd.Timedelta(days=i)
                 batch[schema.entity] = batch[schema.entity] + i * ID_STRIDE
                 if with_raw_csv:
-                    batch.to_csv(csv_path, mode="a", header=(i == 0), index=False, date_format="%Y-%m-%dT%H:%M:%S")
+                    batch.to_csv(
+                        csv_path, mode="a", header=(i == 0), index=False, date_format="%Y-%m-%dT%H:%M:%S"
+                    )
                 features = build_features(batch, use_case)
                 del batch
                 digest.update(pd.util.hash_pandas_object(features, index=False).to_numpy().tobytes())
@@ -335,7 +341,9 @@ def phase_with_features(day_iso: str) -> dict[str, Any]:
         nonlocal rows
         with pq.ParquetWriter(fh, schema) as writer:
             for chunk in pd.read_csv(path, chunksize=chunk_rows):
-                chunk[use_case.schema_.event_time] = pd.to_datetime(chunk[use_case.schema_.event_time], format="ISO8601")
+                chunk[use_case.schema_.event_time] = pd.to_datetime(
+                    chunk[use_case.schema_.event_time], format="ISO8601"
+                )
                 features = build_features(chunk, use_case)
                 scores = predict_scores(model, features[use_case.feature_names], use_case.task)
                 rows += len(features)
@@ -377,7 +385,9 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_size(rows: int, day: dt.date, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n== {rows:,} rows (partition {day}) ==", flush=True)
-    gen = in_fresh_process(phase_generate, rows, day.isoformat(), args.generate_chunk_rows, args.with_features)
+    gen = in_fresh_process(
+        phase_generate, rows, day.isoformat(), args.generate_chunk_rows, args.with_features
+    )
     print(
         f"  generated the partition ({gen['features_bytes'] / 2**20:.0f} MiB Parquet) in {gen['seconds']:.0f} s"
         f" with peak RSS {gen['peak_rss_mb']:.0f} MiB (setup, not measured)",
@@ -395,7 +405,9 @@ def run_size(rows: int, day: dt.date, args: argparse.Namespace) -> dict[str, Any
         for name, r in runs.items():
             if r[-1]["rows"] != rows:
                 raise RuntimeError(f"{name} saw {r[-1]['rows']} rows, expected {rows}")
-        times = ", ".join(f"{name} {r[-1]['seconds']:.2f} s (load {r[-1]['load_avg_1m']:.1f})" for name, r in runs.items())
+        times = ", ".join(
+            f"{name} {r[-1]['seconds']:.2f} s (load {r[-1]['load_avg_1m']:.1f})" for name, r in runs.items()
+        )
         print(f"  repeat {rep}/{args.repeats}: {times}", flush=True)
     for name, r in runs.items():
         out[name] = best(r)
@@ -418,7 +430,8 @@ def print_table(results: list[dict[str, Any]]) -> dict[str, Any]:
         raw = r["raw"]
         lines: list[tuple[str, float, float | None, float, float, float | None, float | None]] = [
             (
-                f"raw predict_proba, {int(size):,}-row slices" + (" (baseline)" if int(size) == raw["slice_rows"] else ""),
+                f"raw predict_proba, {int(size):,}-row slices"
+                + (" (baseline)" if int(size) == raw["slice_rows"] else ""),
                 m["seconds"],
                 m["cpu_seconds"],
                 r["rows"] / m["seconds"],
@@ -429,19 +442,45 @@ def print_table(results: list[dict[str, Any]]) -> dict[str, Any]:
             for size, m in raw["by_slice"].items()
         ]
         lines += [
-            ("platform score_partition", p["seconds"], p["cpu_seconds"], p["rows_per_second"], p["ratio_to_raw"], p["peak_rss_mb"], p["load_avg_1m"]),
-            ("  of which read+predict+write (no model load)", p["loop_seconds"], None, p["loop_rows_per_second"], p["loop_ratio_to_raw"], None, None),
+            (
+                "platform score_partition",
+                p["seconds"],
+                p["cpu_seconds"],
+                p["rows_per_second"],
+                p["ratio_to_raw"],
+                p["peak_rss_mb"],
+                p["load_avg_1m"],
+            ),
+            (
+                "  of which read+predict+write (no model load)",
+                p["loop_seconds"],
+                None,
+                p["loop_rows_per_second"],
+                p["loop_ratio_to_raw"],
+                None,
+                None,
+            ),
         ]
         if "with_features" in r:
             wf = r["with_features"]
             lines.append(
-                ("raw CSV -> build_features -> predict -> write", wf["seconds"], wf["cpu_seconds"], wf["rows_per_second"], wf["ratio_to_raw"], wf["peak_rss_mb"], wf["load_avg_1m"])
+                (
+                    "raw CSV -> build_features -> predict -> write",
+                    wf["seconds"],
+                    wf["cpu_seconds"],
+                    wf["rows_per_second"],
+                    wf["ratio_to_raw"],
+                    wf["peak_rss_mb"],
+                    wf["load_avg_1m"],
+                )
             )
         for name, sec, cpu, rps, ratio, rss, load in lines:
             cpu_text = f"{cpu:>7.1f}" if cpu is not None else f"{'':>7}"
             rss_text = f"{rss:>12,.0f}" if rss is not None else f"{'':>12}"
             load_text = f"{load:>5.1f}" if load is not None else ""
-            print(f"{r['rows']:>11,}  {name:<50} {sec:>8.2f} {cpu_text} {rps:>11,.0f} {ratio:>6.2f} {rss_text} {load_text}")
+            print(
+                f"{r['rows']:>11,}  {name:<50} {sec:>8.2f} {cpu_text} {rps:>11,.0f} {ratio:>6.2f} {rss_text} {load_text}"
+            )
     summary: dict[str, Any] = {}
     if len(results) > 1:
         small, big = min(results, key=lambda r: r["rows"]), max(results, key=lambda r: r["rows"])
@@ -464,8 +503,16 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="partition sizes (default: 1000000 10000000)")
-    parser.add_argument("--train-rows", type=int, default=50_000, help="simulated rows the model is trained on")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 10_000_000],
+        help="partition sizes (default: 1000000 10000000)",
+    )
+    parser.add_argument(
+        "--train-rows", type=int, default=50_000, help="simulated rows the model is trained on"
+    )
     parser.add_argument(
         "--raw-slice-rows",
         type=int,
@@ -474,10 +521,27 @@ def main(argv: list[str] | None = None) -> int:
         help="the baseline times predict_proba over slices of each of these sizes (default 1000000 250000,"
         " the second being churn's scoring.chunk_rows) and keeps the fastest",
     )
-    parser.add_argument("--generate-chunk-rows", type=int, default=1_000_000, help="rows simulated and written per chunk when generating a partition")
-    parser.add_argument("--no-with-features", dest="with_features", action="store_false", help="skip the 'raw CSV -> features -> predict -> write' variant")
-    parser.add_argument("--repeats", type=int, default=3, help="measure each variant this many times, interleaved; report the fastest (default 3)")
-    parser.add_argument("--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection")
+    parser.add_argument(
+        "--generate-chunk-rows",
+        type=int,
+        default=1_000_000,
+        help="rows simulated and written per chunk when generating a partition",
+    )
+    parser.add_argument(
+        "--no-with-features",
+        dest="with_features",
+        action="store_false",
+        help="skip the 'raw CSV -> features -> predict -> write' variant",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measure each variant this many times, interleaved; report the fastest (default 3)",
+    )
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the temporary MLOPS_HOME for inspection"
+    )
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="bench-scoring-")
@@ -493,8 +557,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("training and registering the champion ...", flush=True)
         trained = in_fresh_process(phase_train_register, args.train_rows)
-        print(f"  {trained['model']} (fit on {trained['train_rows']:,} rows in {trained['fit_seconds']:.1f} s)", flush=True)
-        results = [run_size(rows, FIRST_PARTITION_DAY + dt.timedelta(days=30 * i), args) for i, rows in enumerate(args.rows)]
+        print(
+            f"  {trained['model']} (fit on {trained['train_rows']:,} rows in {trained['fit_seconds']:.1f} s)",
+            flush=True,
+        )
+        results = [
+            run_size(rows, FIRST_PARTITION_DAY + dt.timedelta(days=30 * i), args)
+            for i, rows in enumerate(args.rows)
+        ]
         summary = print_table(results)
         payload = {
             "benchmark": "scoring_throughput",

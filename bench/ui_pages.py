@@ -37,13 +37,17 @@ START = dt.date(2026, 1, 1)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-ui-"))
     os.environ.update(
-        MLOPS_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow/mlflow.db", MLOPS_MLFLOW_ARTIFACTS_URI=f"file://{home}/mlflow/artifacts"
+        MLOPS_HOME=str(home),
+        MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow/mlflow.db",
+        MLOPS_MLFLOW_ARTIFACTS_URI=f"file://{home}/mlflow/artifacts",
     )
     try:
         from tests.support.history import build_history

@@ -101,7 +101,14 @@ def build(use_case):
             from mlops.data.tasks import check_partition as check
 
             day = dag_support.resolve_interval(context)
-            return check(get_use_case(name), day, get_lake(), load_settings().config_dir, part, store=get_feature_store())
+            return check(
+                get_use_case(name),
+                day,
+                get_lake(),
+                load_settings().config_dir,
+                part,
+                store=get_feature_store(),
+            )
 
         @task(task_id="validate_batch", retries=0)
         def validate_batch(checks: list[results.PartCheck], **context) -> results.ValidationSummary:
@@ -117,7 +124,9 @@ def build(use_case):
                 return run_gate(get_use_case(name), day, get_lake(), load_settings().config_dir, checks=parts)
 
         @task(task_id="materialize_features", outlets=[asset])
-        def materialize_features(validation: results.ValidationSummary, **context) -> results.FeaturePartition:
+        def materialize_features(
+            validation: results.ValidationSummary, **context
+        ) -> results.FeaturePartition:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.data.feature_store import get_feature_store

@@ -61,7 +61,9 @@ def build(use_case):
 
             day = dag_support.resolve_interval(context)
             with dag_support.fails_for_good(BatchMissing):
-                return extract_and_archive(get_use_case(name), day, get_lake(), load_settings().landing_uri, feed="labels")
+                return extract_and_archive(
+                    get_use_case(name), day, get_lake(), load_settings().landing_uri, feed="labels"
+                )
 
         @task(task_id="validate_labels", retries=0)
         def validate_labels(manifest: results.RawManifest, **context) -> results.ValidationSummary:
@@ -72,7 +74,9 @@ def build(use_case):
 
             day = dag_support.resolve_interval(context)
             with dag_support.fails_for_good(BatchRejected):
-                return validate_batch(get_use_case(name), day, get_lake(), load_settings().config_dir, feed="labels")
+                return validate_batch(
+                    get_use_case(name), day, get_lake(), load_settings().config_dir, feed="labels"
+                )
 
         @task(task_id="store_labels", outlets=[labels_asset(name)])
         def store_labels(validation: results.ValidationSummary, **context) -> results.LabelPartition:

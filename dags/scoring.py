@@ -89,7 +89,12 @@ def build(use_case):
             log.info("%s", plan.describe())
             return [day.isoformat() for day in plan.days]
 
-        @task(task_id="score_partition", retries=2, outlets=[predictions_asset(name)], map_index_template="{{ interval }}")
+        @task(
+            task_id="score_partition",
+            retries=2,
+            outlets=[predictions_asset(name)],
+            map_index_template="{{ interval }}",
+        )
         def score_partition(interval: str, **context) -> results.ScoringManifest:
             import datetime as dt
 

@@ -143,7 +143,14 @@ def build(use_case):
                 get_use_case(name).promotion.run_mode(context["params"].get("promotion_mode"))
             day = dag_support.resolve_interval(context)  # a day that is not a date fails here, never retried
             window = context["params"].get("window_days")
-            return prepare(get_use_case(name), day, get_lake(), get_feature_store(), context["run_id"], window_days=window)
+            return prepare(
+                get_use_case(name),
+                day,
+                get_lake(),
+                get_feature_store(),
+                context["run_id"],
+                window_days=window,
+            )
 
         @task(task_id="plan_candidates", retries=2)
         def plan_candidates(manifest: results.TrainingSetManifest, **context) -> list[dict]:
@@ -157,7 +164,9 @@ def build(use_case):
             )  # fmt: skip
 
         @task(task_id="train_candidate", retries=1, map_index_template="{{ candidate_name }}")
-        def train_candidate(candidate: dict, manifest: results.TrainingSetManifest, **context) -> results.CandidateResult:
+        def train_candidate(
+            candidate: dict, manifest: results.TrainingSetManifest, **context
+        ) -> results.CandidateResult:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.search import train_candidate as fit
@@ -174,7 +183,9 @@ def build(use_case):
             return select_best(get_use_case(name), [r for r in fitted if r])
 
         @task(task_id="train_model", retries=1)
-        def train_model(manifest: results.TrainingSetManifest, best: results.CandidateResult, **context) -> results.TrainedModel:
+        def train_model(
+            manifest: results.TrainingSetManifest, best: results.CandidateResult, **context
+        ) -> results.TrainedModel:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.registration import train_and_register
@@ -193,7 +204,9 @@ def build(use_case):
             )
 
         @task(task_id="evaluate_and_promote", retries=1, outlets=[champion_asset(name)])
-        def evaluate_and_promote(trained: results.TrainedModel, manifest: results.TrainingSetManifest, **context) -> results.PromotionRecord:
+        def evaluate_and_promote(
+            trained: results.TrainedModel, manifest: results.TrainingSetManifest, **context
+        ) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.gate import evaluate_and_promote as gate
@@ -209,7 +222,10 @@ def build(use_case):
                 triggered_by=dag_support.run_cause(context),
                 accept_stale=bool(context["params"].get("accept_stale_challenger")),
             )
-            context["outlet_events"][champion_asset(name)].extra = {"version": entry["version"], "outcome": entry["outcome"]}
+            context["outlet_events"][champion_asset(name)].extra = {
+                "version": entry["version"],
+                "outcome": entry["outcome"],
+            }
             return entry
 
         @task.short_circuit(task_id="needs_approval", retries=0)
@@ -217,13 +233,25 @@ def build(use_case):
             return entry["outcome"] == "awaiting_approval"
 
         @task(task_id="apply_approval", retries=1, outlets=[champion_asset(name)])
-        def apply_approval(entry: results.PromotionRecord, response: dict, **context) -> results.PromotionRecord:
+        def apply_approval(
+            entry: results.PromotionRecord, response: dict, **context
+        ) -> results.PromotionRecord:
             from mlops.core.config import get_use_case
             from mlops.core.lake import get_lake
             from mlops.model.approval import apply_approval as act
 
-            done = act(get_use_case(name), entry, response, get_lake(), dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
-            context["outlet_events"][champion_asset(name)].extra = {"version": done["version"], "outcome": done["outcome"]}
+            done = act(
+                get_use_case(name),
+                entry,
+                response,
+                get_lake(),
+                dag_id=context["dag"].dag_id,
+                airflow_run_id=context["run_id"],
+            )
+            context["outlet_events"][champion_asset(name)].extra = {
+                "version": done["version"],
+                "outcome": done["outcome"],
+            }
             return done
 
         manifest = prepare_training_set()

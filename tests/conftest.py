@@ -24,7 +24,14 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 
 os.environ["MLOPS_HOME"] = str(_SESSION_HOME)
 os.environ["MLOPS_CONFIG_DIR"] = str(ROOT / "config")
-for key in ("MLOPS_LAKE_URI", "MLOPS_LANDING_URI", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACTS_URI", "MLOPS_SLACK_WEBHOOK_URL", "MLOPS_FEATURE_STORE"):
+for key in (
+    "MLOPS_LAKE_URI",
+    "MLOPS_LANDING_URI",
+    "MLFLOW_TRACKING_URI",
+    "MLOPS_MLFLOW_ARTIFACTS_URI",
+    "MLOPS_SLACK_WEBHOOK_URL",
+    "MLOPS_FEATURE_STORE",
+):
     os.environ.pop(key, None)
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_HOME}/airflow/airflow.db"
@@ -97,7 +104,9 @@ def checkout_state(root: Path = ROOT) -> dict[str, Any]:
 
 def checkout_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     changes = [f"new:     {path}" for path in sorted(after.keys() - before.keys())]
-    changes += [f"changed: {path}" for path in sorted(before.keys() & after.keys()) if before[path] != after[path]]
+    changes += [
+        f"changed: {path}" for path in sorted(before.keys() & after.keys()) if before[path] != after[path]
+    ]
     changes += [f"gone:    {path}" for path in sorted(before.keys() - after.keys())]
     return changes
 

@@ -22,4 +22,6 @@ def tenure_band(batch):
     import pandas as pd
 
     months = pd.to_numeric(batch["tenure_months"], errors="coerce")
-    return pd.Series(np.select([months < 6, months < 24], ["new", "settling"], "loyal"), index=batch.index).where(months.notna(), None)
+    return pd.Series(
+        np.select([months < 6, months < 24], ["new", "settling"], "loyal"), index=batch.index
+    ).where(months.notna(), None)

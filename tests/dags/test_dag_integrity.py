@@ -69,7 +69,11 @@ def _variant_config(base: Path) -> Path:
     raw["schema"]["columns"].pop(raw["schema"].pop("target"))
     raw["schema"].pop("label_delay_days", None)
     raw["labels"] = {
-        "source": {"kind": "files", "format": "csv", "uri": "{landing}/" + VARIANT + "_labels/{interval}.csv"},
+        "source": {
+            "kind": "files",
+            "format": "csv",
+            "uri": "{landing}/" + VARIANT + "_labels/{interval}.csv",
+        },
         "entity": "customer_id",
         "event_time": "event_time",
         "label": "churned",
@@ -230,7 +234,9 @@ def test_dag_has_an_owner_and_a_run_limit(dag: Any) -> None:
 
 @pytest.mark.parametrize("dag", dag_cases())
 def test_params_are_typed_and_described(dag: Any) -> None:
-    assert "request_id" in dag.params, f"{dag.dag_id}: every run can carry the id of the request that started it"
+    assert "request_id" in dag.params, (
+        f"{dag.dag_id}: every run can carry the id of the request that started it"
+    )
     for name in dag.params:
         param = dag.params.get_param(name)
         typed = param.schema.keys() & {"type", "enum", "const"}
@@ -301,7 +307,9 @@ def test_a_task_publishes_only_its_own_use_cases_assets(dag: Any, task: Any) -> 
     use_case = use_case_of(dag)
     for outlet in task.outlets:
         uri = getattr(outlet, "uri", "")
-        assert uri.startswith("mlops://"), f"{dag.dag_id}.{task.task_id}: outlet {outlet!r} is not a platform asset"
+        assert uri.startswith("mlops://"), (
+            f"{dag.dag_id}.{task.task_id}: outlet {outlet!r} is not a platform asset"
+        )
         assert uri.rsplit("/", 1)[-1] == use_case, f"{dag.dag_id}.{task.task_id} publishes {uri}"
 
 
@@ -348,7 +356,9 @@ def test_parsing_imports_no_heavy_library() -> None:
         "import mlops_plugin\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ.copy()
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -375,14 +385,18 @@ def test_the_rules_catch_what_they_forbid() -> None:
 
     from mlops.model.promotion import APPROVE, REJECT
 
-    with DAG("churn_careless", schedule="@daily", start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), tags=["churn"]) as dag:
+    with DAG(
+        "churn_careless", schedule="@daily", start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), tags=["churn"]
+    ) as dag:
 
         @task(retries=0, outlets=[Asset(name="other", uri="mlops://predictions/delivery_time")])
         def each(x: int) -> int:
             return x
 
         mapped = each.expand(x=[1, 2])
-        waiter = PythonSensor(task_id="wait", python_callable=lambda: True, mode="poke", timeout=7 * 24 * 3600)
+        waiter = PythonSensor(
+            task_id="wait", python_callable=lambda: True, mode="poke", timeout=7 * 24 * 3600
+        )
         ask = HITLOperator(task_id="ask", subject="Promote?", options=[APPROVE, REJECT], defaults=[APPROVE])
         waiter >> mapped
 

@@ -52,7 +52,9 @@ def test_producing_tasks_return_the_declared_type(dagbag, link: ResultLink) -> N
 
 
 def test_plugin_buttons_are_exactly_the_result_links() -> None:
-    spec = importlib.util.spec_from_file_location("mlops_plugin_under_test", ROOT / "plugins" / "mlops_plugin.py")
+    spec = importlib.util.spec_from_file_location(
+        "mlops_plugin_under_test", ROOT / "plugins" / "mlops_plugin.py"
+    )
     assert spec and spec.loader
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)

@@ -16,7 +16,9 @@ from mlops.dev.simulator import Drift, delivered, make_batch_bytes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def land(use_case: str, day: dt.date, *, rows: int = 400, bad: str | None = None, drift: Drift | None = None) -> bytes:
+def land(
+    use_case: str, day: dt.date, *, rows: int = 400, bad: str | None = None, drift: Drift | None = None
+) -> bytes:
     """Put a simulated upstream batch where the use case's source reads it; return the bytes."""
     uc = get_use_case(use_case)
     data = make_batch_bytes(use_case, day, uc.source.format, rows=rows, bad=bad, drift=drift)
@@ -29,7 +31,10 @@ def land(use_case: str, day: dt.date, *, rows: int = 400, bad: str | None = None
 
 def run_dag(dag: Any, day: dt.date | None, conf: dict[str, Any] | None = None) -> Any:
     logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
-    return dag.test(logical_date=logical, run_conf=conf if conf is not None else ({"interval": day.isoformat()} if day else None))
+    return dag.test(
+        logical_date=logical,
+        run_conf=conf if conf is not None else ({"interval": day.isoformat()} if day else None),
+    )
 
 
 def load_dags() -> dict[str, Any]:

@@ -36,7 +36,10 @@ def test_consecutive_intervals_and_idempotent_rerun(dags: dict, fresh_home: Path
     for day in days:
         manifest = lake.read_json(layout.raw_manifest(use_case, day))
         assert manifest["sha256"] == sha256(landed[day])
-        assert lake.read_bytes(layout.raw_object(use_case, day, manifest["sha256"], manifest["format"])) == landed[day]  # unmodified
+        assert (
+            lake.read_bytes(layout.raw_object(use_case, day, manifest["sha256"], manifest["format"]))
+            == landed[day]
+        )  # unmodified
         assert lake.read_json(layout.validation_summary(use_case, day))["passed"] is True
     feats = store.read_features(use_case, days[0], days[-1])
     assert len(feats) == 900
@@ -49,7 +52,9 @@ def test_consecutive_intervals_and_idempotent_rerun(dags: dict, fresh_home: Path
     assert lake.read_json(layout.feature_manifest(use_case, days[1])) == manifests[days[1]]
     assert len(store.read_features(use_case, days[0], days[-1])) == 900
     fmt = "csv" if use_case == "churn" else "parquet"
-    assert lake.list(layout.raw_dir(use_case, days[1])) == sorted([layout.MANIFEST, f"{sha256(landed[days[1]])}.{fmt}"])
+    assert lake.list(layout.raw_dir(use_case, days[1])) == sorted(
+        [layout.MANIFEST, f"{sha256(landed[days[1]])}.{fmt}"]
+    )
 
 
 EXPECTED_FAILURE = {
@@ -81,7 +86,9 @@ def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fre
         assert EXPECTED_FAILURE[kind] in names, (kind, names)
         assert all(e["text"] for e in reason["errors"])
         assert lake.read_bytes(layout.quarantine_batch("churn", day, "csv")) == landed
-        assert lake.read_bytes(layout.raw_object("churn", day, sha256(landed), "csv")) == landed  # the archive keeps it
+        assert (
+            lake.read_bytes(layout.raw_object("churn", day, sha256(landed), "csv")) == landed
+        )  # the archive keeps it
         assert not lake.exists(layout.feature_manifest("churn", day))  # nothing was committed
         if kind not in {"empty_file", "unreadable_file"}:
             assert lake.exists(layout.quarantine_result("churn", day))
@@ -90,7 +97,9 @@ def test_every_bad_batch_kind_is_quarantined_with_a_named_reason(dags: dict, fre
     # and kept in the outbox until Slack is configured.
     failures = lake.list("alerts/_failures/churn_data/outbox")
     assert len(failures) == len(BAD_BATCH_KINDS)
-    assert all(lake.read_json(f"alerts/_failures/churn_data/outbox/{name}").get("logged_at") for name in failures)
+    assert all(
+        lake.read_json(f"alerts/_failures/churn_data/outbox/{name}").get("logged_at") for name in failures
+    )
     assert lake.list("alerts/_failures/churn_data/sent") == []
 
 
@@ -168,7 +177,11 @@ def test_a_partitioned_day_runs_as_mapped_checks_and_commits_once(
     land("churn", bad, rows=2000, bad="unknown_category")
     run = run_dag(dags["churn_data"], bad)
     states = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id != "check_partition"}
-    assert run.state == "failed" and states["validate_batch"] == "failed" and states["materialize_features"] == "upstream_failed"
+    assert (
+        run.state == "failed"
+        and states["validate_batch"] == "failed"
+        and states["materialize_features"] == "upstream_failed"
+    )
     reason = lake.read_json(layout.quarantine_reason("churn", bad))
     assert [e["expectation"] for e in reason["errors"]] == ["expect_column_values_to_be_in_set"]
     assert len(reason["parts"]) >= 4 and lake.exists(layout.quarantine_docs("churn", bad))

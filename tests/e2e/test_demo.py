@@ -56,13 +56,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
                 "MLOPS_HOME": str(home),
                 "MLOPS_SERVICE_PORT": str(port),
                 "MLOPS_SLACK_WEBHOOK_URL": slack.webhook_url,
-                "AIRFLOW_CONN_UPSTREAM_DB": json.dumps({"conn_type": "postgres", "login": "etl", "password": CONN_SECRET, "host": "127.0.0.1"}),
+                "AIRFLOW_CONN_UPSTREAM_DB": json.dumps(
+                    {"conn_type": "postgres", "login": "etl", "password": CONN_SECRET, "host": "127.0.0.1"}
+                ),
             }
         )
         svc = RunningService(home=home, env=env, port=port)
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "mlops", "demo"], env=env, capture_output=True, text=True, timeout=1500, cwd=home
+                [sys.executable, "-m", "mlops", "demo"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1500,
+                cwd=home,
             )
             yield svc, done, slack
         finally:
@@ -93,12 +100,16 @@ def test_demo_tells_the_story(demo) -> None:
     # Unlabeled days were scored; labels arrived later and were measured per day.
     assert len(lake.list(layout.predictions_root("churn"))) == 9
     alerts = [lake.read_json(rel) for rel in lake.children(layout.alert_box("churn", "sent"), ".json")]
-    assert len(alerts) == 1 and alerts[0]["delivered_to"].startswith("slack") and "fell to" in alerts[0]["text"]
+    assert (
+        len(alerts) == 1 and alerts[0]["delivered_to"].startswith("slack") and "fell to" in alerts[0]["text"]
+    )
     texts = [m.text or "" for m in slack.messages]
     drift = [t for t in texts if t.startswith("Drift detected")]
     failures = [t for t in texts if t.startswith("Airflow run failed")]
     assert len(drift) == 1 and "fell to" in drift[0]  # one drift alert, no storm
-    assert len(failures) == 1 and "churn_data" in failures[0] and "validate_batch" in failures[0]  # the quarantine
+    assert (
+        len(failures) == 1 and "churn_data" in failures[0] and "validate_batch" in failures[0]
+    )  # the quarantine
     assert len(texts) == 2
     assert "labelled predictions" in out and "DRIFT" in out
 
@@ -123,7 +134,11 @@ def test_no_planted_secret_appears_anywhere_the_platform_wrote(demo) -> None:
     for path in svc.home.rglob("*"):
         if path.is_file():
             content = path.read_bytes()
-            leaks += [f"{path}: {name}" for name, value in (("webhook", WEBHOOK_SECRET), ("connection", CONN_SECRET)) if value.encode() in content]
+            leaks += [
+                f"{path}: {name}"
+                for name, value in (("webhook", WEBHOOK_SECRET), ("connection", CONN_SECRET))
+                if value.encode() in content
+            ]
     for name, value in (("webhook", WEBHOOK_SECRET), ("connection", CONN_SECRET)):
         if value in done.stdout + done.stderr:
             leaks.append(f"demo output: {name}")

@@ -43,7 +43,9 @@ def _key(kind: str, value: int) -> object:
 
 
 @pytest.fixture
-def accounts(tmp_path: Path, fresh_home: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+def accounts(
+    tmp_path: Path, fresh_home: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+):
     """A use case ``accounts`` of the given key type, defined only by its YAML file."""
     kind = request.param
     raw = yaml.safe_load((ROOT / "config" / "use_cases" / "churn.yaml").read_text())
@@ -86,8 +88,18 @@ def test_keys_of_the_declared_type_through_the_pipeline(accounts) -> None:
 
     train_day = DAYS[5]
     manifest = prepare_training_set(uc, train_day, lake, store, "manual__keys")
-    trained = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="accounts_training", airflow_run_id="manual__keys", reason="test")
-    decision = evaluate_and_promote(uc, trained, manifest, lake, mode="auto", dag_id="accounts_training", airflow_run_id="manual__keys")
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="accounts_training",
+        airflow_run_id="manual__keys",
+        reason="test",
+    )
+    decision = evaluate_and_promote(
+        uc, trained, manifest, lake, mode="auto", dag_id="accounts_training", airflow_run_id="manual__keys"
+    )
     assert decision["promoted"], decision["reason"]
 
     for day in DAYS[6:]:
@@ -102,4 +114,6 @@ def test_keys_of_the_declared_type_through_the_pipeline(accounts) -> None:
     verdict = check_drift_and_alert(uc, DAYS[-1], lake, store, airflow_run_id="manual__drift")
     assert verdict["model_version"] == trained["version"]
     client = registry.configure_mlflow()
-    assert registry.alias_version(client, uc.registered_model_name, registry.CHAMPION).version == int(trained["version"])
+    assert registry.alias_version(client, uc.registered_model_name, registry.CHAMPION).version == int(
+        trained["version"]
+    )

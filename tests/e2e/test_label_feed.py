@@ -81,14 +81,18 @@ def _land(home: Path) -> None:
     for day in [*DAYS[1:], DAYS[-1] + dt.timedelta(days=1)]:
         labels = _keys(simulate_labels("churn", day, rows=ROWS, first_event_day=START))
         (home / "landing" / "subscriptions_labels").mkdir(parents=True, exist_ok=True)
-        (home / "landing" / "subscriptions_labels" / f"{day.isoformat()}.csv").write_bytes(batch_bytes(labels, "csv"))
+        (home / "landing" / "subscriptions_labels" / f"{day.isoformat()}.csv").write_bytes(
+            batch_bytes(labels, "csv")
+        )
 
 
 def _delivered(day: dt.date) -> pd.DataFrame:
     return _keys(simulate_labels("churn", day, rows=ROWS, first_event_day=START))
 
 
-def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_label_feed_end_to_end(
+    airflow_db: Path, fresh_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(_config(tmp_path)))
     _land(fresh_home)
     dags = load_dags()
@@ -112,21 +116,35 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     # A delivery with an impossible label is quarantined, named, and stores nothing.
     broken = _delivered(DAYS[-1] + dt.timedelta(days=1))
     broken.loc[broken.index[:3], "churned"] = 7
-    (fresh_home / "landing" / "subscriptions_labels" / f"{(DAYS[-1] + dt.timedelta(days=1)).isoformat()}.csv").write_bytes(batch_bytes(broken, "csv"))
+    (
+        fresh_home
+        / "landing"
+        / "subscriptions_labels"
+        / f"{(DAYS[-1] + dt.timedelta(days=1)).isoformat()}.csv"
+    ).write_bytes(batch_bytes(broken, "csv"))
     assert run_dag(dags["subscriptions_labels"], DAYS[-1] + dt.timedelta(days=1)).state == "failed"
     reason = lake.read_json(layout.quarantine_reason("subscriptions.labels", DAYS[-1] + dt.timedelta(days=1)))
-    assert any(e["expectation"] == "expect_column_values_to_be_between" and e["column"] == "churned" for e in reason["errors"])
+    assert any(
+        e["expectation"] == "expect_column_values_to_be_between" and e["column"] == "churned"
+        for e in reason["errors"]
+    )
     assert not lake.exists(layout.label_manifest("subscriptions", DAYS[-1] + dt.timedelta(days=1)))
 
     # Training on day 9 sees only the labels delivered by the end of day 9.
     train_day = DAYS[8]
-    run = run_dag(dags["subscriptions_training"], train_day, {"interval": train_day.isoformat(), "reason": "label feed"})
+    run = run_dag(
+        dags["subscriptions_training"], train_day, {"interval": train_day.isoformat(), "reason": "label feed"}
+    )
     assert run.state == "success"
-    [manifest_rel] = [rel for rel in lake.walk_files("training_sets/subscriptions") if rel.endswith(layout.MANIFEST)]
+    [manifest_rel] = [
+        rel for rel in lake.walk_files("training_sets/subscriptions") if rel.endswith(layout.MANIFEST)
+    ]
     manifest = lake.read_json(manifest_rel)
     frames = []
     for split in ("train", "validation", "holdout"):
-        with lake.open_read(layout.training_split("subscriptions", manifest["interval"], manifest["run_key"], split)) as fh:
+        with lake.open_read(
+            layout.training_split("subscriptions", manifest["interval"], manifest["run_key"], split)
+        ) as fh:
             frames.append(pd.read_parquet(fh))
     trained_on = pd.concat(frames, ignore_index=True)
     assert (trained_on[LABEL_AVAILABLE_AT] <= pd.Timestamp(train_day + dt.timedelta(days=1))).all()
@@ -134,13 +152,20 @@ def test_label_feed_end_to_end(airflow_db: Path, fresh_home: Path, tmp_path: Pat
     later_keys = set(zip(later["customer_id"], pd.to_datetime(later["event_time"]), strict=True))
     assert not later_keys & set(zip(trained_on[ENTITY], trained_on[EVENT_TIME], strict=True))
     assert all(isinstance(k, str) and k.startswith("S-") for k in trained_on[ENTITY])
-    [decision] = [lake.read_json(rel) for rel in lake.children(layout.promotions_dir("subscriptions"), ".json")]
+    [decision] = [
+        lake.read_json(rel) for rel in lake.children(layout.promotions_dir("subscriptions"), ".json")
+    ]
     assert decision["promoted"], decision["reason"]
 
     # Unlabeled days are scored; the days the champion was trained on are not caught up (its
     # predictions there would flatter it); live performance appears per day as labels arrive.
     scored_days = DAYS[9:]
-    assert run_dag(dags["subscriptions_scoring"], None, {"intervals": [d.isoformat() for d in scored_days]}).state == "success"
+    assert (
+        run_dag(
+            dags["subscriptions_scoring"], None, {"intervals": [d.isoformat() for d in scored_days]}
+        ).state
+        == "success"
+    )
     assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in scored_days]
     assert run_dag(dags["subscriptions_drift"], DAYS[-1]).state == "success"
     summary = lake.read_json(layout.drift_summary("subscriptions", DAYS[-1]))

@@ -46,7 +46,9 @@ def _hash(rel: str) -> str:
     return hashlib.sha256(get_lake().read_bytes(rel)).hexdigest()
 
 
-def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_lifecycle(
+    airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", slack_standin.webhook_url)
     dags = load_dags()
     lake = get_lake()
@@ -67,13 +69,20 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert slack_standin.messages == []
 
     # First training: promoted.
-    assert run_dag(dags["churn_training"], DAYS[9], {"interval": DAYS[9].isoformat(), "reason": "first"}).state == "success"
+    assert (
+        run_dag(dags["churn_training"], DAYS[9], {"interval": DAYS[9].isoformat(), "reason": "first"}).state
+        == "success"
+    )
     client = registry.configure_mlflow()
     name = uc.registered_model_name
     assert str(registry.alias_version(client, name, "champion").version) == "1"
 
     # A weaker challenger: registered, judged, not promoted.
-    weak = {"interval": DAYS[10].isoformat(), "hyperparameters": {"max_iter": 3, "learning_rate": 0.01, "max_leaf_nodes": 3}, "search_budget": 1}
+    weak = {
+        "interval": DAYS[10].isoformat(),
+        "hyperparameters": {"max_iter": 3, "learning_rate": 0.01, "max_leaf_nodes": 3},
+        "search_budget": 1,
+    }
     assert run_dag(dags["churn_training"], DAYS[10], weak).state == "success"
     assert str(registry.alias_version(client, name, "champion").version) == "1"
     assert str(registry.alias_version(client, name, "challenger").version) == "2"
@@ -89,7 +98,12 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert {"plots/roc_curve.png", "plots/precision_recall.png", "plots/confusion_matrix.png"} <= artifacts
 
     # dry_run decides and records, but changes no alias.
-    assert run_dag(dags["churn_training"], DAYS[10], {"interval": DAYS[10].isoformat(), "promotion_mode": "dry_run"}).state == "success"
+    assert (
+        run_dag(
+            dags["churn_training"], DAYS[10], {"interval": DAYS[10].isoformat(), "promotion_mode": "dry_run"}
+        ).state
+        == "success"
+    )
     assert str(registry.alias_version(client, name, "champion").version) == "1"
     assert registry.promotion_history(lake, "churn")[-1]["outcome"].startswith("dry_run")
 
@@ -119,7 +133,10 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     # Drift: exactly one Slack message with the right fields and one training run with the reason.
     for day in DAYS[11:15]:
         _ingest(day)
-    assert run_dag(dags["churn_scoring"], DAYS[13], {"intervals": [d.isoformat() for d in DAYS[11:14]]}).state == "success"
+    assert (
+        run_dag(dags["churn_scoring"], DAYS[13], {"intervals": [d.isoformat() for d in DAYS[11:14]]}).state
+        == "success"
+    )
     assert run_dag(dags["churn_drift"], DAYS[13]).state == "success"
     assert len(slack_standin.messages) == 1
     message = slack_standin.messages[0]
@@ -128,7 +145,10 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert "drift_report.html" in body and "Drift share" in body
     triggered = [r for r in _training_runs("churn_training") if r[0].startswith("drift__")]
     assert len(triggered) == 1
-    assert triggered[0][2]["reason"].startswith("drift: ") and triggered[0][2]["interval"] == DAYS[13].isoformat()
+    assert (
+        triggered[0][2]["reason"].startswith("drift: ")
+        and triggered[0][2]["interval"] == DAYS[13].isoformat()
+    )
 
     # Drift again the next day, inside the cooldown: no second run, no second message.
     run_dag(dags["churn_scoring"], DAYS[14])
@@ -136,17 +156,30 @@ def test_model_lifecycle(airflow_db: Path, fresh_home: Path, slack_standin, monk
     assert len([r for r in _training_runs("churn_training") if r[0].startswith("drift__")]) == 1
     assert len(slack_standin.messages) == 1
     decision = lake.read_json(f"reports/churn/{DAYS[14]}/retrain_decision.json")
-    assert decision["trigger"] is False and ("cooldown" in decision["guard_reason"] or "queued" in decision["guard_reason"])
+    assert decision["trigger"] is False and (
+        "cooldown" in decision["guard_reason"] or "queued" in decision["guard_reason"]
+    )
 
 
-def test_slack_down_for_a_run_delivers_on_the_next(airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slack_down_for_a_run_delivers_on_the_next(
+    airflow_db: Path, fresh_home: Path, slack_standin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The drift DAG's send_alerts task keeps what Slack refused and sends it on the next run."""
     from mlops.core.alerts import drift_alert, enqueue
 
     monkeypatch.setenv("MLOPS_SLACK_WEBHOOK_URL", slack_standin.webhook_url)
     dags = load_dags()
     lake = get_lake()
-    alert = drift_alert(use_case="churn", day="2026-05-20", model_version="4", drift_share=0.6, dataset_drift=True, top_features=[("monthly_charges", 1.2)], reasons=["dataset drift"], report_uri="file:///r.html")
+    alert = drift_alert(
+        use_case="churn",
+        day="2026-05-20",
+        model_version="4",
+        drift_share=0.6,
+        dataset_drift=True,
+        top_features=[("monthly_charges", 1.2)],
+        reasons=["dataset drift"],
+        report_uri="file:///r.html",
+    )
     enqueue(lake, "churn", alert)
     dag = dags["churn_drift"]
     assert dag.get_task("send_alerts").trigger_rule == "all_done"  # runs even when the check fails

@@ -136,14 +136,19 @@ def expected_scores(version: str, frame: Any) -> list[float]:
     """What the registry's model ``version`` gives the rows in this process: the batch-scoring path."""
     use_case = get_use_case("churn")
     model = registry.load_model(use_case.registered_model_name, version)
-    return [float(s) for s in predict_scores(model, build_features(frame, use_case)[use_case.feature_names], use_case.task)]
+    return [
+        float(s)
+        for s in predict_scores(model, build_features(frame, use_case)[use_case.feature_names], use_case.task)
+    ]
 
 
 def served_scores(responses: list[requests.Response]) -> list[float]:
     return [p["score"] for r in responses for p in r.json()["predictions"]]
 
 
-def test_the_server_follows_the_champion_and_logs_every_request(history: History, server: Server, batch: Any) -> None:
+def test_the_server_follows_the_champion_and_logs_every_request(
+    history: History, server: Server, batch: Any
+) -> None:
     use_case, lake = get_use_case("churn"), get_lake()
     rows = as_request_rows(batch)
     sent: dict[str, tuple[int, str]] = {}  # request id -> (rows, version that answered)
@@ -163,7 +168,9 @@ def test_the_server_follows_the_champion_and_logs_every_request(history: History
     v1 = ask(chunks)
     assert {r.json()["model"]["version"] for r in v1} == {"1"}
     assert served_scores(v1) == pytest.approx(expected_scores("1", batch), rel=1e-12, abs=1e-15)
-    assert [p["customer_id"] for r in v1 for p in r.json()["predictions"]] == [int(c) for c in batch["customer_id"]]
+    assert [p["customer_id"] for r in v1 for p in r.json()["predictions"]] == [
+        int(c) for c in batch["customer_id"]
+    ]
 
     # A second version is registered and promoted (one alias move): the server follows by itself.
     store = get_feature_store()
@@ -180,11 +187,20 @@ def test_the_server_follows_the_champion_and_logs_every_request(history: History
     print(f"promotion to v{trained['version']} served after {took:.1f}s")
     v2 = ask(chunks)
     assert {r.json()["model"]["version"] for r in v2} == {trained["version"]}
-    assert served_scores(v2) == pytest.approx(expected_scores(trained["version"], batch), rel=1e-12, abs=1e-15)
+    assert served_scores(v2) == pytest.approx(
+        expected_scores(trained["version"], batch), rel=1e-12, abs=1e-15
+    )
     assert served_scores(v2) != pytest.approx(served_scores(v1))  # really another model
 
     # A rollback (the rollback DAG's function) puts v1 back, and the server follows again.
-    registry.rollback(use_case, lake, version="1", reason="online serving test", dag_id="churn_rollback", airflow_run_id="manual__serving-rollback")
+    registry.rollback(
+        use_case,
+        lake,
+        version="1",
+        reason="online serving test",
+        dag_id="churn_rollback",
+        airflow_run_id="manual__serving-rollback",
+    )
     took = server.wait_for_version("1")
     print(f"rollback to v1 served after {took:.1f}s")
     back = ask(chunks)
@@ -197,9 +213,14 @@ def test_the_server_follows_the_champion_and_logs_every_request(history: History
     assert too_many.status_code == 413 and "at most 1000" in too_many.json()["error"]
     missing = server.predict([rows[0], {k: v for k, v in rows[1].items() if k != "plan"}])
     assert missing.status_code == 422
-    assert missing.json()["problems"] == [{"row": 1, "field": "plan", "message": "missing (expected one of basic, standard, premium)"}]
+    assert missing.json()["problems"] == [
+        {"row": 1, "field": "plan", "message": "missing (expected one of basic, standard, premium)"}
+    ]
     wrong = server.predict([rows[0] | {"tenure_months": "ten"}])
-    assert wrong.status_code == 422 and "row 0, field 'tenure_months': expected an integer" in wrong.json()["error"]
+    assert (
+        wrong.status_code == 422
+        and "row 0, field 'tenure_months': expected an integer" in wrong.json()["error"]
+    )
 
     # SIGTERM: requests finish, the buffered log is written, the process ends. (uvicorn re-raises
     # the signal once it has shut down, so the exit status is the signal's.)
@@ -214,10 +235,11 @@ def test_the_server_follows_the_champion_and_logs_every_request(history: History
     assert not logged.duplicated([REQUEST_ID, REQUEST_ROW]).any()
     assert logged.groupby(REQUEST_ID).size().to_dict() == {rid: n for rid, (n, _) in sent.items()}
     versions = logged.groupby(REQUEST_ID)["model_version"].unique()
-    assert {rid: list(v) for rid, v in versions.items()} == {rid: [version] for rid, (_, version) in sent.items()}
+    assert {rid: list(v) for rid, v in versions.items()} == {
+        rid: [version] for rid, (_, version) in sent.items()
+    }
     assert len(logged) == 3 * len(rows)
 
     # The drift check of today reads the online traffic (no partition was scored today).
     result = check_drift(use_case, today, lake, store, airflow_run_id="manual__online-drift")
     assert result["current_rows_by_source"] == {"batch": 0, "online": len(logged)}
-

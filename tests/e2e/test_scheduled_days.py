@@ -32,7 +32,14 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     start = today - dt.timedelta(days=DAYS)
     config = config_with(
         home,
-        {"churn": {"schedules.start_date": start.isoformat(), "schedules.catchup": True, "training.schedule": None, "drift.schedule": None}},
+        {
+            "churn": {
+                "schedules.start_date": start.isoformat(),
+                "schedules.catchup": True,
+                "training.schedule": None,
+                "drift.schedule": None,
+            }
+        },
     )
     for i in range(DAYS):
         day = start + dt.timedelta(days=i)
@@ -80,9 +87,14 @@ def test_each_scheduled_run_processes_the_day_that_closed(service) -> None:
     lake = Lake(f"file://{svc.home / 'lake'}")
     for run, day in zip(runs, days, strict=True):
         # The run starts only after its day has closed.
-        assert dt.datetime.fromisoformat(run["run_after"]) >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        assert dt.datetime.fromisoformat(run["run_after"]) >= dt.datetime.combine(
+            day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC
+        )
         # Its gate judged that day's archived delivery, the file landed for that day.
-        xcom = svc.api("GET", f"/dags/churn_data/dagRuns/{run['dag_run_id']}/taskInstances/validate_batch/xcomEntries/return_value")
+        xcom = svc.api(
+            "GET",
+            f"/dags/churn_data/dagRuns/{run['dag_run_id']}/taskInstances/validate_batch/xcomEntries/return_value",
+        )
         assert xcom.ok, xcom.text
         value = xcom.json()["value"]
         summary = value if isinstance(value, dict) else json.loads(value)

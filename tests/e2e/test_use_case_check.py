@@ -43,7 +43,9 @@ def _message(check: UseCaseCheck, name: str) -> str:
     return next(f.message for f in check.findings if f.check == name)
 
 
-def test_a_use_case_passes_through_its_real_dags(config: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_use_case_passes_through_its_real_dags(
+    config: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))  # no registry: no contract, no dry run
     started = time.monotonic()
     check = _check(config, "churn", cache)
@@ -56,7 +58,9 @@ def test_a_use_case_passes_through_its_real_dags(config: Path, cache: Path, tmp_
     assert statuses["dry_run"] == "skipped"
 
 
-def test_a_model_that_fails_its_thresholds_on_the_sample_fails(config: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_that_fails_its_thresholds_on_the_sample_fails(
+    config: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
     _edit(config, "delivery_time", lambda raw: raw["promotion"]["thresholds"].update(r2={"min": 0.995}))
     check = _check(config, "delivery_time", cache)
@@ -67,7 +71,9 @@ def test_a_model_that_fails_its_thresholds_on_the_sample_fails(config: Path, cac
     assert _statuses(check)["smoke:scoring"] == "ok"
 
 
-def test_a_change_that_would_lose_to_the_champion_fails_the_dry_run(config: Path, cache: Path, fresh_home: Path) -> None:
+def test_a_change_that_would_lose_to_the_champion_fails_the_dry_run(
+    config: Path, cache: Path, fresh_home: Path
+) -> None:
     version = _register_champion("delivery_time", config)
 
     def weaken(raw: dict) -> None:

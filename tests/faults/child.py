@@ -49,7 +49,13 @@ def run(step: str, args: dict[str, Any]) -> Any:
         from mlops.model.gate import evaluate_and_promote
 
         return evaluate_and_promote(
-            uc, args["trained"], args["manifest"], lake, mode=None, dag_id="churn_training", airflow_run_id=args["run_id"]
+            uc,
+            args["trained"],
+            args["manifest"],
+            lake,
+            mode=None,
+            dag_id="churn_training",
+            airflow_run_id=args["run_id"],
         )
     if step == "score":
         from mlops.model.scoring import score_partition

@@ -39,8 +39,12 @@ def test_a_partition_without_its_manifest_is_invisible(tmp_path: Path) -> None:
 
 def test_predictions_without_their_manifest_are_invisible(tmp_path: Path) -> None:
     lake = Lake(f"file://{tmp_path}")
-    frame = simulate_batch("churn", D1, 10)[["customer_id", "event_time"]].rename(columns={"customer_id": "entity_id"})
+    frame = simulate_batch("churn", D1, 10)[["customer_id", "event_time"]].rename(
+        columns={"customer_id": "entity_id"}
+    )
     for day in (D1, D2):
-        lake.write_with(layout.predictions_file("churn", day), lambda fh, f=frame: f.to_parquet(fh, index=False))
+        lake.write_with(
+            layout.predictions_file("churn", day), lambda fh, f=frame: f.to_parquet(fh, index=False)
+        )
     lake.write_json(layout.predictions_manifest("churn", D1), {"rows": 10})
     assert len(read_predictions(lake, "churn", [D1, D2])) == 10

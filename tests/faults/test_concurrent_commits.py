@@ -66,7 +66,9 @@ def expected(tmp_path: Path) -> tuple[dict[str, Any], dict[tuple[str, str], str]
     manifests, pairs = {}, {}
     for name, (features, labels) in deliveries().items():
         lake = Lake(f"file://{tmp_path / 'reference' / name}")
-        ParquetFeatureStore(lake).write_partition_parts(UC, DAY, parts(features, labels), "v1", with_labels=True)
+        ParquetFeatureStore(lake).write_partition_parts(
+            UC, DAY, parts(features, labels), "v1", with_labels=True
+        )
         manifests[name] = lake.read_json(layout.feature_manifest(UC, DAY))
         pairs[(frame_hash(features), frame_hash(labels))] = name
     return manifests, pairs
@@ -98,7 +100,9 @@ class Reader(threading.Thread):
             assert day.labels is not None
             pair = (frame_hash(day.features), frame_hash(day.labels))
             if pair not in self.pairs or day.manifest["content_hash"] != pair[0]:
-                self.mixes.append(f"read_day: features {pair[0][:8]}, labels {pair[1][:8]}, manifest {day.manifest}")
+                self.mixes.append(
+                    f"read_day: features {pair[0][:8]}, labels {pair[1][:8]}, manifest {day.manifest}"
+                )
             self.seen.append(self.pairs.get(pair, "mix"))
             if frame_hash(features) not in {f for f, _ in self.pairs}:
                 self.mixes.append(f"read_features: {len(features)} rows of no single delivery")
@@ -106,7 +110,9 @@ class Reader(threading.Thread):
                 self.mixes.append(f"read_labels: {len(labels)} rows of no single delivery")
 
 
-def check_day(tmp_path: Path, store: ParquetFeatureStore, manifests: dict[str, Any], pair: tuple[str, str]) -> None:
+def check_day(
+    tmp_path: Path, store: ParquetFeatureStore, manifests: dict[str, Any], pair: tuple[str, str]
+) -> None:
     record = store.lake.read_json(layout.feature_manifest(UC, DAY))
     winner = next((name for name, m in manifests.items() if m == record), None)
     assert winner in pair, f"the day's manifest is neither {pair[0]}'s nor {pair[1]}'s: {record}"
@@ -191,7 +197,11 @@ def test_the_day_lock_on_s3_admits_one_holder_and_breaks_only_an_expired_lease(
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+        keys = {
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+        }
         boto3.client("s3", endpoint_url=url, **keys).create_bucket(Bucket="locks")
         extra = {"endpoint_url": url, "region_name": "us-east-1"}
         conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}

@@ -28,7 +28,15 @@ def _train(day: dt.date, run_id: str, hyperparameters: dict | None = None) -> tu
     uc, lake = get_use_case("churn"), get_lake()
     store = ParquetFeatureStore(lake)
     manifest = prepare_training_set(uc, day, lake, store, run_id)
-    trained = train_and_register(uc, manifest, lake, hyperparameters=hyperparameters or {}, dag_id="churn_training", airflow_run_id=run_id, reason="fault test")
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters=hyperparameters or {},
+        dag_id="churn_training",
+        airflow_run_id=run_id,
+        reason="fault test",
+    )
     return trained, manifest
 
 
@@ -40,20 +48,29 @@ def test_an_unloadable_champion_stops_the_gate(fresh_home: Path) -> None:
         validate_batch(uc, day, lake, settings.config_dir)
         materialize_features(uc, day, lake, ParquetFeatureStore(lake))
     first, manifest = _train(DAYS[5], "manual__v1")
-    assert evaluate_and_promote(uc, first, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__v1")["promoted"]
+    assert evaluate_and_promote(
+        uc, first, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__v1"
+    )["promoted"]
     challenger, manifest = _train(DAYS[7], "manual__v2")
 
     # The champion's artifacts vanish (a storage outage, a deleted bucket prefix).
     client = registry.configure_mlflow()
     champion = registry.alias_version(client, uc.registered_model_name, registry.CHAMPION)
-    artifacts = Path(urlparse(client.get_model_version_download_uri(uc.registered_model_name, champion.version)).path)
+    artifacts = Path(
+        urlparse(client.get_model_version_download_uri(uc.registered_model_name, champion.version)).path
+    )
     shutil.rmtree(artifacts)
 
     with pytest.raises(Exception) as raised:
-        evaluate_and_promote(uc, challenger, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__v2")
+        evaluate_and_promote(
+            uc, challenger, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__v2"
+        )
     assert "first model" not in str(raised.value)
     # Production is unchanged and no decision was recorded for the challenger.
-    assert registry.alias_version(client, uc.registered_model_name, registry.CHAMPION).version == champion.version
+    assert (
+        registry.alias_version(client, uc.registered_model_name, registry.CHAMPION).version
+        == champion.version
+    )
     assert [h["version"] for h in registry.promotion_history(lake, "churn")] == [first["version"]]
 
 
@@ -88,7 +105,12 @@ def test_the_gate_records_its_evidence_and_refuses_noise_and_unjudgeable_slices(
     noise_manifest = prepare_training_set(uc, DAYS[6], lake, ParquetFeatureStore(lake), "manual__noise")
     _shuffle_training_labels(noise_manifest, seed=0)
     noise = train_and_register(
-        uc, noise_manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id="manual__noise",
+        uc,
+        noise_manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id="manual__noise",
         reason="noise",
     )
     # The prior baseline's holdout metrics are logged for a reader of the run.

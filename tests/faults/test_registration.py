@@ -31,7 +31,15 @@ def test_retry_after_dying_between_register_and_tag_reuses_the_version(fresh_hom
         validate_batch(uc, day, lake, settings.config_dir)
         materialize_features(uc, day, lake, store)
     manifest = prepare_training_set(uc, DAYS[-1], lake, store, RUN)
-    first = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id=RUN, reason="fault test")
+    first = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id=RUN,
+        reason="fault test",
+    )
 
     # The state a task killed right after registering leaves: a version without its lineage tags.
     client = registry.configure_mlflow()
@@ -39,7 +47,15 @@ def test_retry_after_dying_between_register_and_tag_reuses_the_version(fresh_hom
     for key in ("airflow_run_id", "training_set_hash", "feature_partitions", "git_commit"):
         client.delete_model_version_tag(name, first["version"], key)
 
-    again = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id=RUN, reason="fault test")
+    again = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id=RUN,
+        reason="fault test",
+    )
     assert again["version"] == first["version"] and again["run_id"] == first["run_id"]
     assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == [int(first["version"])]
     tags = client.get_model_version(name, first["version"]).tags
@@ -47,5 +63,13 @@ def test_retry_after_dying_between_register_and_tag_reuses_the_version(fresh_hom
     assert "feature_partitions" in tags
 
     # Another Airflow run with the same data is a new version, not a reuse.
-    other = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id="manual__other", reason="fault test")
+    other = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id="manual__other",
+        reason="fault test",
+    )
     assert other["version"] != first["version"]

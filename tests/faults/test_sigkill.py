@@ -46,7 +46,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DAYS = [dt.date(2026, 9, 1) + dt.timedelta(days=i) for i in range(7)]
 NEW_DAY = dt.date(2026, 9, 8)
 TRAIN_DAY = DAYS[-1]
-HOME_VARIABLES = ("MLOPS_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACTS_URI", "MLOPS_FAULT_POINT", "MLOPS_SLACK_WEBHOOK_URL")
+HOME_VARIABLES = (
+    "MLOPS_HOME",
+    "MLFLOW_TRACKING_URI",
+    "MLOPS_MLFLOW_ARTIFACTS_URI",
+    "MLOPS_FAULT_POINT",
+    "MLOPS_SLACK_WEBHOOK_URL",
+)
 
 
 @contextmanager
@@ -103,7 +109,9 @@ def killed(step: str, point: str, args: dict[str, Any], tmp: Path) -> None:
         [sys.executable, "-m", "tests.faults.child", step, str(arguments)],
         env=os.environ | {"MLOPS_FAULT_POINT": point}, cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, f"{step} did not die at {point!r} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL, (
+        f"{step} did not die at {point!r} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    )
 
 
 def files(lake: Lake, rel: str) -> dict[str, bytes]:
@@ -206,14 +214,24 @@ def _versions() -> list[int]:
     return sorted(int(v.version) for v in client.search_model_versions("name = 'churn_model'"))
 
 
-def test_register_killed_before_its_tags(home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_register_killed_before_its_tags(
+    home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     run = "scheduled__2026-09-07T00:00:00+00:00"
     manifest = _training_set(run)
     killed("train", "register", {"manifest": manifest, "run_id": run}, tmp_path)
     assert _versions() == [1]
 
     uc, lake = get_use_case("churn"), get_lake()
-    retried = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id=run, reason="fault test")
+    retried = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id=run,
+        reason="fault test",
+    )
     assert retried["version"] == "1" and _versions() == [1]  # no second version
     tags = registry.configure_mlflow().get_model_version("churn_model", "1").tags
     assert tags["airflow_run_id"] == run and tags["training_set_hash"] == manifest["training_set_hash"]
@@ -221,7 +239,15 @@ def test_register_killed_before_its_tags(home: Path, tmp_path: Path, tmp_path_fa
     # The same model an undisturbed run trains: same data, same seed, same metrics.
     with platform_home(tmp_path_factory.mktemp("undisturbed")) as other:
         shutil.copytree(home / "lake", other / "lake")
-        clean = train_and_register(uc, _training_set(run), get_lake(), hyperparameters={}, dag_id="churn_training", airflow_run_id=run, reason="fault test")
+        clean = train_and_register(
+            uc,
+            _training_set(run),
+            get_lake(),
+            hyperparameters={},
+            dag_id="churn_training",
+            airflow_run_id=run,
+            reason="fault test",
+        )
     assert clean["metrics"] == pytest.approx(retried["metrics"], abs=1e-12)
 
 
@@ -229,32 +255,61 @@ def _champion_and_challenger(run: str) -> tuple[Any, Any]:
     """A weak v1 made champion by hand (as an operator may), and a full v2 that beats it."""
     uc, lake = get_use_case("churn"), get_lake()
     weak_run = "manual__weak"
-    weak = train_and_register(uc, _training_set(weak_run), lake, hyperparameters={"max_iter": 2, "max_leaf_nodes": 2}, dag_id="churn_training", airflow_run_id=weak_run, reason="fault test")
+    weak = train_and_register(
+        uc,
+        _training_set(weak_run),
+        lake,
+        hyperparameters={"max_iter": 2, "max_leaf_nodes": 2},
+        dag_id="churn_training",
+        airflow_run_id=weak_run,
+        reason="fault test",
+    )
     registry.configure_mlflow().set_registered_model_alias("churn_model", registry.CHAMPION, weak["version"])
     manifest = _training_set(run)
-    return train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id=run, reason="fault test"), manifest
+    return train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id=run,
+        reason="fault test",
+    ), manifest
 
 
-def test_promote_killed_after_the_alias_moved(home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_promote_killed_after_the_alias_moved(
+    home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     run = "manual__challenger"
     uc = get_use_case("churn")
     with platform_home(tmp_path_factory.mktemp("undisturbed")) as other:
         shutil.copytree(home / "lake", other / "lake")
         trained, manifest = _champion_and_challenger(run)
-        undisturbed = evaluate_and_promote(uc, trained, manifest, get_lake(), mode=None, dag_id="churn_training", airflow_run_id=run)
+        undisturbed = evaluate_and_promote(
+            uc, trained, manifest, get_lake(), mode=None, dag_id="churn_training", airflow_run_id=run
+        )
     assert undisturbed["outcome"] == "promoted", undisturbed["reason"]
 
     trained, manifest = _champion_and_challenger(run)
     killed("promote", "promote", {"trained": trained, "manifest": manifest, "run_id": run}, tmp_path)
     client, lake = registry.configure_mlflow(), get_lake()
-    assert registry.alias_version(client, "churn_model", registry.CHAMPION).version == 2  # moved, never absent
+    assert (
+        registry.alias_version(client, "churn_model", registry.CHAMPION).version == 2
+    )  # moved, never absent
     assert registry.promotion_history(lake, "churn") == []  # not yet recorded
 
-    retried = evaluate_and_promote(uc, trained, manifest, lake, mode=None, dag_id="churn_training", airflow_run_id=run)
+    retried = evaluate_and_promote(
+        uc, trained, manifest, lake, mode=None, dag_id="churn_training", airflow_run_id=run
+    )
     volatile = ("decided_at", "mlflow_run_id", "mlflow_run_url", "lineage")
     assert without(retried, *volatile) == without(undisturbed, *volatile)  # not "first model"
-    assert without(retried["lineage"], "training_set_uri") == without(undisturbed["lineage"], "training_set_uri")  # other home
-    assert retried["champion_before"] == "1" and retried["aliases_after"] == {"champion": "2", "previous_champion": "1"}
+    assert without(retried["lineage"], "training_set_uri") == without(
+        undisturbed["lineage"], "training_set_uri"
+    )  # other home
+    assert retried["champion_before"] == "1" and retried["aliases_after"] == {
+        "champion": "2",
+        "previous_champion": "1",
+    }
     assert [h["version"] for h in registry.promotion_history(lake, "churn")] == ["2"]
     assert registry.alias_version(client, "churn_model", registry.PREVIOUS).version == 1
     assert not lake.exists(layout.promotion_intent("churn", run, "2"))
@@ -264,8 +319,18 @@ def test_score_killed_before_its_manifest(home: Path, tmp_path: Path) -> None:
     uc, lake = get_use_case("churn"), get_lake()
     run = "manual__first"
     manifest = _training_set(run)
-    trained = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id=run, reason="fault test")
-    assert evaluate_and_promote(uc, trained, manifest, lake, mode=None, dag_id="churn_training", airflow_run_id=run)["promoted"]
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id=run,
+        reason="fault test",
+    )
+    assert evaluate_and_promote(
+        uc, trained, manifest, lake, mode=None, dag_id="churn_training", airflow_run_id=run
+    )["promoted"]
     store, day = ParquetFeatureStore(lake), DAYS[-1]
     undisturbed = score_partition(uc, day, lake, store)
     expected = lake.read_bytes(layout.predictions_file("churn", day))
@@ -311,7 +376,9 @@ def test_alert_killed_after_slack_took_it(home: Path, tmp_path: Path, slack_stan
     assert lake.list(layout.alert_box("churn", "outbox")) == []
 
 
-def test_alert_through_a_webhook_is_never_lost(home: Path, tmp_path: Path, slack_standin: SlackStandin) -> None:
+def test_alert_through_a_webhook_is_never_lost(
+    home: Path, tmp_path: Path, slack_standin: SlackStandin
+) -> None:
     lake, alert = get_lake(), _alert()
     enqueue(lake, "churn", alert)
     target = SlackTarget(webhook_url=slack_standin.webhook_url)
@@ -333,10 +400,20 @@ def test_trigger_killed_after_the_claim(home: Path, tmp_path: Path) -> None:
     now = dt.datetime(2026, 9, 8, 1, tzinfo=dt.UTC)
     drift_run = "scheduled__2026-09-08T00:00:00+00:00"
 
-    killed("trigger", "trigger", {"result": result, "drift_run_id": drift_run, "now": now.isoformat()}, tmp_path)
+    killed(
+        "trigger", "trigger", {"result": result, "drift_run_id": drift_run, "now": now.isoformat()}, tmp_path
+    )
     claimed = lake.read_json(layout.retrain_guard_state("churn"))
 
     # The task's retry decides the same thing: the same training run, so Airflow creates it once.
-    retried = decide_and_record(lake, uc, result, drift_run_id=drift_run, active_training_runs=0, now=now + dt.timedelta(minutes=5), run_exists=lambda _: False)  # type: ignore[arg-type]
+    retried = decide_and_record(
+        lake,
+        uc,
+        result,
+        drift_run_id=drift_run,
+        active_training_runs=0,
+        now=now + dt.timedelta(minutes=5),
+        run_exists=lambda _: False,
+    )  # type: ignore[arg-type]
     assert retried == claimed and retried is not None
     assert retried["training_run_id"] == f"drift__2026-09-07__{drift_run.replace(':', '').replace('+', '')}"

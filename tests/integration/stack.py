@@ -48,7 +48,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None, interval: float = 1.0) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None, interval: float = 1.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -61,7 +63,10 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Path | 
         time.sleep(interval)
     tail = ""
     if logs is not None and logs.exists():
-        tail = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:]) for p in sorted(logs.glob("*.log")))
+        tail = "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+            for p in sorted(logs.glob("*.log"))
+        )
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{tail}")
 
 
@@ -114,12 +119,24 @@ class Stack:
         # Moto keeps its buckets in this process's memory, shared by every server it starts: an
         # earlier stack's objects (same bucket name) would still be there. Start from none.
         requests.post(f"{self.s3_endpoint}/moto-api/reset", timeout=30).raise_for_status()
-        boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
 
     def s3_keys(self, prefix: str) -> list[str]:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         keys: list[str] = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]
@@ -171,7 +188,12 @@ class Stack:
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_AWS_LAKE": json.dumps(
-                {"conn_type": "aws", "login": "testing", "password": "testing", "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"}}
+                {
+                    "conn_type": "aws",
+                    "login": "testing",
+                    "password": "testing",
+                    "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"},
+                }
             ),
             "AIRFLOW_CONN_MLOPS_FEATURE_STORE": f"postgresql://{pg}/{dbs['features']}",
             "MLOPS_HOME": str(self.home / "mlops"),
@@ -195,7 +217,12 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
-            argv, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+            argv,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.home,
+            start_new_session=True,
         )
 
     def start_mlflow(self, extra_hosts: tuple[str, ...] = ()) -> None:
@@ -210,13 +237,29 @@ class Stack:
             "MLFLOW_BACKEND_STORE_URI": self.mlflow_backend,
         }
         port = self.mlflow_url.rsplit(":", 1)[1]
-        argv = [*COMMANDS["mlflow"], "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", port, "--workers", "1", "--allowed-hosts", ",".join([f"127.0.0.1:{port}", f"localhost:{port}", *extra_hosts])]
+        argv = [
+            *COMMANDS["mlflow"],
+            "--artifacts-destination",
+            f"s3://{BUCKET}/mlflow",
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--workers",
+            "1",
+            "--allowed-hosts",
+            ",".join([f"127.0.0.1:{port}", f"localhost:{port}", *extra_hosts]),
+        ]
         self._start("mlflow", argv, env)
-        wait_for("MLflow server", lambda: requests.get(f"{self.mlflow_url}/health", timeout=2).ok, 180, self.logs)
+        wait_for(
+            "MLflow server", lambda: requests.get(f"{self.mlflow_url}/health", timeout=2).ok, 180, self.logs
+        )
 
     def migrate(self) -> None:
-        subprocess.run(["airflow", "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["airflow", "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=600
+        )
 
     def start_airflow(self, workers: int = 2, pin_workers: bool = False) -> None:
         """Start Airflow's components and ``workers`` Celery workers (concurrency 1 each).
@@ -226,17 +269,28 @@ class Stack:
         """
 
         port = self.api_url.rsplit(":", 1)[1]
-        self._start("api-server", [*COMMANDS["airflow-api-server"], "--port", port, "--host", "127.0.0.1", "--workers", "1"])
+        self._start(
+            "api-server",
+            [*COMMANDS["airflow-api-server"], "--port", port, "--host", "127.0.0.1", "--workers", "1"],
+        )
         self._start("scheduler", COMMANDS["airflow-scheduler"])
         self._start("dag-processor", COMMANDS["airflow-dag-processor"])
         for i in range(1, workers + 1):
-            env = self.env | {"MLOPS_WORKER_NAME": f"worker-{i}", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+            env = self.env | {
+                "MLOPS_WORKER_NAME": f"worker-{i}",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            }
             argv = [*COMMANDS["airflow-worker"], "--celery-hostname", f"worker-{i}@%h", "--concurrency", "1"]
             if pin_workers:
                 env |= {"OMP_NUM_THREADS": "1"}
                 argv = ["taskset", "--cpu-list", str((i - 1) % (os.cpu_count() or 1)), *argv]
             self._start(f"worker-{i}", argv, env)
-        wait_for("Airflow API server", lambda: requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=3).ok, 240, self.logs)
+        wait_for(
+            "Airflow API server",
+            lambda: requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=3).ok,
+            240,
+            self.logs,
+        )
 
     def assert_alive(self) -> None:
         """Fail at once (with its log) if a service process died, instead of waiting for a timeout."""

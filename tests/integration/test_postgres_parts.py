@@ -62,7 +62,9 @@ def test_postgres_feature_store_replaces_partitions(database: str) -> None:
 
 def test_sql_source_extracts_one_interval_as_parquet(database: str) -> None:
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=database)
-    rows = pd.concat([simulate_batch("churn", DAY, 50), simulate_batch("churn", DAY + dt.timedelta(days=1), 70)])
+    rows = pd.concat(
+        [simulate_batch("churn", DAY, 50), simulate_batch("churn", DAY + dt.timedelta(days=1), 70)]
+    )
     with conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TABLE snapshots (customer_id BIGINT, event_time TIMESTAMP, plan TEXT, region TEXT, tenure_months INT,"
@@ -164,7 +166,11 @@ def test_staged_parts_are_attached_not_copied_again(database: str) -> None:
     assert _sql(database, "SELECT count(*) FROM feature_stages") == [(0,)]
     assert manifest["rows"] == 900 and manifest["label_rows"] == 900
     whole = PostgresFeatureStore("it_pg").read_features("churn", DAY, DAY)
-    expected = pd.concat([f.table.to_pandas() for f, _ in parts]).sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+    expected = (
+        pd.concat([f.table.to_pandas() for f, _ in parts])
+        .sort_values([EVENT_TIME, ENTITY])
+        .reset_index(drop=True)
+    )
     pd.testing.assert_frame_equal(whole[expected.columns], expected, check_dtype=False)
     assert len(store.read_labels("churn", DAY, DAY)) == 900
 
@@ -181,7 +187,7 @@ def test_a_staging_the_commit_does_not_take_is_dropped(database: str) -> None:
     COPYs the rows it has, and drops the staging nothing will take."""
     store = PostgresFeatureStore("it_pg")
     batch = simulate_batch("churn", DAY, 200)
-    (features, labels), = _parts(batch, 1)
+    ((features, labels),) = _parts(batch, 1)
     other = Rows.of(features.table.to_pandas().assign(tenure_months=0))
     store.stage_part("churn", DAY, 0, other, labels)
     store.write_partition_parts("churn", DAY, [(features, labels)], "v2", with_labels=True)
@@ -213,7 +219,9 @@ def test_a_table_of_an_earlier_release_is_moved_into_day_partitions(database: st
             f'"{c}" {"BIGINT" if c == ENTITY else "TIMESTAMP" if c == EVENT_TIME else "TEXT" if frames[DAY][c].dtype == object else "DOUBLE PRECISION"}'
             for c in frames[DAY].columns
         )
-        cur.execute(f'CREATE TABLE features_churn (interval DATE NOT NULL, {cols}, PRIMARY KEY (interval, "{ENTITY}", "{EVENT_TIME}"))')
+        cur.execute(
+            f'CREATE TABLE features_churn (interval DATE NOT NULL, {cols}, PRIMARY KEY (interval, "{ENTITY}", "{EVENT_TIME}"))'
+        )
         for day, frame in frames.items():
             buf = io.StringIO()
             frame.assign(interval=day).to_csv(buf, index=False, header=False)
@@ -231,7 +239,9 @@ def test_a_table_of_an_earlier_release_is_moved_into_day_partitions(database: st
     got = store.read_features("churn", DAY, third)
     assert len(got) == 290
     for day, frame in frames.items():
-        day_rows = got[got[EVENT_TIME].dt.date == day].sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+        day_rows = (
+            got[got[EVENT_TIME].dt.date == day].sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
+        )
         expected = frame.sort_values([EVENT_TIME, ENTITY]).reset_index(drop=True)
         pd.testing.assert_frame_equal(day_rows[expected.columns], expected, check_dtype=False)
 

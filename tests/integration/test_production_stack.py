@@ -34,7 +34,11 @@ class Api:
 
     def token(self) -> str:
         if self._token is None:
-            r = requests.post(f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=30)
+            r = requests.post(
+                f"{self.url}/auth/token",
+                json={"username": self.username, "password": self.password},
+                timeout=30,
+            )
             r.raise_for_status()
             self._token = r.json()["access_token"]
         return self._token
@@ -44,7 +48,11 @@ class Api:
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
 
     def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str) -> requests.Response:
-        return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        return self.request(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": None, "conf": conf},
+        )
 
     def state(self, dag_id: str, run_id: str) -> str:
         r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
@@ -81,13 +89,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Api
         s.start_s3()
         s.build_env(dbs, slack.webhook_url)
         # This process lands upstream batches and reads results with the same settings.
-        os.environ.update({k: v for k, v in s.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))})
+        os.environ.update(
+            {k: v for k, v in s.env.items() if k.startswith(("MLOPS_", "MLFLOW_", "AIRFLOW_CONN_"))}
+        )
         s.migrate()
         s.start_mlflow()
         s.start_airflow(workers=2)
         api = Api(s.api_url, s.username, s.password)
         dags = ("churn_data", "churn_training", "churn_scoring", "churn_drift", "churn_rollback")
-        wait_for("DAGs parsed", lambda: all(api.request("GET", f"/api/v2/dags/{d}").status_code == 200 for d in dags), 300, s.logs, interval=3)
+        wait_for(
+            "DAGs parsed",
+            lambda: all(api.request("GET", f"/api/v2/dags/{d}").status_code == 200 for d in dags),
+            300,
+            s.logs,
+            interval=3,
+        )
         yield s, api, slack
     finally:
         s.stop()
@@ -119,13 +135,20 @@ def _features_in_postgres() -> tuple[int, int]:
 def test_rest_api_refuses_bad_requests(stack: tuple[Stack, Api, SlackStandin]) -> None:
     s, api, _ = stack
     body = {"logical_date": None, "conf": {"interval": "2026-06-01"}}
-    assert requests.post(f"{s.api_url}/api/v2/dags/churn_data/dagRuns", json=body, timeout=30).status_code == 401
+    assert (
+        requests.post(f"{s.api_url}/api/v2/dags/churn_data/dagRuns", json=body, timeout=30).status_code == 401
+    )
     # Airflow 3.3 answers a token it cannot verify with 403 (and a missing one with 401).
     import jwt
 
     forged = jwt.encode({"sub": "upstream", "exp": 4102444800}, "not-the-secret", algorithm="HS512")
     for token in ("not-a-token", forged):
-        r = requests.post(f"{s.api_url}/api/v2/dags/churn_data/dagRuns", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r = requests.post(
+            f"{s.api_url}/api/v2/dags/churn_data/dagRuns",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
         assert r.status_code in {401, 403}, (token, r.status_code, r.text)
     assert api.runs("churn_data") == []  # nothing was started by the refused requests
     assert api.trigger("no_such_dag", {}, "x1").status_code == 404
@@ -152,15 +175,26 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     # Data: day 1 through the official client, the rest over plain HTTP; a re-sent trigger is refused.
     config = ac.Configuration(host=s.api_url, access_token=api.token())
     with ac.ApiClient(config) as client:
-        body = TriggerDAGRunPostBody(dag_run_id=f"upstream__{DAYS[0]}", logical_date=None, conf={"interval": DAYS[0].isoformat(), "request_id": "req-0"})
+        body = TriggerDAGRunPostBody(
+            dag_run_id=f"upstream__{DAYS[0]}",
+            logical_date=None,
+            conf={"interval": DAYS[0].isoformat(), "request_id": "req-0"},
+        )
         created = DagRunApi(client).trigger_dag_run("churn_data", body)
         assert created.dag_run_id == f"upstream__{DAYS[0]}"
     run_ids = [f"upstream__{DAYS[0]}"]
     for i, day in enumerate(DAYS[1:10], start=1):
-        r = api.trigger("churn_data", {"interval": day.isoformat(), "request_id": f"req-{i}"}, f"upstream__{day}")
+        r = api.trigger(
+            "churn_data", {"interval": day.isoformat(), "request_id": f"req-{i}"}, f"upstream__{day}"
+        )
         assert r.status_code == 200, r.text
         run_ids.append(f"upstream__{day}")
-    assert api.trigger("churn_data", {"interval": DAYS[1].isoformat(), "request_id": "req-1"}, f"upstream__{DAYS[1]}").status_code == 409
+    assert (
+        api.trigger(
+            "churn_data", {"interval": DAYS[1].isoformat(), "request_id": "req-1"}, f"upstream__{DAYS[1]}"
+        ).status_code
+        == 409
+    )
     states = api.wait("churn_data", run_ids, s)
     assert set(states.values()) == {"success"}, states
     assert _features_in_postgres() == (6000, 6000)
@@ -168,12 +202,20 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
 
     # Train: eight candidates fan out over both Celery workers, the best is registered on the MLflow
     # server (artifacts on S3), gated and promoted.
-    r = api.trigger("churn_training", {"interval": DAYS[9].isoformat(), "reason": "integration", "search_budget": 8}, "train-1")
+    r = api.trigger(
+        "churn_training",
+        {"interval": DAYS[9].isoformat(), "reason": "integration", "search_budget": 8},
+        "train-1",
+    )
     assert r.status_code == 200, r.text
     assert api.wait("churn_training", ["train-1"], s) == {"train-1": "success"}
     fitted = []
     for i in range(8):
-        x = api.request("GET", "/api/v2/dags/churn_training/dagRuns/train-1/taskInstances/train_candidate/xcomEntries/return_value", params={"map_index": i, "deserialize": True})
+        x = api.request(
+            "GET",
+            "/api/v2/dags/churn_training/dagRuns/train-1/taskInstances/train_candidate/xcomEntries/return_value",
+            params={"map_index": i, "deserialize": True},
+        )
         assert x.status_code == 200, x.text
         value = x.json()["value"]
         fitted.append(value if isinstance(value, dict) else json.loads(value))
@@ -186,7 +228,9 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     champion = mlflow.get_model_version_by_alias("churn_model", "champion")
     assert str(champion.version) == "1"
     assert mlflow.get_run(champion.run_id).data.tags["best_candidate"] == best["name"]
-    assert any(k.startswith("mlflow/") and k.endswith("model.skops") for k in s.s3_keys("mlflow/")), "model artifacts must be on S3"
+    assert any(k.startswith("mlflow/") and k.endswith("model.skops") for k in s.s3_keys("mlflow/")), (
+        "model artifacts must be on S3"
+    )
 
     # Score eight partitions: the mapped tasks fan out over both Celery workers.
     intervals = [d.isoformat() for d in DAYS[2:10]]
@@ -195,7 +239,11 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     assert api.wait("churn_scoring", ["score-fanout"], s) == {"score-fanout": "success"}
     workers = set()
     for i in range(len(intervals)):
-        x = api.request("GET", "/api/v2/dags/churn_scoring/dagRuns/score-fanout/taskInstances/score_partition/xcomEntries/return_value", params={"map_index": i, "deserialize": True})
+        x = api.request(
+            "GET",
+            "/api/v2/dags/churn_scoring/dagRuns/score-fanout/taskInstances/score_partition/xcomEntries/return_value",
+            params={"map_index": i, "deserialize": True},
+        )
         assert x.status_code == 200, x.text
         value = x.json()["value"]
         workers.add(value["worker"] if isinstance(value, dict) else json.loads(value)["worker"])
@@ -209,7 +257,12 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
         assert api.trigger("churn_data", {"interval": day.isoformat()}, f"upstream__{day}").status_code == 200
         drift_runs.append(f"upstream__{day}")
     assert set(api.wait("churn_data", drift_runs, s).values()) == {"success"}
-    assert api.trigger("churn_scoring", {"intervals": [d.isoformat() for d in DAYS[10:14]]}, "score-drifted").status_code == 200
+    assert (
+        api.trigger(
+            "churn_scoring", {"intervals": [d.isoformat() for d in DAYS[10:14]]}, "score-drifted"
+        ).status_code
+        == 200
+    )
     assert api.wait("churn_scoring", ["score-drifted"], s) == {"score-drifted": "success"}
     before = [m for m in slack.messages if m.text and m.text.startswith("Drift detected")]
     assert before == []
@@ -222,19 +275,29 @@ def test_whole_loop_on_the_production_stack(stack: tuple[Stack, Api, SlackStandi
     rid = retrains[0]["dag_run_id"]
     assert api.wait("churn_training", [rid], s) == {rid: "success"}
     history = promotion_history(lake, "churn")
-    assert [h["version"] for h in history] == ["1", "2"], [(h["version"], h["airflow_run_id"], h["outcome"], h["decided_at"]) for h in history]
+    assert [h["version"] for h in history] == ["1", "2"], [
+        (h["version"], h["airflow_run_id"], h["outcome"], h["decided_at"]) for h in history
+    ]
     assert history[1]["airflow_run_id"] == rid and history[1]["outcome"] in {"promoted", "rejected"}
 
     # An upstream system announces new data with an asset event: scoring starts by itself.
     assets = api.request("GET", "/api/v2/assets", params={"name_pattern": "churn_features"}).json()["assets"]
     asset_id = next(a["id"] for a in assets if a["name"] == "churn_features")
     seen = {r["dag_run_id"] for r in api.runs("churn_scoring")}
-    r = api.request("POST", "/api/v2/assets/events", json={"asset_id": asset_id, "extra": {"interval": DAYS[5].isoformat()}})
+    r = api.request(
+        "POST",
+        "/api/v2/assets/events",
+        json={"asset_id": asset_id, "extra": {"interval": DAYS[5].isoformat()}},
+    )
     assert r.status_code == 200, r.text
     new: list[str] = []
 
     def started() -> bool:
-        new[:] = [x["dag_run_id"] for x in api.runs("churn_scoring") if x["dag_run_id"] not in seen and x["run_type"] == "asset_triggered"]
+        new[:] = [
+            x["dag_run_id"]
+            for x in api.runs("churn_scoring")
+            if x["dag_run_id"] not in seen and x["run_type"] == "asset_triggered"
+        ]
         return bool(new)
 
     wait_for("asset-triggered scoring run", started, 180, s.logs, interval=3)
@@ -280,7 +343,9 @@ def test_fifty_concurrent_triggers_make_ten_runs(stack: tuple[Stack, Api, SlackS
 
     def send(request: tuple[str, dt.date]) -> tuple[str, int, str]:
         request_id, day = request
-        r = api.trigger("churn_data", {"interval": day.isoformat(), "request_id": request_id}, f"upstream__{request_id}")
+        r = api.trigger(
+            "churn_data", {"interval": day.isoformat(), "request_id": request_id}, f"upstream__{request_id}"
+        )
         return request_id, r.status_code, r.text[:300]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -292,14 +357,25 @@ def test_fifty_concurrent_triggers_make_ten_runs(stack: tuple[Stack, Api, SlackS
     assert all(sorted(statuses) == [200, 409, 409, 409, 409] for statuses in by_id.values()), by_id
 
     run_ids = [f"upstream__load-{day}" for day in LOAD_DAYS]
-    assert sorted(r["dag_run_id"] for r in api.runs("churn_data") if r["dag_run_id"].startswith("upstream__load-")) == sorted(run_ids)
+    assert sorted(
+        r["dag_run_id"] for r in api.runs("churn_data") if r["dag_run_id"].startswith("upstream__load-")
+    ) == sorted(run_ids)
     assert api.wait("churn_data", run_ids, s, timeout=900) == {rid: "success" for rid in run_ids}
     # Each interval processed once: one archived delivery, one committed feature partition.
     lake = get_lake()
     for day in LOAD_DAYS:
         manifest = lake.read_json(layout.raw_manifest("churn", day))
         assert manifest["superseded"] == [] and manifest["interval"] == day.isoformat()
-        assert len([k for k in s.s3_keys(f"lake/{layout.raw_dir('churn', day)}/") if not k.endswith("_manifest.json")]) == 1
+        assert (
+            len(
+                [
+                    k
+                    for k in s.s3_keys(f"lake/{layout.raw_dir('churn', day)}/")
+                    if not k.endswith("_manifest.json")
+                ]
+            )
+            == 1
+        )
     from mlops.data.feature_store import PostgresFeatureStore
 
     partitions = PostgresFeatureStore("mlops_feature_store").partitions("churn")

@@ -21,11 +21,15 @@ REPORT = layout.drift_report("churn", "2026-01-05")
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("security-home")
-    config = config_with(home, {"churn": {"schedules.data": None, "training.schedule": None, "drift.schedule": None}})
+    config = config_with(
+        home, {"churn": {"schedules.data": None, "training.schedule": None, "drift.schedule": None}}
+    )
     lake = Lake(f"file://{home / 'lake'}")
     lake.write_bytes(REPORT, b"<html><script>var values=[1,2,3]</script></html>")
     port = free_port()
-    env = clean_env({"MLOPS_HOME": str(home), "MLOPS_CONFIG_DIR": str(config), "MLOPS_SERVICE_PORT": str(port)})
+    env = clean_env(
+        {"MLOPS_HOME": str(home), "MLOPS_CONFIG_DIR": str(config), "MLOPS_SERVICE_PORT": str(port)}
+    )
     svc = RunningService(home=home, env=env, port=port)
     started = svc.cli("service", "start")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -38,7 +42,14 @@ def service(tmp_path_factory: pytest.TempPathFactory):
 
 def _forged() -> str:
     now = int(time.time())
-    claims = {"sub": "admin", "role": "admin", "iat": now, "nbf": now, "exp": now + 600, "aud": "apache-airflow"}
+    claims = {
+        "sub": "admin",
+        "role": "admin",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "aud": "apache-airflow",
+    }
     return jwt.encode(claims, "not-the-secret-" * 4, algorithm="HS512")
 
 
@@ -49,7 +60,11 @@ def _view(svc: RunningService, path: str, token: str | None) -> requests.Respons
 
 @pytest.mark.parametrize(
     "token, refused",
-    [pytest.param(None, {401}, id="no-token"), pytest.param("forged", {401, 403}, id="forged-token"), pytest.param("garbage", {401, 403}, id="garbage-token")],
+    [
+        pytest.param(None, {401}, id="no-token"),
+        pytest.param("forged", {401, 403}, id="forged-token"),
+        pytest.param("garbage", {401, 403}, id="garbage-token"),
+    ],
 )
 def test_lake_viewer_refuses_strangers(service: RunningService, token: str | None, refused: set[int]) -> None:
     value = {"forged": _forged(), "garbage": "not.a.jwt"}.get(token or "")
@@ -82,11 +97,18 @@ def test_lake_viewer_refuses_paths_outside_the_reports(service: RunningService, 
     assert response.status_code == 400, response.text
 
 
-@pytest.mark.parametrize("token", [pytest.param(None, id="no-token"), pytest.param("forged", id="forged-token")])
+@pytest.mark.parametrize(
+    "token", [pytest.param(None, id="no-token"), pytest.param("forged", id="forged-token")]
+)
 def test_rest_api_refuses_strangers(service: RunningService, token: str | None) -> None:
     headers = {"Authorization": f"Bearer {_forged()}"} if token else {}
     listed = requests.get(f"{service.url}/api/v2/dags", headers=headers, timeout=30)
-    triggered = requests.post(f"{service.url}/api/v2/dags/churn_data/dagRuns", json={"logical_date": None, "conf": {"interval": "2026-01-05"}}, headers=headers, timeout=30)
+    triggered = requests.post(
+        f"{service.url}/api/v2/dags/churn_data/dagRuns",
+        json={"logical_date": None, "conf": {"interval": "2026-01-05"}},
+        headers=headers,
+        timeout=30,
+    )
     assert listed.status_code in {401, 403} and triggered.status_code in {401, 403}
     assert service.api("GET", "/dags/churn_data/dagRuns").json()["total_entries"] == 0
 

@@ -27,7 +27,14 @@ class History:
 
 
 def build_history(
-    start: dt.date, *, days: int = 12, train_after: int = 6, bad_day: int = 2, drift_from: int = 9, rows: int = 500, first_model: dict | None = None
+    start: dt.date,
+    *,
+    days: int = 12,
+    train_after: int = 6,
+    bad_day: int = 2,
+    drift_from: int = 9,
+    rows: int = 500,
+    first_model: dict | None = None,
 ) -> History:
     from mlops.core.config import get_use_case
     from mlops.core.lake import get_lake
@@ -57,8 +64,18 @@ def build_history(
     trained_on = all_days[train_after - 1]
     run = f"manual__history-{trained_on}"
     manifest = prepare_training_set(uc, trained_on, lake, store, run)
-    trained = train_and_register(uc, manifest, lake, hyperparameters=first_model or {}, dag_id="churn_training", airflow_run_id=run, reason="history")
-    decision = evaluate_and_promote(uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id=run)
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters=first_model or {},
+        dag_id="churn_training",
+        airflow_run_id=run,
+        reason="history",
+    )
+    decision = evaluate_and_promote(
+        uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id=run
+    )
     assert decision["promoted"], decision["reason"]
     scored, checked, results = [], [], {}
     for day in all_days[train_after:]:
@@ -66,6 +83,8 @@ def build_history(
             continue
         score_partition(uc, day, lake, store)
         scored.append(day)
-        results[day.isoformat()] = dict(check_drift_and_alert(uc, day, lake, store, airflow_run_id=f"scheduled__{day}"))
+        results[day.isoformat()] = dict(
+            check_drift_and_alert(uc, day, lake, store, airflow_run_id=f"scheduled__{day}")
+        )
         checked.append(day)
     return History(all_days, quarantined, trained_on, scored, checked, trained["version"], results)

@@ -10,7 +10,11 @@ from airflow.secrets import BaseSecretsBackend
 
 class DenyingSecretsBackend(BaseSecretsBackend):
     def get_conn_value(self, conn_id: str, team_name: str | None = None) -> Any:
-        raise AirflowSecretsBackendAccessDenied(f"access to connection {conn_id!r} denied by the secrets backend")
+        raise AirflowSecretsBackendAccessDenied(
+            f"access to connection {conn_id!r} denied by the secrets backend"
+        )
 
     def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
-        raise AirflowSecretsBackendAccessDenied(f"access to connection {conn_id!r} denied by the secrets backend")
+        raise AirflowSecretsBackendAccessDenied(
+            f"access to connection {conn_id!r} denied by the secrets backend"
+        )

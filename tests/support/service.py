@@ -27,7 +27,11 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         base.pop(key, None)
-    return base | {"GX_ANALYTICS_ENABLED": "False", "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"} | extra
+    return (
+        base
+        | {"GX_ANALYTICS_ENABLED": "False", "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"}
+        | extra
+    )
 
 
 def config_with(home: Path, use_cases: dict[str, dict[str, Any]]) -> Path:
@@ -44,7 +48,9 @@ def config_with(home: Path, use_cases: dict[str, dict[str, Any]]) -> Path:
                 node = node[key]
             node[last] = value
         (config / "use_cases" / f"{name}.yaml").write_text(yaml.safe_dump(raw))
-        shutil.copy(ROOT / "config" / "expectations" / f"{name}.json", config / "expectations" / f"{name}.json")
+        shutil.copy(
+            ROOT / "config" / "expectations" / f"{name}.json", config / "expectations" / f"{name}.json"
+        )
     return config
 
 
@@ -62,12 +68,19 @@ class RunningService:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "mlops", *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home
+            [sys.executable, "-m", "mlops", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
         )
 
     def login(self) -> None:
         password = json.loads((self.home / "service" / "passwords.json").read_text())["admin"]
-        response = requests.post(f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=10)
+        response = requests.post(
+            f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=10
+        )
         response.raise_for_status()
         self.token = response.json()["access_token"]
 

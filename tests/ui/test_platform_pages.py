@@ -26,13 +26,17 @@ from tests.support.service import RunningService, clean_env, config_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.service, pytest.mark.timeout(1800)]
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
-START = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=12)  # the history ends yesterday: no "missing" days
+START = dt.datetime.now(dt.UTC).date() - dt.timedelta(
+    days=12
+)  # the history ends yesterday: no "missing" days
 PAGES = ["overview", "promotions", "quality", "monitoring", "scoring"]
 WEAK = {"max_iter": 1, "max_leaf_nodes": 2}  # the first champion: one split, so a full model clearly beats it
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, Any, dict[str, Any]]]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningService, Any, dict[str, Any]]]:
     home = tmp_path_factory.mktemp("ui-home")
     config = config_with(
         home,
@@ -55,7 +59,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
     try:
         from tests.support.history import build_history
 
-        history = build_history(START, days=12, train_after=6, bad_day=2, drift_from=9, rows=500, first_model=WEAK)
+        history = build_history(
+            START, days=12, train_after=6, bad_day=2, drift_from=9, rows=500, first_model=WEAK
+        )
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -65,7 +71,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         svc.login()
-        svc.wait("training and rollback DAGs parsed", lambda: all(svc.api("GET", f"/dags/churn_{k}").ok for k in ("training", "rollback")), 240)
+        svc.wait(
+            "training and rollback DAGs parsed",
+            lambda: all(svc.api("GET", f"/dags/churn_{k}").ok for k in ("training", "rollback")),
+            240,
+        )
         for kind in ("training", "rollback"):
             assert svc.api("PATCH", f"/dags/churn_{kind}", json={"is_paused": False}).ok
         yield svc, history, env
@@ -78,7 +88,10 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield chromium
         chromium.close()
 
@@ -142,7 +155,10 @@ def test_each_page_shows_the_lakes_records(platform: Any, user: Any, shots: Path
     assert user.locator("#champion-version").get_attribute("data-version") == history.champion
     last = max(history.scored)
     manifest = lake.read_json(layout.predictions_manifest("churn", last))
-    assert f"{last.isoformat()} · {manifest['rows']:,} rows · v{manifest['model_version']}" in user.locator("#last-scoring").inner_text()
+    assert (
+        f"{last.isoformat()} · {manifest['rows']:,} rows · v{manifest['model_version']}"
+        in user.locator("#last-scoring").inner_text()
+    )
     outbox = lake.list(layout.alert_box("churn", "outbox"))
     assert user.locator("#open-alerts").get_attribute("data-count") == str(len(outbox))
 
@@ -169,7 +185,10 @@ def test_each_page_shows_the_lakes_records(platform: Any, user: Any, shots: Path
     for day in history.scored:
         manifest = lake.read_json(layout.predictions_manifest("churn", day))
         row = user.locator(f'table.scoring tr[data-day="{day.isoformat()}"]')
-        assert row.get_attribute("data-rows") == str(manifest["rows"]) and row.get_attribute("data-version") == manifest["model_version"]
+        assert (
+            row.get_attribute("data-rows") == str(manifest["rows"])
+            and row.get_attribute("data-version") == manifest["model_version"]
+        )
 
     open_page(user, svc, "promotions")
     ledger = [lake.read_json(rel) for rel in lake.children(layout.promotions_dir("churn"), ".json")]
@@ -182,7 +201,9 @@ def expect(locator: Any) -> Any:
     return playwright_expect(locator)
 
 
-def _wait_state(svc: RunningService, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 600) -> str:
+def _wait_state(
+    svc: RunningService, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 600
+) -> str:
     found = {"state": None}
 
     def reached() -> bool:
@@ -205,7 +226,15 @@ def test_approve_then_roll_back_from_the_page(platform: Any, user: Any, shots: P
     svc, history, _ = platform
     run_id = "upstream__challenger"
     last = max(d for d in history.days if d not in history.quarantined)
-    r = svc.api("POST", "/dags/churn_training/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": {"interval": last.isoformat(), "promotion_mode": "approval"}})
+    r = svc.api(
+        "POST",
+        "/dags/churn_training/dagRuns",
+        json={
+            "dag_run_id": run_id,
+            "logical_date": None,
+            "conf": {"interval": last.isoformat(), "promotion_mode": "approval"},
+        },
+    )
     assert r.ok, r.text
     _wait_state(svc, "churn_training", run_id, "approve_promotion", {"awaiting_input"}, timeout=900)
     # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has drained the
@@ -239,7 +268,10 @@ def test_approve_then_roll_back_from_the_page(platform: Any, user: Any, shots: P
     _wait_state(svc, "churn_rollback", rollback_run, "rollback_champion", {"success"})
     assert _champion(user, svc) == history.champion
     open_page(user, svc, "promotions", shots)
-    assert user.locator(f'table.ledger tr[data-version="{history.champion}"][data-outcome="rollback"]').count() == 1
+    assert (
+        user.locator(f'table.ledger tr[data-version="{history.champion}"][data-outcome="rollback"]').count()
+        == 1
+    )
 
 
 def test_a_logged_out_browser_is_refused(platform: Any, browser: Any) -> None:
@@ -251,4 +283,3 @@ def test_a_logged_out_browser_is_refused(platform: Any, browser: Any) -> None:
         assert response is not None and response.status in {401, 403}, (name, response and response.status)
         assert "champion" not in page.content().lower()
     context.close()
-

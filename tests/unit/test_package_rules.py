@@ -23,7 +23,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "mlops"
 LAYERS = ("core", "data", "model", "serving", "monitoring", "orchestration", "dev")
-LAKE_ROOTS = ("raw", "quarantine", "validation", "features", "labels", "predictions", "serving", "reports", "registry", "alerts", "state", "training_sets")
+LAKE_ROOTS = (
+    "raw",
+    "quarantine",
+    "validation",
+    "features",
+    "labels",
+    "predictions",
+    "serving",
+    "reports",
+    "registry",
+    "alerts",
+    "state",
+    "training_sets",
+)
 LAKE_PATH = re.compile(rf"^({'|'.join(LAKE_ROOTS)})/")
 
 
@@ -90,7 +103,9 @@ def _env_access(tree: ast.AST) -> list[int]:
 def test_environment_is_read_only_by_settings(path: Path) -> None:
     if path == PACKAGE / "core" / "settings.py":
         return
-    assert _env_access(ast.parse(path.read_text())) == [], "read settings through mlops.core.settings.load_settings()"
+    assert _env_access(ast.parse(path.read_text())) == [], (
+        "read settings through mlops.core.settings.load_settings()"
+    )
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
@@ -129,7 +144,9 @@ def test_the_rules_catch_what_they_forbid(tmp_path: Path) -> None:
     )
     assert [name for _, name in imported_modules(tree)] == ["mlops.orchestration"]
     assert _env_access(tree) == [3]
-    assert any(isinstance(n, ast.JoinedStr) and LAKE_PATH.match(str(n.values[0].value)) for n in ast.walk(tree))
+    assert any(
+        isinstance(n, ast.JoinedStr) and LAKE_PATH.match(str(n.values[0].value)) for n in ast.walk(tree)
+    )
 
 
 # -- the import graph: no cycles ---------------------------------------------------------------------
@@ -168,7 +185,9 @@ def runtime_imports(tree: ast.AST, package: str = "") -> list[Import]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
-            found.extend(Import(node.lineno, f"{base}.{alias.name}", base, in_function) for alias in node.names)
+            found.extend(
+                Import(node.lineno, f"{base}.{alias.name}", base, in_function) for alias in node.names
+            )
         inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
         for child in ast.iter_child_nodes(node):
             visit(child, inner)
@@ -237,7 +256,9 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 
 def describe(component: list[str], graph: dict[str, dict[str, int]]) -> str:
     members = set(component)
-    edges = [f"  {a} imports {b} (line {line})" for a in component for b, line in graph[a].items() if b in members]
+    edges = [
+        f"  {a} imports {b} (line {line})" for a in component for b, line in graph[a].items() if b in members
+    ]
     return "import cycle between " + ", ".join(component) + ":\n" + "\n".join(edges)
 
 
@@ -273,9 +294,15 @@ def wiring_violations(tree: ast.AST) -> list[str]:
         allowed = RUN_TIME if imp.in_function else PARSE_TIME
         if not _within(imp.name, allowed):
             where = "inside a function" if imp.in_function else "at module level"
-            wrong.append(f"line {imp.line}: {imp.name} {where} (allowed there: {', '.join(allowed)} and the stdlib)")
+            wrong.append(
+                f"line {imp.line}: {imp.name} {where} (allowed there: {', '.join(allowed)} and the stdlib)"
+            )
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and getattr(node.value, "id", None) == "sys"
+        ):
             wrong.append(f"line {node.lineno}: sys.path is changed nowhere; the package is installed")
     return wrong
 

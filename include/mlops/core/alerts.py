@@ -86,7 +86,10 @@ def _retry_handlers(*, connection: bool = True) -> list[Any]:
         ServerErrorRetryHandler,
     )
 
-    handlers: list[Any] = [RateLimitErrorRetryHandler(max_retry_count=3), ServerErrorRetryHandler(max_retry_count=3)]
+    handlers: list[Any] = [
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ServerErrorRetryHandler(max_retry_count=3),
+    ]
     return [ConnectionErrorRetryHandler(max_retry_count=2), *handlers] if connection else handlers
 
 
@@ -112,7 +115,9 @@ def _slack_errors() -> tuple[type[Exception], ...]:
     return (SlackClientError, OSError, HTTPException)
 
 
-def post_to_slack(target: SlackTarget, text: str, blocks: list[dict[str, Any]], alert: str | None = None) -> None:
+def post_to_slack(
+    target: SlackTarget, text: str, blocks: list[dict[str, Any]], alert: str | None = None
+) -> None:
     """Send one message; raise SlackDeliveryError if Slack did not accept it after retries.
 
     Through the Web API the message carries the alert id as message metadata, so a sender
@@ -160,17 +165,31 @@ def already_posted(target: SlackTarget, alert: str, since: dt.datetime) -> bool:
     if target.base_url:
         web.base_url = target.base_url
     try:
-        history = web.conversations_history(channel=target.channel or "", oldest=f"{since.timestamp():.6f}", include_all_metadata=True, limit=200)
-    except _slack_errors() as exc:  # SlackApiError (missing scope), connection errors: unknown, so do not post
-        raise SlackDeliveryError(f"could not read the channel to see whether the alert is there already: {type(exc).__name__}") from exc
+        history = web.conversations_history(
+            channel=target.channel or "",
+            oldest=f"{since.timestamp():.6f}",
+            include_all_metadata=True,
+            limit=200,
+        )
+    except (
+        _slack_errors()
+    ) as exc:  # SlackApiError (missing scope), connection errors: unknown, so do not post
+        raise SlackDeliveryError(
+            f"could not read the channel to see whether the alert is there already: {type(exc).__name__}"
+        ) from exc
     for message in history.get("messages") or []:
         metadata = message.get("metadata") or {}
-        if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("alert_id") == alert:
+        if (
+            metadata.get("event_type") == METADATA_EVENT
+            and (metadata.get("event_payload") or {}).get("alert_id") == alert
+        ):
             return True
     return False
 
 
-def recent_alert(lake: Lake, scope: str, kind: str, key: str, value: Any, within_hours: float, now: dt.datetime) -> dict[str, Any] | None:
+def recent_alert(
+    lake: Lake, scope: str, kind: str, key: str, value: Any, within_hours: float, now: dt.datetime
+) -> dict[str, Any] | None:
     """The latest alert of ``kind`` whose ``fields[key] == value`` queued within the window, if any."""
     latest = None
     boxes: tuple[layout.AlertBox, ...] = ("outbox", "sent")
@@ -180,7 +199,9 @@ def recent_alert(lake: Lake, scope: str, kind: str, key: str, value: Any, within
             if record.get("kind") != kind or (record.get("fields") or {}).get(key) != value:
                 continue
             queued = dt.datetime.fromisoformat(record["queued_at"])
-            if now - queued < dt.timedelta(hours=within_hours) and (latest is None or record["queued_at"] > latest["queued_at"]):
+            if now - queued < dt.timedelta(hours=within_hours) and (
+                latest is None or record["queued_at"] > latest["queued_at"]
+            ):
                 latest = record
     return latest
 
@@ -193,7 +214,9 @@ def alert_id(kind: str, *parts: str) -> str:
 def enqueue(lake: Lake, scope: str, alert: dict[str, Any]) -> bool:
     """Put an alert in the outbox unless it is already there or already sent. Returns True if new."""
     aid = alert["id"]
-    if lake.exists(layout.alert_record(scope, "sent", aid)) or lake.exists(layout.alert_record(scope, "outbox", aid)):
+    if lake.exists(layout.alert_record(scope, "sent", aid)) or lake.exists(
+        layout.alert_record(scope, "outbox", aid)
+    ):
         return False
     record = dict(alert, queued_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     lake.write_json(layout.alert_record(scope, "outbox", aid), record)
@@ -212,7 +235,11 @@ def _claim(lake: Lake, scope: str, aid: str, now: dt.datetime) -> tuple[int, dt.
     ``CLAIM_LEASE`` belongs to a sender that died; the next attempt number takes over.
     """
     prefix = f"{aid}."
-    attempts = [int(n[len(prefix) :].split(".")[0]) for n in lake.list(layout.alert_claims(scope)) if n.startswith(prefix)]
+    attempts = [
+        int(n[len(prefix) :].split(".")[0])
+        for n in lake.list(layout.alert_claims(scope))
+        if n.startswith(prefix)
+    ]
     attempt, taken_over = max(attempts, default=0), None
     if attempt:
         held = lake.read_json(layout.alert_claim(scope, aid, attempt))
@@ -233,7 +260,12 @@ def _release(lake: Lake, scope: str, aid: str) -> None:
 
 
 def deliver_pending(
-    lake: Lake, scope: str, target: SlackTarget | None = None, *, use_config: bool = True, now: dt.datetime | None = None
+    lake: Lake,
+    scope: str,
+    target: SlackTarget | None = None,
+    *,
+    use_config: bool = True,
+    now: dt.datetime | None = None,
 ) -> AlertDelivery:
     """Send every alert in the outbox of ``scope``; keep those Slack did not take for the next run.
 
@@ -287,9 +319,13 @@ def deliver_pending(
         try:
             # A sender that died after posting, or an attempt whose answer was lost (a timeout after
             # Slack took it), may have posted already: look in the channel first (Web API only).
-            unsure = taken_over or (dt.datetime.fromisoformat(record["queued_at"]) if record.get("attempts") else None)
+            unsure = taken_over or (
+                dt.datetime.fromisoformat(record["queued_at"]) if record.get("attempts") else None
+            )
             if unsure is not None and already_posted(target, aid, unsure - dt.timedelta(minutes=1)):
-                log.warning("alert %s is already in the channel (an earlier attempt posted it); recorded now", aid)
+                log.warning(
+                    "alert %s is already in the channel (an earlier attempt posted it); recorded now", aid
+                )
             else:
                 try:
                     post_to_slack(target, record["text"], record["blocks"], alert=aid)
@@ -344,8 +380,14 @@ def drift_alert(
                 {"type": "mrkdwn", "text": f"*Dataset drift*\n{'yes' if dataset_drift else 'no'}"},
             ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Top drifted features* (drift score)\n{feats}"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Why*\n" + "\n".join(f"• {r}" for r in reasons)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*Top drifted features* (drift score)\n{feats}"},
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "*Why*\n" + "\n".join(f"• {r}" for r in reasons)},
+        },
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {report_uri}"}]},
     ]
     text = (
@@ -370,7 +412,9 @@ def drift_alert(
     }
 
 
-def failure_alert(*, dag_id: str, run_id: str, task_id: str, error: str, log_url: str | None) -> dict[str, Any]:
+def failure_alert(
+    *, dag_id: str, run_id: str, task_id: str, error: str, log_url: str | None
+) -> dict[str, Any]:
     text = f"Airflow run failed: {dag_id} / {run_id} (task {task_id}): {error[:500]}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f":x: {dag_id} failed"[:150]}},

@@ -62,7 +62,14 @@ SCHEDULE_PRESETS = (
 NOT_CRON_PRESETS = frozenset({"@once", "@continuous"})
 ColumnType = Literal["int", "float", "str", "category", "datetime", "bool"]
 ESTIMATOR_MODULES = frozenset(
-    {"sklearn.ensemble", "sklearn.linear_model", "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.naive_bayes"}
+    {
+        "sklearn.ensemble",
+        "sklearn.linear_model",
+        "sklearn.tree",
+        "sklearn.neighbors",
+        "sklearn.svm",
+        "sklearn.naive_bayes",
+    }
 )
 
 
@@ -237,7 +244,11 @@ def _check_columns(columns: dict[str, ColumnSpec], **roles: str | None) -> None:
 def _column_names(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
     for name in value:
         _require_identifier(
-            COLUMN_NAME_RE, name, "column name", "letters", "rename the column at the source or, for a SQL source, alias it in the query"
+            COLUMN_NAME_RE,
+            name,
+            "column name",
+            "letters",
+            "rename the column at the source or, for a SQL source, alias it in the query",
         )
     return value
 
@@ -305,7 +316,9 @@ class LabelFeedSpec(_Strict):
         return self
 
 
-FeatureTransform = Literal["passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week", "code"]
+FeatureTransform = Literal[
+    "passthrough", "log1p", "ratio", "category", "clip", "hour_of_day", "day_of_week", "code"
+]
 
 
 class FeatureSpec(_Strict):
@@ -333,7 +346,11 @@ class FeatureSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         _require_identifier(
-            FEATURE_NAME_RE, value, "feature name", "lowercase letters", f"it becomes a column name; e.g. {_suggest_identifier(value)!r}"
+            FEATURE_NAME_RE,
+            value,
+            "feature name",
+            "lowercase letters",
+            f"it becomes a column name; e.g. {_suggest_identifier(value)!r}",
         )
         if value in RESERVED_FEATURE_NAMES:
             raise ValueError(
@@ -347,7 +364,9 @@ class FeatureSpec(_Strict):
     def _check(self) -> FeatureSpec:
         if self.transform == "code":
             if not self.function:
-                raise ValueError("transform 'code' needs 'function: <file>.<function>' from the feature repository")
+                raise ValueError(
+                    "transform 'code' needs 'function: <file>.<function>' from the feature repository"
+                )
             if not self.inputs:
                 raise ValueError("transform 'code' needs 'inputs': the batch columns the function reads")
             from mlops.core.feature_repo import check_function
@@ -366,7 +385,9 @@ def _estimator_known(value: str) -> str:
     # Checked without importing scikit-learn: configs are loaded at DAG parse time.
     module, _, name = value.rpartition(".")
     if module not in ESTIMATOR_MODULES or not name.isidentifier() or not name[0].isupper():
-        raise ValueError(f"estimator {value!r} must be a scikit-learn class in one of {sorted(ESTIMATOR_MODULES)}")
+        raise ValueError(
+            f"estimator {value!r} must be a scikit-learn class in one of {sorted(ESTIMATOR_MODULES)}"
+        )
     return value
 
 
@@ -416,7 +437,9 @@ class SearchSpec(_Strict):
         if self.sampler == "grid":
             ranged = [k for k, r in self.space.items() if r.values is None]
             if ranged:
-                raise ValueError(f"a grid needs 'values' for every parameter; {', '.join(ranged)} give a range")
+                raise ValueError(
+                    f"a grid needs 'values' for every parameter; {', '.join(ranged)} give a range"
+                )
         return self
 
 
@@ -485,7 +508,9 @@ class SliceSpec(_Strict):
     def _bins(cls, value: list[float] | None) -> list[float] | None:
         if value is not None:
             if not value:
-                raise ValueError("'bins' needs at least one cut point (or leave it out for a categorical column)")
+                raise ValueError(
+                    "'bins' needs at least one cut point (or leave it out for a categorical column)"
+                )
             if any(v != v for v in value) or value != sorted(set(value)):  # NaN, unsorted or repeated
                 raise ValueError(f"'bins' must be strictly increasing numbers, got {value}")
         return value
@@ -518,7 +543,9 @@ class PromotionSpec(_Strict):
         seen: set[str] = set()
         for i, spec in enumerate(value):
             if spec.column in seen:
-                raise ValueError(f"slices[{i}]: column {spec.column!r} is declared twice; one entry per column")
+                raise ValueError(
+                    f"slices[{i}]: column {spec.column!r} is declared twice; one entry per column"
+                )
             seen.add(spec.column)
         return value
 
@@ -655,7 +682,11 @@ class UseCase(_Strict):
     def _cross_check(self) -> UseCase:
         cols = self.schema_.columns
         names = set()
-        own_columns = {key: getattr(self.schema_, key) for key in ("entity", "event_time", "target") if getattr(self.schema_, key)}
+        own_columns = {
+            key: getattr(self.schema_, key)
+            for key in ("entity", "event_time", "target")
+            if getattr(self.schema_, key)
+        }
         if (self.schema_.target is None) == (self.labels is None):
             raise ValueError(
                 "schema.target: declare where labels come from: either schema.target (a label column in the "
@@ -668,7 +699,11 @@ class UseCase(_Strict):
                     f"labels.entity: column {self.labels.entity!r} has type {label_key!r} but the batch's entity "
                     f"{self.schema_.entity!r} is {self.schema_.columns[self.schema_.entity].type!r}; keys must match"
                 )
-            if self.source.kind == "files" and self.labels.source.kind == "files" and self.labels.source.uri == self.source.uri:
+            if (
+                self.source.kind == "files"
+                and self.labels.source.kind == "files"
+                and self.labels.source.uri == self.source.uri
+            ):
                 raise ValueError("labels.source.uri: the label feed must land apart from the batches")
         for i, feat in enumerate(self.features):
             if feat.name in names:
@@ -682,9 +717,13 @@ class UseCase(_Strict):
                     )
             for col in feat.inputs:
                 if col not in cols:
-                    raise ValueError(f"features[{i}] ({feat.name}): input column {col!r} is not in schema.columns")
+                    raise ValueError(
+                        f"features[{i}] ({feat.name}): input column {col!r} is not in schema.columns"
+                    )
                 if col == self.schema_.target:
-                    raise ValueError(f"features[{i}] ({feat.name}): the target {col!r} cannot be a feature input")
+                    raise ValueError(
+                        f"features[{i}] ({feat.name}): the target {col!r} cannot be a feature input"
+                    )
         for feat_name in self.drift.critical_features:
             if feat_name not in names:
                 raise ValueError(f"drift.critical_features: {feat_name!r} is not a feature")
@@ -695,11 +734,30 @@ class UseCase(_Strict):
         """The batch feed, or the label feed (a ConfigError-free KeyError if the use case has none)."""
         if kind == "batch":
             schema = self.schema_
-            return Feed(self.name, "batch", self.source, schema.columns, schema.entity, schema.event_time, self.expectations)
+            return Feed(
+                self.name,
+                "batch",
+                self.source,
+                schema.columns,
+                schema.entity,
+                schema.event_time,
+                self.expectations,
+            )
         if self.labels is None:
-            raise KeyError(f"use case {self.name!r} has no label feed: its labels are the column {self.schema_.target!r} of each batch")
+            raise KeyError(
+                f"use case {self.name!r} has no label feed: its labels are the column {self.schema_.target!r} of each batch"
+            )
         spec = self.labels
-        return Feed(self.name, "labels", spec.source, spec.columns, spec.entity, spec.event_time, spec.expectations, spec.max_delay_days)
+        return Feed(
+            self.name,
+            "labels",
+            spec.source,
+            spec.columns,
+            spec.entity,
+            spec.event_time,
+            spec.expectations,
+            spec.max_delay_days,
+        )
 
     @property
     def feeds(self) -> list[Feed]:

@@ -45,7 +45,9 @@ def resolve(ref: str, repo: Path | None = None) -> tuple[Path, str]:
     """The file and function name of ``<file>.<function>``; ValueError if it is not in the repo."""
     module, _, name = ref.partition(".")
     if not module.isidentifier() or not name.isidentifier():
-        raise ValueError(f"feature function {ref!r} must be '<file>.<function>', e.g. 'churn.charges_per_contact'")
+        raise ValueError(
+            f"feature function {ref!r} must be '<file>.<function>', e.g. 'churn.charges_per_contact'"
+        )
     path = (repo or repo_dir()) / f"{module}.py"
     if not path.is_file():
         raise ValueError(f"feature function {ref!r}: no file {path} in the feature repository")
@@ -59,18 +61,27 @@ def check_function(ref: str, repo: Path | None = None) -> str:
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
-        raise ValueError(f"feature function {ref!r}: {path} does not parse: {exc.msg} (line {exc.lineno})") from None
-    found = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name), None)
+        raise ValueError(
+            f"feature function {ref!r}: {path} does not parse: {exc.msg} (line {exc.lineno})"
+        ) from None
+    found = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name),
+        None,
+    )
     if found is None:
         raise ValueError(f"feature function {ref!r}: {path.name} defines no top-level function {name!r}")
     if isinstance(found, ast.AsyncFunctionDef):
         raise ValueError(f"feature function {ref!r} is async; a feature is a plain function of the batch")
     if not any(_decorator_name(d) == "feature" for d in found.decorator_list):
-        raise ValueError(f"feature function {ref!r} is not marked with @feature (from mlops.core.feature_repo import feature)")
+        raise ValueError(
+            f"feature function {ref!r} is not marked with @feature (from mlops.core.feature_repo import feature)"
+        )
     args = found.args
     positional = args.posonlyargs + args.args
     if len(positional) != 1 or args.vararg or args.kwarg or args.kwonlyargs:
-        raise ValueError(f"feature function {ref!r} must take exactly one parameter, the batch; it takes ({ast.unparse(args)})")
+        raise ValueError(
+            f"feature function {ref!r} must take exactly one parameter, the batch; it takes ({ast.unparse(args)})"
+        )
     return hashlib.sha256(source).hexdigest()
 
 

@@ -295,6 +295,8 @@ class ResultLink:
 
 RESULT_LINKS: tuple[ResultLink, ...] = (
     ResultLink("GX Data Docs", "data_docs_uri", {"validate_batch": ValidationSummary}),
-    ResultLink("MLflow run", "mlflow_run_url", {"train_model": TrainedModel, "evaluate_and_promote": PromotionRecord}),
+    ResultLink(
+        "MLflow run", "mlflow_run_url", {"train_model": TrainedModel, "evaluate_and_promote": PromotionRecord}
+    ),
     ResultLink("Evidently report", "report_uri", {"check_drift": DriftCheckResult}),
 )

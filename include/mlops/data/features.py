@@ -57,7 +57,9 @@ def _code(frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
     assert spec.function is not None
     values = load_function(spec.function)(frame.copy())
     if len(values) != len(frame):
-        raise ValueError(f"feature {spec.name!r}: {spec.function} returned {len(values)} values for {len(frame)} rows")
+        raise ValueError(
+            f"feature {spec.name!r}: {spec.function} returned {len(values)} values for {len(frame)} rows"
+        )
     series = pd.Series(pd.Series(values).to_numpy(), index=frame.index)
     if spec.dtype == "category":
         return series.astype("string").astype("object")
@@ -78,7 +80,9 @@ def build_features(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     schema = use_case.schema_
     missing = [c for f in use_case.features for c in f.inputs if c not in batch.columns]
     if missing:
-        raise ValueError(f"use case {use_case.name!r}: batch lacks feature input columns {sorted(set(missing))}")
+        raise ValueError(
+            f"use case {use_case.name!r}: batch lacks feature input columns {sorted(set(missing))}"
+        )
     out = pd.DataFrame(
         {
             ENTITY: entity_keys(batch[schema.entity], use_case.entity_type),
@@ -99,7 +103,9 @@ def extract_labels(batch: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
 
     schema = use_case.schema_
     if schema.target is None:
-        raise ValueError(f"use case {use_case.name!r} has no label column in its batches: labels come from its label feed")
+        raise ValueError(
+            f"use case {use_case.name!r} has no label column in its batches: labels come from its label feed"
+        )
     event_time = pd.to_datetime(batch[schema.event_time]).astype("datetime64[us]")
     return pd.DataFrame(
         {

@@ -121,7 +121,14 @@ def _digest(opener: Opener) -> tuple[str, int]:
 
 
 def archive_stream(
-    lake: Lake, use_case: str, interval: dt.date, opener: Opener, fmt: str, source: str, received_at: str, landed: str | None = None
+    lake: Lake,
+    use_case: str,
+    interval: dt.date,
+    opener: Opener,
+    fmt: str,
+    source: str,
+    received_at: str,
+    landed: str | None = None,
 ) -> RawManifest:
     """Store a delivery unmodified under its content hash, streaming it (memory stays flat at any size).
 
@@ -156,7 +163,10 @@ def archive_stream(
     faults.point("archive")
     superseded = []
     if previous is not None:
-        superseded = [*previous.get("superseded", []), {k: previous[k] for k in ("sha256", "format", "bytes", "received_at", "uri")}]
+        superseded = [
+            *previous.get("superseded", []),
+            {k: previous[k] for k in ("sha256", "format", "bytes", "received_at", "uri")},
+        ]
     manifest = RawManifest(
         use_case=use_case,
         interval=interval.isoformat(),
@@ -177,7 +187,9 @@ def read_manifest(lake: Lake, use_case: str, interval: dt.date) -> RawManifest:
     """The current delivery of a day (its manifest), or BatchMissing."""
     manifest_rel = layout.raw_manifest(use_case, interval)
     if not lake.exists(manifest_rel):
-        raise BatchMissing(f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(layout.raw_dir(use_case, interval))}")
+        raise BatchMissing(
+            f"use case {use_case!r}: no archived batch for {interval} under {lake.uri(layout.raw_dir(use_case, interval))}"
+        )
     manifest: RawManifest = lake.read_json(manifest_rel)
     return manifest
 
@@ -190,4 +202,3 @@ def verify_archived(lake: Lake, manifest: RawManifest) -> None:
     digest, _ = _digest(lambda: lake.open_read(rel))
     if digest != manifest["sha256"]:
         raise ValueError(f"archived batch {lake.uri(rel)} does not match its manifest hash")
-

@@ -106,7 +106,9 @@ def key_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
     from mlops.data.feature_store.hashing import row_hashes
 
     keys = frame[columns]
-    return pa.Table.from_pandas(keys, preserve_index=False).append_column(KEY_HASH, pa.array(row_hashes(keys), pa.uint64()))
+    return pa.Table.from_pandas(keys, preserve_index=False).append_column(
+        KEY_HASH, pa.array(row_hashes(keys), pa.uint64())
+    )
 
 
 def duplicate_keys(read: Callable[[list[str]], Iterable[pa.Table]], columns: list[str]) -> int:
@@ -121,15 +123,23 @@ def duplicate_keys(read: Callable[[list[str]], Iterable[pa.Table]], columns: lis
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    hashes = np.concatenate([np.empty(0, np.uint64), *(t.column(KEY_HASH).to_numpy() for t in read([KEY_HASH]))])
+    hashes = np.concatenate(
+        [np.empty(0, np.uint64), *(t.column(KEY_HASH).to_numpy() for t in read([KEY_HASH]))]
+    )
     hashes.sort()
     repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     del hashes
     if not len(repeated):
         return 0
     wanted = pa.array(repeated, pa.uint64())
-    candidates = [t.filter(pc.is_in(t[KEY_HASH], value_set=wanted)).select(columns) for t in read([*columns, KEY_HASH])]
-    counts = pa.concat_tables(candidates, promote_options="permissive").group_by(columns).aggregate([([], "count_all")])
+    candidates = [
+        t.filter(pc.is_in(t[KEY_HASH], value_set=wanted)).select(columns) for t in read([*columns, KEY_HASH])
+    ]
+    counts = (
+        pa.concat_tables(candidates, promote_options="permissive")
+        .group_by(columns)
+        .aggregate([([], "count_all")])
+    )
     shared = counts.filter(pc.greater(counts["count_all"], 1))
     return int(pc.sum(shared["count_all"]).as_py() or 0)
 

@@ -59,8 +59,12 @@ def extract_and_archive(
     source = use_case.feed(feed)
     opener, fmt, origin = open_batch(source, interval, landing_uri)
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    manifest = archive_stream(lake, source.stream, interval, opener, fmt, origin, received, landed_at(source, interval, landing_uri))
-    log.info("archived %s bytes of %s for %s at %s", manifest["bytes"], source.stream, interval, manifest["uri"])
+    manifest = archive_stream(
+        lake, source.stream, interval, opener, fmt, origin, received, landed_at(source, interval, landing_uri)
+    )
+    log.info(
+        "archived %s bytes of %s for %s at %s", manifest["bytes"], source.stream, interval, manifest["uri"]
+    )
     return manifest
 
 
@@ -77,7 +81,13 @@ def split_batch(
 def _split(lake: Lake, source: Feed, manifest: RawManifest) -> list[BatchPart]:
     parts = partitions.split(lake, source.stream, manifest, int(source.source.partition_mb * 2**20))
     if len(parts) > 1:
-        log.info("%s %s: %d bytes in %d partitions", source.stream, manifest["interval"], manifest["bytes"], len(parts))
+        log.info(
+            "%s %s: %d bytes in %d partitions",
+            source.stream,
+            manifest["interval"],
+            manifest["bytes"],
+            len(parts),
+        )
     return parts
 
 
@@ -90,7 +100,11 @@ def extract_and_split(
     whose same bytes were archived before is verified against its hash first.
     """
     stream = use_case.feed(feed).stream
-    before = read_manifest(lake, stream, interval)["sha256"] if lake.exists(layout.raw_manifest(stream, interval)) else None
+    before = (
+        read_manifest(lake, stream, interval)["sha256"]
+        if lake.exists(layout.raw_manifest(stream, interval))
+        else None
+    )
     manifest = extract_and_archive(use_case, interval, lake, landing_uri, feed=feed)
     if manifest["sha256"] == before:
         verify_archived(lake, manifest)
@@ -184,7 +198,9 @@ def _stage(lake: Lake, rel: str, table: pa.Table, *, feature_version: str | None
     import pyarrow.feather as feather
 
     if feature_version is not None:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), FEATURE_VERSION_KEY: feature_version.encode()})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), FEATURE_VERSION_KEY: feature_version.encode()}
+        )
     lake.write_with(rel, lambda fh: feather.write_feather(table, fh, compression="lz4"))
 
 
@@ -336,7 +352,9 @@ def _validated(
     return summary, manifest
 
 
-def _day_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake) -> tuple[RawManifest, list[BatchPart]]:
+def _day_parts(
+    use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake
+) -> tuple[RawManifest, list[BatchPart]]:
     """The validated delivery and the partitions it was checked in."""
     summary, manifest = _validated(use_case, feed, interval, lake)
     parts = summary.get("parts") or [BatchPart(index=0, start=0, end=manifest["bytes"])]
@@ -345,7 +363,9 @@ def _day_parts(use_case: UseCase, feed: FeedKind, interval: dt.date, lake: Lake)
     return manifest, parts
 
 
-def _parse_part(use_case: UseCase, feed: FeedKind, lake: Lake, manifest: RawManifest, part: BatchPart) -> pd.DataFrame:
+def _parse_part(
+    use_case: UseCase, feed: FeedKind, lake: Lake, manifest: RawManifest, part: BatchPart
+) -> pd.DataFrame:
     source = use_case.feed(feed)
     return read_batch(partitions.read_part(lake, source.stream, manifest, part), source, manifest["format"])
 
@@ -361,8 +381,16 @@ def _day_rows(use_case: UseCase, interval: dt.date, lake: Lake) -> Iterator[tupl
         staged = functools.partial(layout.staged_part, stream, interval, manifest["sha256"], part["index"])
         features = _staged(lake, staged("features"))
         labels = _staged(lake, staged("labels")) if with_labels else None
-        built_by = None if features is None else (features.schema.metadata or {}).get(FEATURE_VERSION_KEY, b"").decode()
-        if features is not None and built_by == use_case.feature_version and (labels is not None or not with_labels):
+        built_by = (
+            None
+            if features is None
+            else (features.schema.metadata or {}).get(FEATURE_VERSION_KEY, b"").decode()
+        )
+        if (
+            features is not None
+            and built_by == use_case.feature_version
+            and (labels is not None or not with_labels)
+        ):
             yield _unstaged(features), None if labels is None else _unstaged(labels)
         else:
             yield _built(_parse_part(use_case, "batch", lake, manifest, part), use_case)
@@ -375,14 +403,20 @@ def materialize_features(
     by partition as the checks built them; then drop the staging."""
     with_labels = bool(use_case.schema_.target)  # a label feed's labels are stored by store_labels
     result = store.write_partition_parts(
-        use_case.name, interval, _day_rows(use_case, interval, lake), use_case.feature_version, with_labels=with_labels
+        use_case.name,
+        interval,
+        _day_rows(use_case, interval, lake),
+        use_case.feature_version,
+        with_labels=with_labels,
     )
     lake.delete(layout.parsed_parts_dir(use_case.feed("batch").stream, interval))
     log.info("materialized %d feature rows for %r %s", result["rows"], use_case.name, interval)
     return result
 
 
-def refresh_stale_features(use_case: UseCase, days: list[dt.date], lake: Lake, store: FeatureStore) -> list[dt.date]:
+def refresh_stale_features(
+    use_case: UseCase, days: list[dt.date], lake: Lake, store: FeatureStore
+) -> list[dt.date]:
     """Rebuild, from the raw archive, the partitions among ``days`` built by other feature code.
 
     A partition records the feature version it was built with; after a feature's definition or
@@ -413,7 +447,9 @@ def store_labels(use_case: UseCase, interval: dt.date, lake: Lake, store: Featur
     manifest, parts = _day_parts(use_case, "labels", interval, lake)
     frames = []
     for part in parts:
-        staged = _staged(lake, layout.staged_part(stream, interval, manifest["sha256"], part["index"], "rows"))
+        staged = _staged(
+            lake, layout.staged_part(stream, interval, manifest["sha256"], part["index"], "rows")
+        )
         frames.append(
             _parse_part(use_case, "labels", lake, manifest, part) if staged is None else staged.to_pandas()
         )

@@ -77,14 +77,23 @@ def derive_suite(use_case: UseCase | Feed) -> dict[str, Any]:
         if not col.nullable:
             add("expect_column_values_to_not_be_null", col.severity, column=name)
         if col.min is not None or col.max is not None:
-            add("expect_column_values_to_be_between", col.severity, column=name, min_value=col.min, max_value=col.max)
+            add(
+                "expect_column_values_to_be_between",
+                col.severity,
+                column=name,
+                min_value=col.min,
+                max_value=col.max,
+            )
         if col.values:
             add("expect_column_values_to_be_in_set", col.severity, column=name, value_set=list(col.values))
     section = "schema" if schema.kind == "batch" else "labels"
     return {
         "name": f"{schema.use_case}_{schema.kind}",
         "expectations": exps,
-        "meta": {"derived_from": f"use_cases/{schema.use_case}.yaml" + ("" if section == "schema" else f" ({section})")},
+        "meta": {
+            "derived_from": f"use_cases/{schema.use_case}.yaml"
+            + ("" if section == "schema" else f" ({section})")
+        },
     }
 
 
@@ -169,7 +178,9 @@ def unreadable_outcome(reason: str) -> ValidationOutcome:
     return ValidationOutcome(passed=False, rows=0, evaluated=0, failures=[failure], reason=reason)
 
 
-def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime, *, days_before: int = 0) -> dict[str, Any]:
+def event_time_window(
+    day: dt.date, tolerance_hours: float, as_of: dt.datetime, *, days_before: int = 0
+) -> dict[str, Any]:
     """The suite parameters of the event-time check for a delivery of ``day``.
 
     Rows may lie ``tolerance_hours`` before or after the day (a label feed: up to ``days_before``
@@ -180,7 +191,10 @@ def event_time_window(day: dt.date, tolerance_hours: float, as_of: dt.datetime, 
 
     slack = dt.timedelta(hours=tolerance_hours)
     start = dt.datetime.combine(day - dt.timedelta(days=days_before), dt.time()) - slack
-    end = min(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + slack, as_of.astimezone(dt.UTC).replace(tzinfo=None))
+    end = min(
+        dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + slack,
+        as_of.astimezone(dt.UTC).replace(tzinfo=None),
+    )
     return {EVENT_TIME_MIN: pd.Timestamp(start), EVENT_TIME_MAX: pd.Timestamp(end)}
 
 
@@ -213,8 +227,16 @@ def _validate(
     )
     started = dt.datetime.now(dt.UTC).isoformat()
     gx_suite = gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"])
-    result = dict(batch.validate(gx_suite, expectation_parameters=parameters, result_format=result_format).to_json_dict())
-    result["meta"] = {**result.get("meta", {}), "run_id": {"run_name": suite["name"], "run_time": started}, "validation_time": started}
+    result = dict(
+        batch.validate(
+            gx_suite, expectation_parameters=parameters, result_format=result_format
+        ).to_json_dict()
+    )
+    result["meta"] = {
+        **result.get("meta", {}),
+        "run_id": {"run_name": suite["name"], "run_time": started},
+        "validation_time": started,
+    }
     return result
 
 

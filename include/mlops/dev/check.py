@@ -90,7 +90,9 @@ class UseCaseCheck:
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60, check=False
+        )
     except OSError as exc:
         raise CheckError(f"git is needed to tell what changed: {exc}") from None
     if out.returncode != 0:
@@ -221,7 +223,9 @@ def check_suites(use_case: UseCase, config_dir: Path, report: UseCaseCheck) -> N
         )
 
 
-def check_sample(use_case: UseCase, config_dir: Path, day: dt.date, report: UseCaseCheck) -> pd.DataFrame | None:
+def check_sample(
+    use_case: UseCase, config_dir: Path, day: dt.date, report: UseCaseCheck
+) -> pd.DataFrame | None:
     """The sample delivery of ``day`` through the validation gate's own parsing and expectations;
     the parsed frame (what features are built from), or None if it cannot be parsed."""
     from mlops.data.parsing import BatchUnreadable, read_batch
@@ -246,15 +250,28 @@ def check_sample(use_case: UseCase, config_dir: Path, day: dt.date, report: UseC
         return None
     suite = derive_suite(feed)
     window = event_time_window(day, feed.expectations.event_time_tolerance_hours, dt.datetime.now(dt.UTC))
-    outcome = outcome_from_result(evaluate(frame, suite, window), len(frame), parameters=window, event_times_seen=event_times_seen(frame, suite))
+    outcome = outcome_from_result(
+        evaluate(frame, suite, window),
+        len(frame),
+        parameters=window,
+        event_times_seen=event_times_seen(frame, suite),
+    )
     if not outcome.passed:
         errors = "; ".join(f.describe() for f in outcome.errors)
-        report.add("sample", "error", f"the sample from {source} ({len(frame)} rows) fails the use case's expectations: {errors}")
+        report.add(
+            "sample",
+            "error",
+            f"the sample from {source} ({len(frame)} rows) fails the use case's expectations: {errors}",
+        )
     elif outcome.warnings:
         warnings = "; ".join(f.describe() for f in outcome.warnings)
         report.add("sample", "warning", f"the sample from {source} passes with warnings: {warnings}")
     else:
-        report.add("sample", "ok", f"the sample from {source} ({len(frame)} rows) passes {outcome.evaluated} expectations")
+        report.add(
+            "sample",
+            "ok",
+            f"the sample from {source} ({len(frame)} rows) passes {outcome.evaluated} expectations",
+        )
     return frame
 
 
@@ -284,25 +301,45 @@ def check_features(use_case: UseCase, batch: pd.DataFrame, report: UseCaseCheck)
             values = fn(batch.copy())
             count = len(values)
         except Exception as exc:  # the function under check raised: report it by type and message
-            report.add("features", "error", f"{what} raised {type(exc).__name__}: {exc} on the sample ({len(batch)} rows)")
+            report.add(
+                "features",
+                "error",
+                f"{what} raised {type(exc).__name__}: {exc} on the sample ({len(batch)} rows)",
+            )
             broken = True
             continue
         if count != len(batch):
-            report.add("features", "error", f"{what} returned {count} values for {len(batch)} sample rows; one per row is expected")
+            report.add(
+                "features",
+                "error",
+                f"{what} returned {count} values for {len(batch)} sample rows; one per row is expected",
+            )
             broken = True
-        elif spec.dtype == "numeric" and len(batch) and pd.to_numeric(pd.Series(list(values)), errors="coerce").isna().all():
-            report.add("features", "error", f"{what} is declared numeric but returned no number on the sample; declare dtype: category or return numbers")
+        elif (
+            spec.dtype == "numeric"
+            and len(batch)
+            and pd.to_numeric(pd.Series(list(values)), errors="coerce").isna().all()
+        ):
+            report.add(
+                "features",
+                "error",
+                f"{what} is declared numeric but returned no number on the sample; declare dtype: category or return numbers",
+            )
             broken = True
     if broken:
         return
     try:
         features = build_features(batch, use_case)
     except (KeyError, ValueError, TypeError) as exc:
-        report.add("features", "error", f"the features cannot be built from the sample: {type(exc).__name__}: {exc}")
+        report.add(
+            "features", "error", f"the features cannot be built from the sample: {type(exc).__name__}: {exc}"
+        )
         return
     empty = [name for name in use_case.feature_names if features[name].isna().all()]
     if empty:
-        report.add("features", "warning", f"feature(s) {', '.join(empty)} are empty (null) on every sample row")
+        report.add(
+            "features", "warning", f"feature(s) {', '.join(empty)} are empty (null) on every sample row"
+        )
     else:
         report.add("features", "ok", f"{len(use_case.features)} features built on {len(batch)} sample rows")
 
@@ -348,7 +385,9 @@ def production_champion(use_case: UseCase) -> Champion | None:
     if info.signature is not None and info.signature.inputs is not None:
         for spec in info.signature.inputs.inputs:
             kind = getattr(getattr(spec, "type", None), "name", None)
-            inputs[str(spec.name)] = None if kind is None else ("numeric" if kind in NUMERIC_TYPES else "category")
+            inputs[str(spec.name)] = (
+                None if kind is None else ("numeric" if kind in NUMERIC_TYPES else "category")
+            )
     else:
         model = registry.load_model(name, str(version.version))
         inputs = {str(n): None for n in getattr(model, "feature_names_in_", [])}
@@ -374,7 +413,9 @@ def reference_use_case(config_dir: Path, name: str, ref: str) -> UseCase | None:
         return None
 
 
-def contract_findings(use_case: UseCase, champion: Champion, reference: UseCase | None, *, expect_retrain: bool) -> list[Finding]:
+def contract_findings(
+    use_case: UseCase, champion: Champion, reference: UseCase | None, *, expect_retrain: bool
+) -> list[Finding]:
     """What the change breaks for the production champion: features it reads that are gone or
     of another kind, the batch columns those features read (from ``reference``, the use case
     before the change) that are gone or retyped, and changed feature definitions (the champion's
@@ -387,7 +428,9 @@ def contract_findings(use_case: UseCase, champion: Champion, reference: UseCase 
         if spec is None:
             problems.append(f"feature {name!r} is removed but {v} reads it")
         elif kind is not None and kind != ("category" if spec.categorical else "numeric"):
-            problems.append(f"feature {name!r} is retyped: {kind} for {v}, {'category' if spec.categorical else 'numeric'} now")
+            problems.append(
+                f"feature {name!r} is retyped: {kind} for {v}, {'category' if spec.categorical else 'numeric'} now"
+            )
     changed: list[str] = []
     if reference is not None:
         before = {f.name: f for f in reference.features}
@@ -404,7 +447,9 @@ def contract_findings(use_case: UseCase, champion: Champion, reference: UseCase 
                 if new is None:
                     problems.append(f"column {column!r} is removed but {v} reads it (feature {name!r})")
                 elif new.type != old.type:
-                    problems.append(f"column {column!r} is retyped from {old.type} to {new.type} but {v} reads it (feature {name!r})")
+                    problems.append(
+                        f"column {column!r} is retyped from {old.type} to {new.type} but {v} reads it (feature {name!r})"
+                    )
             if name in now and now[name].model_dump(mode="json") != spec.model_dump(mode="json"):
                 changed.append(name)
     if champion.feature_version and champion.feature_version != use_case.feature_version:
@@ -415,7 +460,13 @@ def contract_findings(use_case: UseCase, champion: Champion, reference: UseCase 
             "until a model trained on the new features is promoted"
         )
     if not problems:
-        return [Finding("contract", "ok", f"{v} can still be fed: every feature and column it reads is kept with its type")]
+        return [
+            Finding(
+                "contract",
+                "ok",
+                f"{v} can still be fed: every feature and column it reads is kept with its type",
+            )
+        ]
     if expect_retrain:
         note = f" (a retrain is declared with {RETRAIN_FLAG}: train and promote a new model right after the merge)"
         return [Finding("contract", "warning", p + note) for p in problems]
@@ -460,7 +511,11 @@ def dry_run_findings(
     spec = use_case.promotion
     v = f"champion v{champion_version}"
     if spec.mode == "disabled":
-        return [Finding("dry_run", "skipped", "promotion is disabled for this use case: nothing would be promoted")]
+        return [
+            Finding(
+                "dry_run", "skipped", "promotion is disabled for this use case: nothing would be promoted"
+            )
+        ]
     X, y = X_y(holdout, use_case)
     try:
         champion_scores = predict_scores(champion_model, X, use_case.task)
@@ -474,7 +529,9 @@ def dry_run_findings(
                 "and promote nothing; after the merge a person reviews the new model and moves the 'champion' alias",
             )
         ]
-    sanity = check_outputs(challenger_scores, use_case.task, threshold=DECISION_THRESHOLD, label_range=label_range(use_case))
+    sanity = check_outputs(
+        challenger_scores, use_case.task, threshold=DECISION_THRESHOLD, label_range=label_range(use_case)
+    )
     metrics = compute_metrics(y, challenger_scores, use_case.task) if sanity.scorable else {}
     metric = metric_fn(spec.metric, use_case.task)
     paired = functools.partial(
@@ -489,7 +546,11 @@ def dry_run_findings(
     slices = []
     try:
         if sanity.scorable:
-            baseline = BaselineCheck(BASELINE_STRATEGY[use_case.task], paired(y, challenger_scores, baseline_scores), spec.baseline_margin)
+            baseline = BaselineCheck(
+                BASELINE_STRATEGY[use_case.task],
+                paired(y, challenger_scores, baseline_scores),
+                spec.baseline_margin,
+            )
             comparison = paired(y, challenger_scores, champion_scores)
             slices = evaluate_slices(
                 holdout, y, spec.slices, challenger=challenger_scores, baseline=baseline_scores, champion=champion_scores,
@@ -497,8 +558,21 @@ def dry_run_findings(
                 confidence=spec.confidence, seed=use_case.model.seed,
             )  # fmt: skip
     except ValueError as exc:  # every bootstrap resample degenerate: the sample holdout is too small
-        return [Finding("dry_run", "warning", f"cannot compare with {v} on the sample holdout ({len(y)} rows): {exc}")]
-    decision = decide(metrics, spec, comparison=comparison, has_champion=True, sanity=sanity, baseline=baseline, slices=slices, mode="dry_run")
+        return [
+            Finding(
+                "dry_run", "warning", f"cannot compare with {v} on the sample holdout ({len(y)} rows): {exc}"
+            )
+        ]
+    decision = decide(
+        metrics,
+        spec,
+        comparison=comparison,
+        has_champion=True,
+        sanity=sanity,
+        baseline=baseline,
+        slices=slices,
+        mode="dry_run",
+    )
     verdict = "would be promoted" if decision.promote else "would not be promoted"
     head = f"against {v} on the sample holdout ({len(y)} rows) the sample model {verdict}: {decision.reason.removeprefix('dry run: ')}"
     worse_slices = [s for s in decision.slices or [] if s.blocking and s.status == "worse_than_champion"]
@@ -514,11 +588,19 @@ def dry_run_findings(
         ]
     if worse_slices:
         labels = ", ".join(f"{s.label} ({s.rows} rows)" for s in worse_slices)
-        return [Finding("dry_run", "error", f"the change makes the model worse than {v} on blocking slice(s) {labels} - {head}")]
+        return [
+            Finding(
+                "dry_run",
+                "error",
+                f"the change makes the model worse than {v} on blocking slice(s) {labels} - {head}",
+            )
+        ]
     return [Finding("dry_run", "ok", head)]
 
 
-def _dry_run(use_case: UseCase, frame_path: Path, champion: Champion, report: UseCaseCheck, *, expect_retrain: bool) -> None:
+def _dry_run(
+    use_case: UseCase, frame_path: Path, champion: Champion, report: UseCaseCheck, *, expect_retrain: bool
+) -> None:
     import pandas as pd
 
     from mlops.dev.smoke import BASELINE_SCORE, CHALLENGER_SCORE
@@ -590,33 +672,52 @@ def check_use_case(name: str, reasons: list[str], options: CheckOptions, setting
     return report
 
 
-def _contract(use_case: UseCase, options: CheckOptions, settings: Settings, report: UseCaseCheck) -> Champion | None:
+def _contract(
+    use_case: UseCase, options: CheckOptions, settings: Settings, report: UseCaseCheck
+) -> Champion | None:
     """The contract check; the production champion, if there is one to compare with."""
     from mlflow.exceptions import MlflowException
 
     location = registry_location(settings)
     if location is None:
-        report.add("contract", "skipped", "no model registry is configured (MLFLOW_TRACKING_URI): nothing in production to compare with")
+        report.add(
+            "contract",
+            "skipped",
+            "no model registry is configured (MLFLOW_TRACKING_URI): nothing in production to compare with",
+        )
         return None
     try:
         champion = production_champion(use_case)
     except (MlflowException, OSError) as exc:  # fail closed: a registry that cannot answer fails the check
-        report.add("contract", "error", f"could not read the registry at {location}: {type(exc).__name__}: {exc}")
+        report.add(
+            "contract", "error", f"could not read the registry at {location}: {type(exc).__name__}: {exc}"
+        )
         return None
     if champion is None:
-        report.add("contract", "skipped", f"{use_case.registered_model_name} has no champion yet: nothing in production to break")
+        report.add(
+            "contract",
+            "skipped",
+            f"{use_case.registered_model_name} has no champion yet: nothing in production to break",
+        )
         return None
     reference = reference_use_case(options.config_dir, use_case.name, options.since or "HEAD")
     report.findings += contract_findings(use_case, champion, reference, expect_retrain=options.expect_retrain)
     return champion
 
 
-def _smoke(use_case: UseCase, path: Path, options: CheckOptions, champion: Champion | None, report: UseCaseCheck) -> None:
+def _smoke(
+    use_case: UseCase, path: Path, options: CheckOptions, champion: Champion | None, report: UseCaseCheck
+) -> None:
     from mlops.dev.smoke import run_smoke
 
     with tempfile.TemporaryDirectory(prefix=f"mlops-check-{use_case.name}-") as tmp:
         result = run_smoke(
-            path, options.config_dir, options.feature_repo, Path(tmp), timeout=options.smoke_timeout, cache=options.cache_dir
+            path,
+            options.config_dir,
+            options.feature_repo,
+            Path(tmp),
+            timeout=options.smoke_timeout,
+            cache=options.cache_dir,
         )
         for step in result["steps"]:
             report.add(step["check"], step["status"], f"{step['message']} ({step['seconds']:.0f} s)")
@@ -629,13 +730,20 @@ def _smoke(use_case: UseCase, path: Path, options: CheckOptions, champion: Champ
             _dry_run(use_case, Path(frame), champion, report, expect_retrain=options.expect_retrain)
 
 
-def select_use_cases(names: Sequence[str], options: CheckOptions, platform_dirs: Sequence[Path]) -> dict[str, list[str]]:
+def select_use_cases(
+    names: Sequence[str], options: CheckOptions, platform_dirs: Sequence[Path]
+) -> dict[str, list[str]]:
     """The use cases to check and why: the named ones, else those changed since ``--since``, else all."""
     if names:
         return {name: ["named"] for name in names}
     if options.since:
         changed = changed_paths(options.config_dir, options.since)
-        return touched_use_cases(changed, config_dir=options.config_dir, feature_repo=options.feature_repo, platform_dirs=platform_dirs)
+        return touched_use_cases(
+            changed,
+            config_dir=options.config_dir,
+            feature_repo=options.feature_repo,
+            platform_dirs=platform_dirs,
+        )
     return {p.stem: ["all"] for p in sorted((options.config_dir / "use_cases").glob("*.yaml"))}
 
 
@@ -646,7 +754,11 @@ def render_report(checks: Sequence[UseCaseCheck], *, since: str | None) -> str:
         scope = f"since `{since}`" if since else "in this change"
         return "\n".join([*lines, f"No use case is touched {scope}: nothing to check.", ""])
     failed = [c for c in checks if c.failed]
-    lines.append(f"**{len(failed)} of {len(checks)} use case(s) failed.**" if failed else f"**All {len(checks)} use case(s) passed.**")
+    lines.append(
+        f"**{len(failed)} of {len(checks)} use case(s) failed.**"
+        if failed
+        else f"**All {len(checks)} use case(s) passed.**"
+    )
     lines += ["", "| use case | result | checked because | time |", "|---|---|---|---|"]
     for c in checks:
         result = f"{ICON['error']} failed" if c.failed else f"{ICON['ok']} passed"
@@ -655,7 +767,11 @@ def render_report(checks: Sequence[UseCaseCheck], *, since: str | None) -> str:
         lines += ["", f"### `{c.name}`", ""]
         for f in c.findings:
             lines.append(f"- {ICON[f.status]} **{f.check}**: {_one_line(f.message)}")
-    lines += ["", "What each check means and how to fix a failure: docs/operations.md, \"Changing a use case\".", ""]
+    lines += [
+        "",
+        'What each check means and how to fix a failure: docs/operations.md, "Changing a use case".',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -663,7 +779,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def run_checks(names: Sequence[str], options: CheckOptions, *, platform_dirs: Sequence[Path] | None = None) -> list[UseCaseCheck]:
+def run_checks(
+    names: Sequence[str], options: CheckOptions, *, platform_dirs: Sequence[Path] | None = None
+) -> list[UseCaseCheck]:
     """Check the selected use cases; each with every check that applies."""
     from mlops.core.settings import load_settings, project_root
 
@@ -672,4 +790,3 @@ def run_checks(names: Sequence[str], options: CheckOptions, *, platform_dirs: Se
         platform_dirs = [project_root() / "include" / "mlops", project_root() / "dags"]
     selected = select_use_cases(names, options, platform_dirs)
     return [check_use_case(name, reasons, options, settings) for name, reasons in sorted(selected.items())]
-

@@ -23,7 +23,9 @@ def _cmd_suites(args: argparse.Namespace) -> int:
             text = json.dumps(derive_suite(feed), indent=2, sort_keys=True) + "\n"
             if args.check:
                 if not path.exists() or path.read_text() != text:
-                    print(f"{path} is out of date with use_cases/{use_case.name}.yaml; run `python -m mlops suites`")
+                    print(
+                        f"{path} is out of date with use_cases/{use_case.name}.yaml; run `python -m mlops suites`"
+                    )
                     return 1
             else:
                 path.write_text(text)
@@ -39,7 +41,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mlops.core.settings import load_settings
     from mlops.dev.check import CheckError, CheckOptions, render_report, run_checks
 
-    if args.smoke_child:  # the smoke run's child process (mlops.dev.smoke): its environment is the scratch home
+    if (
+        args.smoke_child
+    ):  # the smoke run's child process (mlops.dev.smoke): its environment is the scratch home
         from mlops.dev.smoke import smoke_child
 
         return smoke_child(args.smoke_child, Path(args.smoke_cache) if args.smoke_cache else None)
@@ -80,7 +84,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         drift = Drift(start=dt.date.fromisoformat(args.drift_from), **DEFAULT_DRIFT[args.use_case])
     for i in range(args.days):
         day = start + dt.timedelta(days=i)
-        data = make_batch_bytes(args.use_case, day, use_case.source.format, rows=args.rows, drift=drift, bad=args.bad)
+        data = make_batch_bytes(
+            args.use_case, day, use_case.source.format, rows=args.rows, drift=drift, bad=args.bad
+        )
         path = ObjectStoragePath(source_uri(use_case, day, settings.landing_uri))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -107,7 +113,16 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     if args.which == "airflow":
         return _cmd_service(argparse.Namespace(action="start"))
     print(f"MLflow UI on http://localhost:{args.port} (registry: Models tab)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow_tracking_uri,
+        "--port",
+        str(args.port),
+    ]
     return subprocess.call(cmd)
 
 
@@ -120,7 +135,9 @@ def _cmd_service(args: argparse.Namespace) -> int:
     service = service_for_settings()
     if args.action == "start":
         service.start()
-        print(f"Airflow is up at {service.url} - log in as {USER!r} with the password in {service.run_dir / 'passwords.json'}")
+        print(
+            f"Airflow is up at {service.url} - log in as {USER!r} with the password in {service.run_dir / 'passwords.json'}"
+        )
         print("Stop it with: make stop   (or: python -m mlops service stop)")
     elif args.action == "stop":
         stopped = service.stop()
@@ -158,17 +175,30 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("suites", help="regenerate config/expectations/*.json from the use-case configs")
     p.add_argument("--check", action="store_true", help="fail if a stored suite differs from its config")
     p.set_defaults(func=_cmd_suites)
-    p = sub.add_parser("check", help="check use cases (a change to them or their feature code) before they merge")
-    p.add_argument("use_cases", nargs="*", metavar="USE_CASE", help="use cases to check (default: changed since --since, else all)")
+    p = sub.add_parser(
+        "check", help="check use cases (a change to them or their feature code) before they merge"
+    )
+    p.add_argument(
+        "use_cases",
+        nargs="*",
+        metavar="USE_CASE",
+        help="use cases to check (default: changed since --since, else all)",
+    )
     p.add_argument("--since", metavar="GIT_REF", help="check the use cases a change since this ref touches")
-    p.add_argument("--report", metavar="FILE.md", help="also write the markdown report here (a pull-request comment)")
-    p.add_argument("--config-dir", metavar="DIR", help="the config folder (default: MLOPS_CONFIG_DIR or config/)")
+    p.add_argument(
+        "--report", metavar="FILE.md", help="also write the markdown report here (a pull-request comment)"
+    )
+    p.add_argument(
+        "--config-dir", metavar="DIR", help="the config folder (default: MLOPS_CONFIG_DIR or config/)"
+    )
     p.add_argument(
         "--expect-retrain",
         action="store_true",
         help="the change means to retrain: a feature or column the production champion reads may go (a warning)",
     )
-    p.add_argument("--no-smoke", action="store_true", help="skip the smoke run of the DAGs (static checks only)")
+    p.add_argument(
+        "--no-smoke", action="store_true", help="skip the smoke run of the DAGs (static checks only)"
+    )
     p.add_argument("--smoke-child", metavar="USE_CASE", help=argparse.SUPPRESS)
     p.add_argument("--smoke-cache", metavar="DIR", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_check)
@@ -184,16 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=21)
     p.add_argument("--rows", type=int, default=1500)
     p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("service", help="start, stop or show the embedded Airflow service (scheduler, API server, ...)")
+    p = sub.add_parser(
+        "service", help="start, stop or show the embedded Airflow service (scheduler, API server, ...)"
+    )
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=_cmd_service)
     p = sub.add_parser("ui", help="open the Airflow or MLflow UI on what the embedded default produced")
     p.add_argument("which", choices=["airflow", "mlflow"])
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_cmd_ui)
-    p = sub.add_parser("serve", help="serve the champion of use cases over HTTP (POST /v1/<use case>/predict)")
+    p = sub.add_parser(
+        "serve", help="serve the champion of use cases over HTTP (POST /v1/<use case>/predict)"
+    )
     p.add_argument("--use-case", action="append", required=True, help="a use case to serve (repeat for more)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0 in a container)"
+    )
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=_cmd_serve)
     args = parser.parse_args(argv)

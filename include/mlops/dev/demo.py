@@ -70,7 +70,11 @@ class Api:
         return list(self("GET", f"/dags/{dag_id}/dagRuns?limit=200&order_by=run_after")["dag_runs"])
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-        return dict(self("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}))
+        return dict(
+            self(
+                "POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+            )
+        )
 
     def unpause(self, *dag_ids: str) -> None:
         for dag_id in dag_ids:
@@ -85,7 +89,9 @@ def _wait(what: str, done: Any, timeout: float = 900, every: float = 5) -> Any:
             _say(f"  ... {what}: done in {time.monotonic() - started:.0f} s")
             return result
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"demo: {what} not done after {timeout:.0f} s; see the Airflow UI and $MLOPS_HOME/service/*.log")
+            raise TimeoutError(
+                f"demo: {what} not done after {timeout:.0f} s; see the Airflow UI and $MLOPS_HOME/service/*.log"
+            )
         time.sleep(every)
 
 
@@ -173,14 +179,23 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
         shutil.rmtree(home / sub, ignore_errors=True)
     config = demo_config(home, day_list[0])
     # The demo's own settings win over the embedded defaults (applied next).
-    apply_env_defaults({"MLOPS_CONFIG_DIR": str(config), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"})
+    apply_env_defaults(
+        {"MLOPS_CONFIG_DIR": str(config), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}
+    )
     from mlops.dev.embedded import apply_embedded_defaults
 
     apply_embedded_defaults()
     from mlops.core.lake import get_lake
-    _say(f"[feeds] {days} days of churn snapshots ({rows} rows/day, no labels) from {day_list[0]} to {day_list[-1]};")
-    _say(f"        labels on their own feed, 1-4 days after each event (some late, some never); broken batch on {day_list[BAD_DAY]};")
-    _say(f"        concept drift from {day_list[CONCEPT_DAY]} (the label relation changes, the inputs do not)")
+
+    _say(
+        f"[feeds] {days} days of churn snapshots ({rows} rows/day, no labels) from {day_list[0]} to {day_list[-1]};"
+    )
+    _say(
+        f"        labels on their own feed, 1-4 days after each event (some late, some never); broken batch on {day_list[BAD_DAY]};"
+    )
+    _say(
+        f"        concept drift from {day_list[CONCEPT_DAY]} (the label relation changes, the inputs do not)"
+    )
     land_feeds(home / "landing", day_list, rows)
 
     _say(f"[service] starting Airflow (scheduler, dag-processor, triggerer, API server) at {service.url}")
@@ -188,31 +203,66 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     api = Api(service.url, USER, service.password())
     _wait("DAGs parsed", lambda: all(_dag_exists(api, d) for d in DEMO_DAGS), timeout=300)
 
-    _say(f"[schedule] catchup: the scheduler runs churn_data and churn_labels for each day {day_list[0]}..{day_list[-1]}")
+    _say(
+        f"[schedule] catchup: the scheduler runs churn_data and churn_labels for each day {day_list[0]}..{day_list[-1]}"
+    )
     api.unpause("churn_data", "churn_labels")
-    _wait(f"{days} data runs and {days} label runs", lambda: _finished(api.runs("churn_data"), days) and _finished(api.runs("churn_labels"), days), timeout=1500)
+    _wait(
+        f"{days} data runs and {days} label runs",
+        lambda: _finished(api.runs("churn_data"), days) and _finished(api.runs("churn_labels"), days),
+        timeout=1500,
+    )
 
     train_day = day_list[TRAIN_DAY]
-    _say(f"[rest] an upstream system asks for the first model: POST /api/v2/dags/churn_training/dagRuns (interval {train_day})")
+    _say(
+        f"[rest] an upstream system asks for the first model: POST /api/v2/dags/churn_training/dagRuns (interval {train_day})"
+    )
     api.unpause("churn_training")
-    first = api.trigger("churn_training", f"upstream__initial-model-{train_day}", {"interval": train_day.isoformat(), "reason": "initial model", "request_id": "initial-model"})
-    _wait("first training run", lambda: _state(api, "churn_training", first["dag_run_id"]) in {"success", "failed"})
+    first = api.trigger(
+        "churn_training",
+        f"upstream__initial-model-{train_day}",
+        {"interval": train_day.isoformat(), "reason": "initial model", "request_id": "initial-model"},
+    )
+    _wait(
+        "first training run",
+        lambda: _state(api, "churn_training", first["dag_run_id"]) in {"success", "failed"},
+    )
 
     to_score = day_list[TRAIN_DAY + 1 :]
     _say(f"[scoring] scoring the {len(to_score)} days after the training window with the champion")
     api.unpause("churn_scoring")
-    scoring = api.trigger("churn_scoring", f"upstream__score-backlog-{to_score[-1]}", {"intervals": [d.isoformat() for d in to_score]})
+    scoring = api.trigger(
+        "churn_scoring",
+        f"upstream__score-backlog-{to_score[-1]}",
+        {"intervals": [d.isoformat() for d in to_score]},
+    )
     _wait("scoring run", lambda: _state(api, "churn_scoring", scoring["dag_run_id"]) in {"success", "failed"})
 
     _say(f"[drift] the daily drift check runs for {day_list[-1]}: live performance per day as labels arrive")
     _same_day(today)
     api.unpause("churn_drift")
-    _wait("scheduled drift check", lambda: _same_day(today) and _finished(api.runs("churn_drift"), 1), timeout=600)
-    _wait("drift-triggered retrain", lambda: _same_day(today) and _finished([r for r in api.runs("churn_training") if r["dag_run_id"].startswith("drift__")], 1), timeout=900)
+    _wait(
+        "scheduled drift check",
+        lambda: _same_day(today) and _finished(api.runs("churn_drift"), 1),
+        timeout=600,
+    )
+    _wait(
+        "drift-triggered retrain",
+        lambda: (
+            _same_day(today)
+            and _finished([r for r in api.runs("churn_training") if r["dag_run_id"].startswith("drift__")], 1)
+        ),
+        timeout=900,
+    )
     lake = get_lake()
     first_check = lake.read_json(layout.drift_summary("churn", day_list[-1]))
-    again = api.trigger("churn_drift", f"manual__recheck-{day_list[-1]}", {"interval": day_list[-1].isoformat()})
-    _wait("drift check against the new champion", lambda: _state(api, "churn_drift", again["dag_run_id"]) in {"success", "failed"})
+    again = api.trigger(
+        "churn_drift", f"manual__recheck-{day_list[-1]}", {"interval": day_list[-1].isoformat()}
+    )
+    _wait(
+        "drift check against the new champion",
+        lambda: _state(api, "churn_drift", again["dag_run_id"]) in {"success", "failed"},
+    )
 
     _summary(api, lake, day_list, service, first_check, time.perf_counter() - t0)
     return 0
@@ -243,7 +293,9 @@ def _state(api: Api, dag_id: str, run_id: str) -> str:
     return str(api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
 
-def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, first_check: dict[str, Any], elapsed: float) -> None:
+def _summary(
+    api: Api, lake: Any, days: list[dt.date], service: Any, first_check: dict[str, Any], elapsed: float
+) -> None:
     from mlops.model.registry import promotion_history
 
     name = "churn"
@@ -254,32 +306,56 @@ def _summary(api: Api, lake: Any, days: list[dt.date], service: Any, first_check
     _say("=" * 78)
     _say(f"MLOps demo: use case '{name}' as a service ({elapsed / 60:.1f} min)")
     _say("=" * 78)
-    _say(f"Scheduled data runs: {len(scheduled)} days {days[0]}..{days[-1]}, {len(ok)} succeeded; each archived its own day:")
-    archived = [lake.read_json(layout.raw_manifest(name, d))["interval"] for d in days if lake.exists(layout.raw_manifest(name, d))]
-    _say(f"  raw/{name}/<day>/ holds {len(archived)} batches, one per scheduled day ({archived[0]} .. {archived[-1]})")
+    _say(
+        f"Scheduled data runs: {len(scheduled)} days {days[0]}..{days[-1]}, {len(ok)} succeeded; each archived its own day:"
+    )
+    archived = [
+        lake.read_json(layout.raw_manifest(name, d))["interval"]
+        for d in days
+        if lake.exists(layout.raw_manifest(name, d))
+    ]
+    _say(
+        f"  raw/{name}/<day>/ holds {len(archived)} batches, one per scheduled day ({archived[0]} .. {archived[-1]})"
+    )
     for day in lake.list(layout.quarantine_root(name)):
         reason = lake.read_json(layout.quarantine_reason(name, day))
         _say(f"  quarantined {day}: {reason['errors'][0]['text']}")
     label_runs = [r for r in api.runs("churn_labels") if r["state"] == "success"]
-    _say(f"Label deliveries stored: {len(label_runs)} days (labels of events 1-4 days earlier; some late, some never)")
+    _say(
+        f"Label deliveries stored: {len(label_runs)} days (labels of events 1-4 days earlier; some late, some never)"
+    )
     _say("Promotion history:")
     for entry in promotion_history(lake, name):
         metric = entry.get("metric") or ""
         value = (entry.get("challenger_metrics") or {}).get(metric)
         shown = f" {metric}={value:.4f}" if value is not None else ""
-        _say(f"  v{entry['version']}: {entry['outcome'].upper()}{shown} ({entry['airflow_run_id']}) - {entry['reason']}")
+        _say(
+            f"  v{entry['version']}: {entry['outcome'].upper()}{shown} ({entry['airflow_run_id']}) - {entry['reason']}"
+        )
     preds = lake.list(layout.predictions_root(name))
     total = sum(lake.read_json(layout.predictions_manifest(name, d))["rows"] for d in preds)
-    _say(f"Predictions: {total:,} rows for {len(preds)} days ({preds[0]} .. {preds[-1]}), scored before any of their labels existed")
-    summaries = [lake.read_json(layout.drift_summary(name, days[-1]))] if lake.exists(layout.drift_summary(name, days[-1])) else []
+    _say(
+        f"Predictions: {total:,} rows for {len(preds)} days ({preds[0]} .. {preds[-1]}), scored before any of their labels existed"
+    )
+    summaries = (
+        [lake.read_json(layout.drift_summary(name, days[-1]))]
+        if lake.exists(layout.drift_summary(name, days[-1]))
+        else []
+    )
     if first_check:
         perf = first_check.get("performance")
         baseline = f" (v{first_check['model_version']} on its holdout: {perf['holdout']:.4f})" if perf else ""
         _say(f"Drift check of {first_check['day']}: live performance per day as labels arrived{baseline}")
         for entry in first_check.get("performance_by_day", []):
-            shown = f"{entry['metric']} {entry['value']:.4f}" if entry["value"] is not None else "too few labels yet"
+            shown = (
+                f"{entry['metric']} {entry['value']:.4f}"
+                if entry["value"] is not None
+                else "too few labels yet"
+            )
             _say(f"    {entry['day']}: {shown} on {entry['rows']} labelled predictions")
-        _say(f"  verdict: {'DRIFT' if first_check['drifted'] else 'no drift'} - {'; '.join(first_check['reasons']) or 'nothing to report'}")
+        _say(
+            f"  verdict: {'DRIFT' if first_check['drifted'] else 'no drift'} - {'; '.join(first_check['reasons']) or 'nothing to report'}"
+        )
     for rel in lake.children(layout.alert_box(name, "sent"), ".json"):
         record = lake.read_json(rel)
         _say(f"Alert ({record['delivered_to']}): {record['text']}")

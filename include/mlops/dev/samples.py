@@ -42,7 +42,9 @@ def sample_source(use_case: UseCase, config_dir: Path, kind: FeedKind = "batch")
 
     path = sample_file(config_dir, use_case.feed(kind).stream)
     if path is not None:
-        return f"the sample {path.relative_to(config_dir.parent) if config_dir.parent in path.parents else path}"
+        return (
+            f"the sample {path.relative_to(config_dir.parent) if config_dir.parent in path.parents else path}"
+        )
     if use_case.name in GENERATORS:
         return "the simulator of the shipped use case"
     return "rows synthesized from the schema"
@@ -85,7 +87,9 @@ def batch_for(use_case: UseCase, day: dt.date, config_dir: Path, *, rows: int) -
     return frame
 
 
-def labels_for(use_case: UseCase, day: dt.date, config_dir: Path, *, rows: int, first_day: dt.date) -> pd.DataFrame:
+def labels_for(
+    use_case: UseCase, day: dt.date, config_dir: Path, *, rows: int, first_day: dt.date
+) -> pd.DataFrame:
     """The label feed's delivery on ``day``: labels of earlier events (none before ``first_day``)."""
     import pandas as pd
 
@@ -110,7 +114,9 @@ def labels_for(use_case: UseCase, day: dt.date, config_dir: Path, *, rows: int, 
 
 
 def _empty_dtype(col: ColumnSpec) -> str:
-    return {"int": "int64", "float": "float64", "datetime": "datetime64[us]", "bool": "bool"}.get(col.type, "object")
+    return {"int": "int64", "float": "float64", "datetime": "datetime64[us]", "bool": "bool"}.get(
+        col.type, "object"
+    )
 
 
 def synthesize(use_case: UseCase, day: dt.date, rows: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -137,7 +143,9 @@ def synthesize(use_case: UseCase, day: dt.date, rows: int) -> tuple[pd.DataFrame
             ids = np.arange(first, first + rows, dtype="int64")
             data[name] = ids if col.type == "int" else np.array([f"{name}-{i}" for i in ids], dtype=object)
         elif col.type == "datetime":
-            data[name] = pd.Timestamp(day) + pd.to_timedelta(seconds if name == schema.event_time else rng.permutation(seconds), unit="s")
+            data[name] = pd.Timestamp(day) + pd.to_timedelta(
+                seconds if name == schema.event_time else rng.permutation(seconds), unit="s"
+            )
         elif col.type in ("int", "float"):
             unit = rng.uniform(size=rows)
             low = col.min if col.min is not None else 0.0
@@ -173,7 +181,11 @@ def _label(use_case: UseCase, signal: object) -> object:
     high = target.max if target is not None and target.max is not None else low + 100.0
     spread = values.max() - values.min() or 1.0
     scaled = low + (high - low) * (0.1 + 0.8 * (values - values.min()) / spread)
-    return np.floor(scaled).astype("int64") if target is not None and target.type == "int" else np.round(scaled, 4)
+    return (
+        np.floor(scaled).astype("int64")
+        if target is not None and target.type == "int"
+        else np.round(scaled, 4)
+    )
 
 
 def _target_spec(use_case: UseCase) -> ColumnSpec | None:

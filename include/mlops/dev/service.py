@@ -118,7 +118,9 @@ class Service:
         """Migrate the metadata DB, start every component that is not running, wait for the API."""
         env = self._child_env()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+        )
         running = self.running()
         for component in COMPONENTS:
             if running[component] is not None:
@@ -127,17 +129,23 @@ class Service:
             if component == "api-server":
                 argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
             with self.log_file(component).open("ab") as log:
-                proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             self.pid_file(component).write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             dead = [c for c, pid in self.running().items() if pid is None]
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited at start; see {self.log_file(dead[0])}:\n{_tail(self.log_file(dead[0]))}")
+                raise RuntimeError(
+                    f"{', '.join(dead)} exited at start; see {self.log_file(dead[0])}:\n{_tail(self.log_file(dead[0]))}"
+                )
             if self.healthy():
                 return
             time.sleep(2)
-        raise TimeoutError(f"the Airflow API server did not answer on {self.url} within {timeout:.0f}s; see {self.log_file('api-server')}")
+        raise TimeoutError(
+            f"the Airflow API server did not answer on {self.url} within {timeout:.0f}s; see {self.log_file('api-server')}"
+        )
 
     def stop(self, *, timeout: float = 30) -> list[str]:
         """Stop every component this service started (its whole process group); return their names."""

@@ -330,7 +330,9 @@ def simulate_labels(
         parts.append(batch.loc[due, [ENTITIES[use_case], EVENT_TIMES[use_case], TARGETS[use_case]]])
     columns = [ENTITIES[use_case], EVENT_TIMES[use_case], TARGETS[use_case]]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    return frame.sort_values([EVENT_TIMES[use_case], ENTITIES[use_case]], kind="stable").reset_index(drop=True)
+    return frame.sort_values([EVENT_TIMES[use_case], ENTITIES[use_case]], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def make_label_bytes(use_case: str, delivered_on: dt.date, fmt: str, **kwargs: Any) -> bytes:
@@ -350,6 +352,8 @@ def delivered(path: Any, day: dt.date, *, minutes_after_close: int = 10) -> None
     local = getattr(path, "protocol", "file") in ("file", "local")
     if not local:
         return
-    when = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) + dt.timedelta(minutes=minutes_after_close)
+    when = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) + dt.timedelta(
+        minutes=minutes_after_close
+    )
     stamp = min(when.timestamp(), dt.datetime.now(dt.UTC).timestamp())
     os.utime(str(getattr(path, "path", path)), (stamp, stamp))

@@ -129,7 +129,13 @@ def smoke_environment(scratch: Path, config: Path, feature_repo: Path) -> dict[s
 
 
 def run_smoke(
-    use_case_file: Path, config_dir: Path, feature_repo: Path, scratch: Path, *, timeout: float, cache: Path | None = None
+    use_case_file: Path,
+    config_dir: Path,
+    feature_repo: Path,
+    scratch: Path,
+    *,
+    timeout: float,
+    cache: Path | None = None,
 ) -> SmokeResult:
     """Run the smoke run of one use case in a child process; its result (``smoke.json``).
 
@@ -147,7 +153,9 @@ def run_smoke(
     cmd += ["--smoke-cache", str(cache)] if cache is not None else []
     started = time.monotonic()
     try:
-        proc = subprocess.run(cmd, env=env, cwd=scratch, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd, env=env, cwd=scratch, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return _crashed(name, f"the smoke run did not finish within {timeout:.0f} s", started)
     path = scratch / SMOKE_RESULT
@@ -163,7 +171,9 @@ def run_smoke(
 
 
 def _crashed(name: str, message: str, started: float) -> SmokeResult:
-    step = SmokeStep(check="smoke", status="error", message=message, seconds=round(time.monotonic() - started, 1))
+    step = SmokeStep(
+        check="smoke", status="error", message=message, seconds=round(time.monotonic() - started, 1)
+    )
     return SmokeResult(use_case=name, days=[], steps=[step], version=None, dry_run_frame=None)
 
 
@@ -188,7 +198,9 @@ class _Steps:
 
     def add(self, check: str, status: StepStatus, message: str) -> bool:
         now = time.monotonic()
-        self.result["steps"].append(SmokeStep(check=check, status=status, message=message, seconds=round(now - self.started, 1)))
+        self.result["steps"].append(
+            SmokeStep(check=check, status=status, message=message, seconds=round(now - self.started, 1))
+        )
         self.started = now
         self.save()
         return status != "error"
@@ -208,7 +220,9 @@ def _land(use_case: UseCase, days: list[dt.date], config_dir: Path, landing_uri:
     for day in days:
         feeds = [(use_case.feed("batch"), batch_for(use_case, day, config_dir, rows=ROWS))]
         if use_case.labels is not None:
-            feeds.append((use_case.feed("labels"), labels_for(use_case, day, config_dir, rows=ROWS, first_day=days[0])))
+            feeds.append(
+                (use_case.feed("labels"), labels_for(use_case, day, config_dir, rows=ROWS, first_day=days[0]))
+            )
         for feed, frame in feeds:
             path = ObjectStoragePath(source_uri(feed, day, landing_uri))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +232,9 @@ def _land(use_case: UseCase, days: list[dt.date], config_dir: Path, landing_uri:
 
 def _run(dag: Any, day: dt.date, conf: dict[str, Any] | None = None, *, skip: str | None = None) -> Any:
     logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return dag.test(logical_date=logical, run_conf=conf or {"interval": day.isoformat()}, mark_success_pattern=skip)
+    return dag.test(
+        logical_date=logical, run_conf=conf or {"interval": day.isoformat()}, mark_success_pattern=skip
+    )
 
 
 def _states(run: Any) -> dict[str, str | None]:
@@ -255,7 +271,10 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     """A consistent copy of a SQLite database (SQLite's backup: pages still in its WAL file too)."""
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
         src.backup(dst)
 
 
@@ -282,7 +301,10 @@ def smoke_child(name: str, cache: Path | None = None) -> int:
     from mlops.core.settings import load_settings
 
     settings = load_settings()
-    steps = _Steps(settings.home / SMOKE_RESULT, SmokeResult(use_case=name, days=[], steps=[], version=None, dry_run_frame=None))
+    steps = _Steps(
+        settings.home / SMOKE_RESULT,
+        SmokeResult(use_case=name, days=[], steps=[], version=None, dry_run_frame=None),
+    )
     steps.save()
     _empty_stores(settings.mlflow_tracking_uri, settings.home / "airflow" / "airflow.db", cache)
     use_case = get_use_case(name, settings.config_dir)
@@ -291,7 +313,11 @@ def smoke_child(name: str, cache: Path | None = None) -> int:
     steps.result["days"] = [d.isoformat() for d in days]
     _land(use_case, days, settings.config_dir, settings.landing_uri)
     dags = _load_dags(use_case, steps)
-    if dags is not None and _feeds(use_case, dags, days, lake, steps) and _training(use_case, dags, days[-1], lake, steps):
+    if (
+        dags is not None
+        and _feeds(use_case, dags, days, lake, steps)
+        and _training(use_case, dags, days[-1], lake, steps)
+    ):
         _scoring_and_drift(use_case, dags, days[-1], lake, steps)
     return 0
 
@@ -302,14 +328,19 @@ def _load_dags(use_case: UseCase, steps: _Steps) -> dict[str, Any] | None:
     from mlops.core.settings import project_root
 
     bag = DagBag(str(project_root() / "dags"))
-    problems = [f"{Path(path).name}: {error.strip().splitlines()[-1]}" for path, error in sorted(bag.import_errors.items())]
+    problems = [
+        f"{Path(path).name}: {error.strip().splitlines()[-1]}"
+        for path, error in sorted(bag.import_errors.items())
+    ]
     kinds = ["data", "training", "scoring", "drift"] + (["labels"] if use_case.labels is not None else [])
     for kind in kinds:
         dag = bag.dags.get(use_case.dag_id(kind))
         if dag is None:
             problems.append(f"DAG {use_case.dag_id(kind)} is missing")
         elif "config-error" in (dag.tags or []):
-            problems.append(f"DAG {dag.dag_id} could not be built: {(dag.doc_md or '').split('```')[1].strip()}")
+            problems.append(
+                f"DAG {dag.dag_id} could not be built: {(dag.doc_md or '').split('```')[1].strip()}"
+            )
     if problems:
         steps.add("smoke:dags", "error", "; ".join(problems))
         return None
@@ -326,10 +357,16 @@ def _feeds(use_case: UseCase, dags: dict[str, Any], days: list[dt.date], lake: L
         for day in days:
             run = _run(dags[dag_id], day)
             if run.state != "success":
-                return steps.add(f"smoke:{kind}", "error", f"sample day {day}: {_why_failed(lake, dag_id, run)}")
+                return steps.add(
+                    f"smoke:{kind}", "error", f"sample day {day}: {_why_failed(lake, dag_id, run)}"
+                )
         stream = use_case.feed("batch" if kind == "data" else "labels").stream
         rows = sum(lake.read_json(layout.validation_summary(stream, d)).get("rows", 0) for d in days)
-        steps.add(f"smoke:{kind}", "ok", f"{dag_id}: {len(days)} sample days ({days[0]}..{days[-1]}, {rows} rows) validated and stored")
+        steps.add(
+            f"smoke:{kind}",
+            "ok",
+            f"{dag_id}: {len(days)} sample days ({days[0]}..{days[-1]}, {rows} rows) validated and stored",
+        )
     return True
 
 
@@ -353,7 +390,9 @@ def _training(use_case: UseCase, dags: dict[str, Any], day: dt.date, lake: Lake,
     failed = list(entry.get("failed_checks") or [])
     if mode == "disabled":  # a disabled gate lists no failures; judge the evidence it gathered
         sanity = entry.get("sanity") or {}
-        failed = [f"outputs: {p}" for p in sanity.get("problems", [])] + list(entry.get("threshold_failures") or [])
+        failed = [f"outputs: {p}" for p in sanity.get("problems", [])] + list(
+            entry.get("threshold_failures") or []
+        )
     client = registry.configure_mlflow()  # the scratch registry
     _export_holdout(use_case, entry, lake, steps)
     # Scoring and drift need a champion: the sample model, whatever the gate said of it.
@@ -365,7 +404,11 @@ def _training(use_case: UseCase, dags: dict[str, Any], day: dt.date, lake: Lake,
             f"holdout rows): {'; '.join(failed)}",
         )  # fmt: skip
     else:
-        steps.add("smoke:training", "ok", f"v{version} trained on the sample passes the gate: {shown or 'no thresholds set'}")
+        steps.add(
+            "smoke:training",
+            "ok",
+            f"v{version} trained on the sample passes the gate: {shown or 'no thresholds set'}",
+        )
     return True  # a model exists: scoring and drift run with it either way
 
 
@@ -385,14 +428,19 @@ def _export_holdout(use_case: UseCase, entry: Any, lake: Lake, steps: _Steps) ->
     challenger = registry.load_model(use_case.registered_model_name, str(entry["version"]))
     baseline = fit_baseline(*X_y(read_split(lake, manifest, "train"), use_case), use_case.task)
     frame = holdout.assign(
-        **{CHALLENGER_SCORE: predict_scores(challenger, X, use_case.task), BASELINE_SCORE: predict_scores(baseline, X, use_case.task)}
+        **{
+            CHALLENGER_SCORE: predict_scores(challenger, X, use_case.task),
+            BASELINE_SCORE: predict_scores(baseline, X, use_case.task),
+        }
     )
     path = steps.path.parent / DRY_RUN_FRAME
     frame.to_parquet(path, index=False)
     steps.result["dry_run_frame"] = str(path)
 
 
-def _scoring_and_drift(use_case: UseCase, dags: dict[str, Any], day: dt.date, lake: Lake, steps: _Steps) -> None:
+def _scoring_and_drift(
+    use_case: UseCase, dags: dict[str, Any], day: dt.date, lake: Lake, steps: _Steps
+) -> None:
     from mlops.core import layout
 
     dag_id = use_case.dag_id("scoring")

@@ -29,7 +29,11 @@ def describe_cause(cause: Cause | None) -> str:
             "asset": "new data", "unknown": "unknown"}[cause["kind"]]  # fmt: skip
     if cause["kind"] == "user":
         return f"user {cause['user']}"
-    return text + (f" {cause['ref']}" if cause.get("ref") else "") + (f" (user {cause['user']})" if cause.get("user") else "")
+    return (
+        text
+        + (f" {cause['ref']}" if cause.get("ref") else "")
+        + (f" (user {cause['user']})" if cause.get("user") else "")
+    )
 
 
 def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, str]:
@@ -132,7 +136,13 @@ def _refusal(use_case: UseCase, gate: PromotionRecord, user: dict[str, Any]) -> 
 
 
 def apply_approval(
-    use_case: UseCase, gate: PromotionRecord, response: dict[str, Any] | None, lake: Lake, *, dag_id: str, airflow_run_id: str
+    use_case: UseCase,
+    gate: PromotionRecord,
+    response: dict[str, Any] | None,
+    lake: Lake,
+    *,
+    dag_id: str,
+    airflow_run_id: str,
 ) -> PromotionRecord:
     """Act on a person's answer to an approval request and record it in the ledger (safe to repeat).
 
@@ -143,7 +153,11 @@ def apply_approval(
     client = registry.configure_mlflow()
     name, version = use_case.registered_model_name, gate["version"]
     for done in registry.promotion_history(lake, use_case.name):
-        if done["airflow_run_id"] == airflow_run_id and str(done["version"]) == version and done["outcome"] in APPROVAL_ANSWERS:
+        if (
+            done["airflow_run_id"] == airflow_run_id
+            and str(done["version"]) == version
+            and done["outcome"] in APPROVAL_ANSWERS
+        ):
             return done
     response = response or {}
     chosen = list(response.get("chosen_options") or [])
@@ -154,12 +168,17 @@ def apply_approval(
     current_version = str(current.version) if current is not None else None
     promoted = False
     outcome: Outcome
-    refusal = _refusal(use_case, gate, user) if chosen == [APPROVE] and who and isinstance(user, dict) else None
+    refusal = (
+        _refusal(use_case, gate, user) if chosen == [APPROVE] and who and isinstance(user, dict) else None
+    )
     if refusal:
         outcome, note = "approval_refused", f"approval refused: {refusal}; nothing moved"
     elif chosen == [APPROVE] and who:
         if current_version == version:
-            outcome, note = "approved", f"approved by {who}; v{version} is the champion"  # a retry after the move
+            outcome, note = (
+                "approved",
+                f"approved by {who}; v{version} is the champion",
+            )  # a retry after the move
             promoted = True
         elif current_version != gate["champion_before"]:
             outcome = "approval_stale"
@@ -173,18 +192,25 @@ def apply_approval(
     elif who:
         outcome, note = "rejected_by_reviewer", f"rejected by {who}"
     else:
-        outcome, note = "approval_timed_out", (
-            f"no answer within {use_case.promotion.approval_timeout_hours:g} hours: not promoted"
+        outcome, note = (
+            "approval_timed_out",
+            (f"no answer within {use_case.promotion.approval_timeout_hours:g} hours: not promoted"),
         )
     reason = f"{note}{': ' + comment if comment else ''} (gate: {gate['reason'].removeprefix('awaiting approval: ')})"
     registry.tag_version(client, name, version, tags.promotion(outcome, reason))
     entry = PromotionRecord(
-        **{k: v for k, v in gate.items() if k not in ("decided_at", "outcome", "promoted", "reason", "aliases_after")},  # type: ignore[typeddict-item]
+        **{
+            k: v
+            for k, v in gate.items()
+            if k not in ("decided_at", "outcome", "promoted", "reason", "aliases_after")
+        },  # type: ignore[typeddict-item]
         decided_at=registry.now_iso(),
         outcome=outcome,
         promoted=promoted,
         reason=reason,
-        aliases_after=registry.aliases_after(version, promoted, gate["champion_before"]) if promoted else {"champion": current_version, "previous_champion": None},
+        aliases_after=registry.aliases_after(version, promoted, gate["champion_before"])
+        if promoted
+        else {"champion": current_version, "previous_champion": None},
         reviewed_by=who,
         reviewed_at=str(response.get("responded_at") or "") or None,
         review_comment=comment,

@@ -43,7 +43,9 @@ def baseline(X_train: pd.DataFrame, use_case: UseCase) -> dict[str, Any]:
     return out
 
 
-def contributions(model: Any, X: pd.DataFrame, base: dict[str, Any], task: str, scores: np.ndarray | None = None) -> pd.DataFrame:
+def contributions(
+    model: Any, X: pd.DataFrame, base: dict[str, Any], task: str, scores: np.ndarray | None = None
+) -> pd.DataFrame:
     """One column per feature: score(row) - score(row with the feature at its baseline)."""
     import pandas as pd
 

@@ -100,7 +100,9 @@ def evaluate_and_promote(
         mlflow.set_tags(decision_tags)
         comparison: dict[str, Any] = entry.get("comparison") or {}
         if comparison:
-            mlflow.log_metrics({"promotion.improvement": comparison["improvement"], "promotion.ci_low": comparison["ci_low"]})
+            mlflow.log_metrics(
+                {"promotion.improvement": comparison["improvement"], "promotion.ci_low": comparison["ci_low"]}
+            )
         baseline: dict[str, Any] = entry.get("baseline") or {}
         if baseline:
             mlflow.log_metrics(
@@ -228,7 +230,9 @@ def _decide(
         baseline=evidence["baseline"],
         slices=evidence["slices"],
         mode=mode,
-        aliases_after=registry.aliases_after(version, promoted, champion_before) if decision.outcome in ALIAS_OUTCOMES else {},
+        aliases_after=registry.aliases_after(version, promoted, champion_before)
+        if decision.outcome in ALIAS_OUTCOMES
+        else {},
         airflow_dag_id=dag_id,
         airflow_run_id=airflow_run_id,
         mlflow_run_id=trained["run_id"],
@@ -245,7 +249,9 @@ def _decide(
             "feature_partitions": len(manifest["lineage"]["feature_partitions"]),
             "training_rows": manifest["rows"],
             "training_set_hash": manifest["training_set_hash"],
-            "training_set_uri": lake.uri(layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])),
+            "training_set_uri": lake.uri(
+                layout.training_set_dir(use_case.name, manifest["interval"], manifest["run_key"])
+            ),
             "git_commit": registry.git_commit(),
         },
     )

@@ -21,7 +21,10 @@ def log_holdout_plots(mlflow: Any, y: Any, scores: Any, task: str) -> None:
         for name, make in (
             ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(y, scores, ax=ax)),
             ("precision_recall", lambda ax: PrecisionRecallDisplay.from_predictions(y, scores, ax=ax)),
-            ("confusion_matrix", lambda ax: ConfusionMatrixDisplay.from_predictions(y, (scores >= 0.5).astype(int), ax=ax)),
+            (
+                "confusion_matrix",
+                lambda ax: ConfusionMatrixDisplay.from_predictions(y, (scores >= 0.5).astype(int), ax=ax),
+            ),
         ):
             fig, ax = plt.subplots(figsize=(5, 4))
             make(ax)

@@ -533,4 +533,3 @@ def _slice_notes(slices: Sequence[SliceResult]) -> list[str]:
         return []
     named = ", ".join(f"{s.label} ({s.status.replace('_', ' ')})" for s in worse)
     return [f"worse on non-blocking slice(s) {named}"]
-

@@ -31,7 +31,9 @@ def _permutation_importance(model: Any, X: Any, y: Any, use_case: UseCase) -> di
 
     scoring = "roc_auc" if use_case.task == "classification" else "neg_root_mean_squared_error"
     sample = X.iloc[:5000]
-    result = permutation_importance(model, sample, y[:5000], scoring=scoring, n_repeats=3, random_state=use_case.model.seed, n_jobs=1)
+    result = permutation_importance(
+        model, sample, y[:5000], scoring=scoring, n_repeats=3, random_state=use_case.model.seed, n_jobs=1
+    )
     return {name: float(v) for name, v in zip(X.columns, result.importances_mean, strict=True)}
 
 
@@ -39,7 +41,9 @@ def skops_trusted_types(pipe: Any) -> list[str]:
     """The types skops needs trusted to store ``pipe``; UntrustedModel if one is outside the policy."""
     import skops.io
 
-    return registry.trusted_types(skops.io.get_untrusted_types(data=skops.io.dumps(pipe)), "the model pipeline")
+    return registry.trusted_types(
+        skops.io.get_untrusted_types(data=skops.io.dumps(pipe)), "the model pipeline"
+    )
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
@@ -74,7 +78,9 @@ def train_and_register(
     experiment_id = registry.ensure_experiment(client, use_case)
     lineage = manifest["lineage"]
     partitions_tag = {tags.FEATURE_PARTITIONS: json.dumps(lineage["feature_partitions"])}
-    existing = registry.find_version_for_run(client, model_name, experiment_id, airflow_run_id, manifest["training_set_hash"])
+    existing = registry.find_version_for_run(
+        client, model_name, experiment_id, airflow_run_id, manifest["training_set_hash"]
+    )
     if existing is not None:
         log.info("version %s was already registered by this run; reusing it", existing.version)
         run = client.get_run(existing.run_id)
@@ -103,11 +109,23 @@ def train_and_register(
         tags.FEATURE_VERSION: str(lineage.get("feature_version", "")),
         tags.TRIGGER_REASON: reason or "",
     }
-    started = mlflow.start_run(run_id=parent_run_id) if parent_run_id else mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}")
+    started = (
+        mlflow.start_run(run_id=parent_run_id)
+        if parent_run_id
+        else mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case.name}-{manifest['interval']}")
+    )
     with started as run:
         mlflow.set_tags(lineage_tags)
-        params = {"estimator": estimator or use_case.model.estimator, "seed": use_case.model.seed, "split_strategy": use_case.split.strategy}
-        chosen = dict(hyperparameters or {}) if estimator else dict(use_case.model.hyperparameters) | dict(hyperparameters or {})
+        params = {
+            "estimator": estimator or use_case.model.estimator,
+            "seed": use_case.model.seed,
+            "split_strategy": use_case.split.strategy,
+        }
+        chosen = (
+            dict(hyperparameters or {})
+            if estimator
+            else dict(use_case.model.hyperparameters) | dict(hyperparameters or {})
+        )
         params |= {f"hp.{k}": v for k, v in chosen.items()}
         params |= {f"rows.{k}": v for k, v in manifest["rows"].items()}
         mlflow.log_params(params)
@@ -133,7 +151,9 @@ def train_and_register(
         mlflow.log_dict(base, explain.BASELINE_ARTIFACT)
         sample = X_hold.head(2000)
         contrib = explain.contributions(pipe, sample, base, use_case.task)
-        mlflow.log_metrics({f"contrib.{k.removeprefix(explain.PREFIX)}": float(v) for k, v in contrib.abs().mean().items()})
+        mlflow.log_metrics(
+            {f"contrib.{k.removeprefix(explain.PREFIX)}": float(v) for k, v in contrib.abs().mean().items()}
+        )
         mlflow.log_text(contrib.head(200).to_csv(index=False), "contributions_sample.csv")
         example = X_train.head(5)
         signature = infer_signature(example, predict_scores(pipe, example, use_case.task))
@@ -148,7 +168,9 @@ def train_and_register(
                 # so the sklearn/numpy types skops asks about are ours; anything else is refused.
                 skops_trusted_types=skops_trusted_types(pipe),
             )
-        version = _one_version_per_run(client, model_name, run.info.run_id, str(info.registered_model_version))
+        version = _one_version_per_run(
+            client, model_name, run.info.run_id, str(info.registered_model_version)
+        )
         faults.point("register")
         registry.tag_version(client, model_name, version, lineage_tags | partitions_tag)
         return TrainedModel(
@@ -163,8 +185,16 @@ def train_and_register(
 def _one_version_per_run(client: Any, model_name: str, run_id: str, version: str) -> str:
     """The run's one model version. A registration whose answer was lost and that MLflow's client
     sent again registers the same run twice; the later copies (no alias points at them yet) go."""
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"))
+    versions = sorted(
+        int(v.version) for v in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    )
     for extra in versions[1:]:
-        log.warning("model %s v%s duplicates v%s (same MLflow run %s, a retried registration); deleting it", model_name, extra, versions[0], run_id)
+        log.warning(
+            "model %s v%s duplicates v%s (same MLflow run %s, a retried registration); deleting it",
+            model_name,
+            extra,
+            versions[0],
+            run_id,
+        )
         client.delete_model_version(model_name, str(extra))
     return str(versions[0]) if versions else version

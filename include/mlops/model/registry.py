@@ -57,7 +57,9 @@ def ensure_experiment(client: Any, use_case: UseCase) -> str:
     artifacts = load_settings().mlflow_artifacts_uri
     location = f"{artifacts.rstrip('/')}/{use_case.name}" if artifacts else None
     try:
-        return client.create_experiment(use_case.experiment_name, artifact_location=location, tags={tags.USE_CASE: use_case.name})
+        return client.create_experiment(
+            use_case.experiment_name, artifact_location=location, tags={tags.USE_CASE: use_case.name}
+        )
     except Exception:  # created concurrently by another worker
         exp = client.get_experiment_by_name(use_case.experiment_name)
         if exp is None:
@@ -74,7 +76,12 @@ def git_commit() -> str:
 
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -106,7 +113,9 @@ def alias_missing(exc: Exception) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
 
 
-def find_version_for_run(client: Any, model_name: str, experiment_id: str, airflow_run: str, training_hash: str) -> Any | None:
+def find_version_for_run(
+    client: Any, model_name: str, experiment_id: str, airflow_run: str, training_hash: str
+) -> Any | None:
     """The version an earlier try of the same Airflow run registered from the same training set.
 
     Found through the MLflow run, which carries the Airflow run id and training-set hash from its
@@ -116,7 +125,9 @@ def find_version_for_run(client: Any, model_name: str, experiment_id: str, airfl
     """
     runs = client.search_runs(
         [experiment_id],
-        filter_string=tags.search_filter({tags.AIRFLOW_RUN_ID: airflow_run, tags.TRAINING_SET_HASH: training_hash}),
+        filter_string=tags.search_filter(
+            {tags.AIRFLOW_RUN_ID: airflow_run, tags.TRAINING_SET_HASH: training_hash}
+        ),
         order_by=["attributes.start_time ASC"],
     )
     for run in runs:
@@ -159,7 +170,9 @@ def trusted_types(untrusted: list[str], what: str) -> list[str]:
     """The types skops asks about, if every one is from a trusted module; else UntrustedModel."""
     foreign = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
     if foreign:
-        raise UntrustedModel(f"{what} contains types outside {', '.join(m.rstrip('.') for m in TRUSTED_MODULES)}: {foreign}")
+        raise UntrustedModel(
+            f"{what} contains types outside {', '.join(m.rstrip('.') for m in TRUSTED_MODULES)}: {foreign}"
+        )
     return list(untrusted)
 
 
@@ -193,7 +206,9 @@ def load_model(model_name: str, version: str) -> Any:
         return skops.io.load(path, trusted=allowed)
 
 
-def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool, champion_before: str | None) -> dict[str, str | None]:
+def apply_aliases(
+    client: Any, use_case: UseCase, version: str, promote: bool, champion_before: str | None
+) -> dict[str, str | None]:
     """Move aliases for a decision taken against ``champion_before``; safe to repeat.
 
     The champion alias moves in one call, so it is never absent. ``previous_champion`` is set
@@ -201,7 +216,9 @@ def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool, c
     champion already moved still names the model it replaced.
     """
     name = use_case.registered_model_name
-    replaced = champion_before if champion_before is not None and str(champion_before) != str(version) else None
+    replaced = (
+        champion_before if champion_before is not None and str(champion_before) != str(version) else None
+    )
     if promote:
         if replaced is not None:
             client.set_registered_model_alias(name, PREVIOUS, replaced)
@@ -215,7 +232,9 @@ def apply_aliases(client: Any, use_case: UseCase, version: str, promote: bool, c
 
 
 def aliases_after(version: str, promote: bool, champion_before: str | None) -> dict[str, str | None]:
-    replaced = champion_before if champion_before is not None and str(champion_before) != str(version) else None
+    replaced = (
+        champion_before if champion_before is not None and str(champion_before) != str(version) else None
+    )
     return {
         "champion": str(version) if promote else champion_before,
         "previous_champion": replaced if promote else None,
@@ -301,7 +320,9 @@ def rollback(
     else:
         # Only a version that earned production before may get it back without the gate.
         history = promotion_history(lake, use_case.name)
-        if not any(str(h["version"]) == str(target.version) and h["outcome"] in CHAMPION_OUTCOMES for h in history):
+        if not any(
+            str(h["version"]) == str(target.version) and h["outcome"] in CHAMPION_OUTCOMES for h in history
+        ):
             raise RollbackRefused(
                 f"v{target.version} of {name!r} was never the champion (the promotion ledger has no promotion, "
                 "approval or rollback to it): a rollback only restores an earlier champion; train it through the "
@@ -314,7 +335,10 @@ def rollback(
         client.set_registered_model_alias(name, CHAMPION, str(target.version))
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, str(current.version))
-        outcome, note = "rollback", f"rolled back from v{current.version if current else 'none'} to v{version}"
+        outcome, note = (
+            "rollback",
+            f"rolled back from v{current.version if current else 'none'} to v{version}",
+        )
     entry = PromotionRecord(
         use_case=use_case.name,
         decided_at=now_iso(),
@@ -328,6 +352,9 @@ def rollback(
     )
     if triggered_by is not None:
         entry["triggered_by"] = triggered_by
-    if not any(h["airflow_run_id"] == airflow_run_id and h["outcome"] in ROLLBACK_OUTCOMES for h in promotion_history(lake, use_case.name)):
+    if not any(
+        h["airflow_run_id"] == airflow_run_id and h["outcome"] in ROLLBACK_OUTCOMES
+        for h in promotion_history(lake, use_case.name)
+    ):
         record_decision(lake, use_case.name, entry)
     return entry

@@ -53,7 +53,10 @@ class FeatureStats:
     def __init__(self, numeric: list[str], categorical: list[str]) -> None:
         self.numeric, self.categorical = numeric, categorical
         self.n = 0
-        self.acc: dict[str, dict[str, float]] = {c: {"count": 0, "nulls": 0, "sum": 0.0, "sumsq": 0.0, "min": float("inf"), "max": float("-inf")} for c in numeric}
+        self.acc: dict[str, dict[str, float]] = {
+            c: {"count": 0, "nulls": 0, "sum": 0.0, "sumsq": 0.0, "min": float("inf"), "max": float("-inf")}
+            for c in numeric
+        }
         self.cats: dict[str, dict[str, int]] = {c: {} for c in categorical}
 
     def update(self, chunk: pd.DataFrame) -> None:
@@ -89,7 +92,10 @@ class FeatureStats:
                 "max": a["max"] if n else None,
             }
         for col, counts in self.cats.items():
-            out[col] = {"count": sum(counts.values()), "top": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:20])}
+            out[col] = {
+                "count": sum(counts.values()),
+                "top": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:20]),
+            }
         return out
 
 
@@ -105,8 +111,6 @@ def _explain_baseline(run_id: str) -> dict[str, Any]:
         )
     # Listed, so any error reading it (storage, network) is that error, not a missing baseline.
     return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{explain.BASELINE_ARTIFACT}"))
-
-
 
 
 def champion_version(use_case: UseCase) -> Any:
@@ -183,8 +187,10 @@ def plan_scoring(
     already, days = [], set()
     for day in named:
         partition = committed.get(day)
-        if day not in requested and partition is not None and _same_features(
-            _scored(lake, use_case, day), scored_with(use_case, version, partition)
+        if (
+            day not in requested
+            and partition is not None
+            and _same_features(_scored(lake, use_case, day), scored_with(use_case, version, partition))
         ):
             # Predictions are the record of what production said on that day: a new champion does
             # not rewrite them (a person may, by asking for the day by name).
@@ -250,7 +256,9 @@ class PredictionStats:
             room = max(self.sample - len(self.reservoir), 0)
             self.reservoir = np.concatenate([self.reservoir, scores[:room]])
             rest = scores[room:]
-            if len(rest):  # reservoir sampling, vectorised: value i replaces slot j < sample, j uniform in [0, i]
+            if len(
+                rest
+            ):  # reservoir sampling, vectorised: value i replaces slot j < sample, j uniform in [0, i]
                 slots = self.rng.integers(0, np.arange(self.seen + room, self.seen + len(scores)) + 1)
                 keep = slots < self.sample
                 self.reservoir[slots[keep]] = rest[keep]
@@ -265,11 +273,19 @@ class PredictionStats:
             out["counts"] = [int(c) for c in self.counts]
         elif len(self.reservoir):
             qs = (0.05, 0.25, 0.5, 0.75, 0.95)
-            out["quantiles"] = dict(zip([f"p{int(q * 100)}" for q in qs], (float(v) for v in np.quantile(self.reservoir, qs)), strict=True))
+            out["quantiles"] = dict(
+                zip(
+                    [f"p{int(q * 100)}" for q in qs],
+                    (float(v) for v in np.quantile(self.reservoir, qs)),
+                    strict=True,
+                )
+            )
         return out
 
 
-def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None) -> ScoringManifest:
+def score_partition(
+    use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, *, chunk_rows: int | None = None
+) -> ScoringManifest:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -283,7 +299,9 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
         fix="retrain (trigger the training DAG) and let the gate promote a model of the new features, "
         "or roll the feature change back",
     )
-    refresh_stale_features(use_case, [interval], lake, store)  # built by the code the champion was trained with
+    refresh_stale_features(
+        use_case, [interval], lake, store
+    )  # built by the code the champion was trained with
     features = store.partitions(use_case.name).get(interval)
     chunk_rows = chunk_rows or use_case.scoring.chunk_rows
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
@@ -317,11 +335,22 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
                 table = pa.table(
                     {
                         ENTITY: pa.array(chunk[ENTITY].to_numpy(), key_type),
-                        EVENT_TIME: pa.array(chunk[EVENT_TIME].to_numpy().astype("datetime64[us]"), pa.timestamp("us")),
+                        EVENT_TIME: pa.array(
+                            chunk[EVENT_TIME].to_numpy().astype("datetime64[us]"), pa.timestamp("us")
+                        ),
                         out_col: pa.array(scores, pa.float64()),
                         "model_version": pa.array([str(version.version)] * n, pa.string()),
                         "model_run_id": pa.array([version.run_id] * n, pa.string()),
-                        **({c: pa.array(v, pa.float64()) for c, v in explain.contributions(model, chunk[use_case.feature_names], base, use_case.task, scores).items()} if base is not None else {}),
+                        **(
+                            {
+                                c: pa.array(v, pa.float64())
+                                for c, v in explain.contributions(
+                                    model, chunk[use_case.feature_names], base, use_case.task, scores
+                                ).items()
+                            }
+                            if base is not None
+                            else {}
+                        ),
                     },
                     schema=schema,
                 )
@@ -348,7 +377,9 @@ def score_partition(use_case: UseCase, interval: dt.date, lake: Lake, store: Fea
     # The file also says what made it, for the next run's "already scored" (the XCom does not carry it).
     record = {**manifest, SCORED_WITH: made_with}
     lake.write_json(layout.predictions_manifest(use_case.name, interval), record)
-    log.info("scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds)
+    log.info(
+        "scored %d rows of %r %s with v%s in %.2fs", rows, use_case.name, interval, version.version, seconds
+    )
     return manifest
 
 

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 MAX_BUDGET = 200
 
 
-def expand_candidates(use_case: UseCase, overrides: dict[str, Any] | None = None, budget: int | None = None) -> list[dict[str, Any]]:
+def expand_candidates(
+    use_case: UseCase, overrides: dict[str, Any] | None = None, budget: int | None = None
+) -> list[dict[str, Any]]:
     """The candidates of a training run: the configured model (with ``overrides``) first, then the
     config's explicit candidates, then samples of its search space, ``budget`` in all.
 
@@ -63,13 +65,23 @@ def expand_candidates(use_case: UseCase, overrides: dict[str, Any] | None = None
         names = sorted(spec.space)
         if names and spec.sampler == "grid":
             for combo in itertools.product(*(spec.space[n].values or [] for n in names)):
-                add({"estimator": base["estimator"], "hyperparameters": base_hp | dict(zip(names, combo, strict=True))})
+                add(
+                    {
+                        "estimator": base["estimator"],
+                        "hyperparameters": base_hp | dict(zip(names, combo, strict=True)),
+                    }
+                )
         elif names:
             rng = np.random.default_rng(use_case.model.seed)
             for _ in range(wanted * 20):  # draws until the budget is met (duplicates are skipped)
                 if len(out) >= wanted:
                     break
-                add({"estimator": base["estimator"], "hyperparameters": base_hp | {n: _draw(spec.space[n], rng) for n in names}})
+                add(
+                    {
+                        "estimator": base["estimator"],
+                        "hyperparameters": base_hp | {n: _draw(spec.space[n], rng) for n in names},
+                    }
+                )
     return [c | {"name": f"c{i:02d}-{c['estimator'].rsplit('.', 1)[-1]}"} for i, c in enumerate(out)]
 
 
@@ -108,12 +120,19 @@ def parent_run(use_case: UseCase, manifest: TrainingSetManifest, airflow_run_id:
 
 
 def plan_candidates(
-    use_case: UseCase, manifest: TrainingSetManifest, *, airflow_run_id: str, overrides: dict[str, Any] | None, budget: int | None
+    use_case: UseCase,
+    manifest: TrainingSetManifest,
+    *,
+    airflow_run_id: str,
+    overrides: dict[str, Any] | None,
+    budget: int | None,
 ) -> list[dict[str, Any]]:
     """The ``plan_candidates`` task: the candidates, each naming the training run's MLflow run."""
     parent = parent_run(use_case, manifest, airflow_run_id)
     candidates = expand_candidates(use_case, overrides, budget)
-    log.info("%d candidate(s) for %r: %s", len(candidates), use_case.name, ", ".join(c["name"] for c in candidates))
+    log.info(
+        "%d candidate(s) for %r: %s", len(candidates), use_case.name, ", ".join(c["name"] for c in candidates)
+    )
     return [c | {"parent_run_id": parent} for c in candidates]
 
 
@@ -121,7 +140,14 @@ def selection_metric(use_case: UseCase) -> str:
     return f"validation_{use_case.promotion.metric}"
 
 
-def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake, candidate: dict[str, Any], *, airflow_run_id: str) -> CandidateResult:
+def train_candidate(
+    use_case: UseCase,
+    manifest: TrainingSetManifest,
+    lake: Lake,
+    candidate: dict[str, Any],
+    *,
+    airflow_run_id: str,
+) -> CandidateResult:
     """Fit one candidate on the training split, score it on validation, log it as a child run."""
     from mlops.core.settings import load_settings
 
@@ -155,22 +181,38 @@ def train_candidate(use_case: UseCase, manifest: TrainingSetManifest, lake: Lake
     try:
         pipe = make_pipeline(use_case, candidate["hyperparameters"], estimator=candidate["estimator"])
         pipe.fit(X_train, y_train)
-        metrics = {f"validation_{k}": v for k, v in compute_metrics(y_val, predict_scores(pipe, X_val, use_case.task), use_case.task).items()}
-    except Exception as exc:  # a candidate's own failure (bad hyperparameters, a fit that diverges) is its result
+        metrics = {
+            f"validation_{k}": v
+            for k, v in compute_metrics(
+                y_val, predict_scores(pipe, X_val, use_case.task), use_case.task
+            ).items()
+        }
+    except (
+        Exception
+    ) as exc:  # a candidate's own failure (bad hyperparameters, a fit that diverges) is its result
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         client.set_tag(run_id, tags.ERROR, result["error"])
         client.log_text(run_id, traceback.format_exc(), "error.txt")
         client.set_terminated(run_id, status="FAILED")
         log.warning("candidate %s failed: %s", candidate["name"], result["error"])
         return result
-    for key, value in {"estimator": candidate["estimator"], **{f"hp.{k}": v for k, v in candidate["hyperparameters"].items()}}.items():
+    for key, value in {
+        "estimator": candidate["estimator"],
+        **{f"hp.{k}": v for k, v in candidate["hyperparameters"].items()},
+    }.items():
         client.log_param(run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.set_tag(run_id, tags.WORKER, worker)
     client.set_terminated(run_id, status="FINISHED")
     result["status"], result["metrics"] = "ok", metrics
-    log.info("candidate %s on %s: %s = %.4f", candidate["name"], worker, selection_metric(use_case), metrics.get(selection_metric(use_case), float("nan")))
+    log.info(
+        "candidate %s on %s: %s = %.4f",
+        candidate["name"],
+        worker,
+        selection_metric(use_case),
+        metrics.get(selection_metric(use_case), float("nan")),
+    )
     return result
 
 
@@ -182,11 +224,30 @@ def select_best(use_case: UseCase, results: list[CandidateResult]) -> CandidateR
         failures = "; ".join(f"{r['name']}: {r['error']}" for r in results if r)
         raise ValueError(f"use case {use_case.name!r}: every candidate failed ({failures or 'no results'})")
     # Ties go to the earlier candidate (the configured model first): deterministic.
-    order = sorted(range(len(ok)), key=lambda i: ((-1 if higher else 1) * ok[i]["metrics"][metric], ok[i]["name"]))
+    order = sorted(
+        range(len(ok)), key=lambda i: ((-1 if higher else 1) * ok[i]["metrics"][metric], ok[i]["name"])
+    )
     best = ok[order[0]]
-    ranking = [{"name": ok[i]["name"], metric: ok[i]["metrics"][metric], "worker": ok[i]["worker"]} for i in order]
+    ranking = [
+        {"name": ok[i]["name"], metric: ok[i]["metrics"][metric], "worker": ok[i]["worker"]} for i in order
+    ]
     client = registry.configure_mlflow()
-    client.log_dict(best["parent_run_id"], {"metric": metric, "ranking": ranking, "failed": [r["name"] for r in results if r and r["status"] != "ok"]}, "candidates.json")
+    client.log_dict(
+        best["parent_run_id"],
+        {
+            "metric": metric,
+            "ranking": ranking,
+            "failed": [r["name"] for r in results if r and r["status"] != "ok"],
+        },
+        "candidates.json",
+    )
     client.set_tag(best["parent_run_id"], tags.BEST_CANDIDATE, best["name"])
-    log.info("best of %d candidate(s) for %r: %s (%s %.4f)", len(ok), use_case.name, best["name"], metric, best["metrics"][metric])
+    log.info(
+        "best of %d candidate(s) for %r: %s (%s %.4f)",
+        len(ok),
+        use_case.name,
+        best["name"],
+        metric,
+        best["metrics"][metric],
+    )
     return best

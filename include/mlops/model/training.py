@@ -29,7 +29,9 @@ class NotEnoughData(ValueError):
     pass
 
 
-def training_window(use_case: UseCase, interval: dt.date, window_days: int | None = None) -> tuple[dt.date, dt.date, dt.datetime]:
+def training_window(
+    use_case: UseCase, interval: dt.date, window_days: int | None = None
+) -> tuple[dt.date, dt.date, dt.datetime]:
     """First day, last day and the as-of time (end of ``interval``) of a training run.
 
     ``window_days`` overrides the config's window for one run (a retrain after concept drift
@@ -52,8 +54,14 @@ def build_training_set(
         raise NotEnoughData(
             f"use case {use_case.name!r}: no feature partitions between {start} and {end}; run the data DAG first"
         )
-    frame = point_in_time_join(labels, features, as_of=as_of, max_feature_age_days=use_case.training.window_days)
-    partitions = {d.isoformat(): m["content_hash"] for d, m in store.partitions(use_case.name).items() if start <= d <= end}
+    frame = point_in_time_join(
+        labels, features, as_of=as_of, max_feature_age_days=use_case.training.window_days
+    )
+    partitions = {
+        d.isoformat(): m["content_hash"]
+        for d, m in store.partitions(use_case.name).items()
+        if start <= d <= end
+    }
     if len(frame) < 50:
         raise NotEnoughData(
             f"use case {use_case.name!r}: only {len(frame)} labelled rows known by {as_of:%Y-%m-%d} "
@@ -92,7 +100,9 @@ def split(frame: pd.DataFrame, use_case: UseCase) -> dict[str, pd.DataFrame]:
     }
 
 
-def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None, *, estimator: str | None = None) -> Any:
+def make_pipeline(
+    use_case: UseCase, overrides: dict[str, Any] | None = None, *, estimator: str | None = None
+) -> Any:
     """The scikit-learn pipeline the config declares: impute/scale numerics, one-hot categoricals.
 
     ``estimator`` (a search candidate's) replaces the configured one, and then ``overrides`` are
@@ -108,7 +118,9 @@ def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None, *,
     name = _estimator_known(estimator or use_case.model.estimator)
     module, _, cls_name = name.rpartition(".")
     estimator_cls = getattr(importlib.import_module(module), cls_name)
-    params = dict(overrides or {}) if estimator else dict(use_case.model.hyperparameters) | dict(overrides or {})
+    params = (
+        dict(overrides or {}) if estimator else dict(use_case.model.hyperparameters) | dict(overrides or {})
+    )
     try:
         model = estimator_cls(**params)
     except TypeError as exc:
@@ -117,7 +129,11 @@ def make_pipeline(use_case: UseCase, overrides: dict[str, Any] | None = None, *,
         model.set_params(random_state=use_case.model.seed)
     pre = ColumnTransformer(
         [
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), use_case.numeric_features),
+            (
+                "numeric",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                use_case.numeric_features,
+            ),
             (
                 "categorical",
                 Pipeline(

@@ -30,20 +30,30 @@ def _safe(run_id: str) -> str:
 
 
 def prepare_training_set(
-    use_case: UseCase, interval: dt.date, lake: Lake, store: FeatureStore, airflow_run_id: str, *, window_days: int | None = None
+    use_case: UseCase,
+    interval: dt.date,
+    lake: Lake,
+    store: FeatureStore,
+    airflow_run_id: str,
+    *,
+    window_days: int | None = None,
 ) -> TrainingSetManifest:
     """Build the point-in-time training set, split it and write the splits to the lake."""
     from mlops.data.tasks import refresh_stale_features
 
     start, end, _ = training_window(use_case, interval, window_days)
-    refresh_stale_features(use_case, [start + dt.timedelta(days=i) for i in range((end - start).days + 1)], lake, store)
+    refresh_stale_features(
+        use_case, [start + dt.timedelta(days=i) for i in range((end - start).days + 1)], lake, store
+    )
     frame, lineage = build_training_set(store, use_case, interval, window_days)
     lineage["feature_version"] = use_case.feature_version
     parts = split(frame, use_case)
     run_key = _safe(airflow_run_id)
     uris = {}
     for name in SPLITS:
-        uris[name] = lake.write_with(layout.training_split(use_case.name, interval, run_key, name), parquet_writer(parts[name]))
+        uris[name] = lake.write_with(
+            layout.training_split(use_case.name, interval, run_key, name), parquet_writer(parts[name])
+        )
     lineage_hash = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
     manifest = TrainingSetManifest(
         use_case=use_case.name,
@@ -61,5 +71,7 @@ def prepare_training_set(
 def read_split(lake: Lake, manifest: TrainingSetManifest, name: str) -> pd.DataFrame:
     import pandas as pd
 
-    with lake.open_read(layout.training_split(manifest["use_case"], manifest["interval"], manifest["run_key"], name)) as fh:
+    with lake.open_read(
+        layout.training_split(manifest["use_case"], manifest["interval"], manifest["run_key"], name)
+    ) as fh:
         return pd.read_parquet(fh)

@@ -61,7 +61,15 @@ def approval_task(use_case: UseCase, *, gate_task_id: str) -> PromotionApproval:
         body="The gate's evidence is filled in when the request is made.",
         options=[APPROVE, REJECT],
         defaults=[REJECT],
-        params={"comment": Param("", type="string", maxLength=1000, title="Comment", description="Why (recorded in the promotion ledger).")},
+        params={
+            "comment": Param(
+                "",
+                type="string",
+                maxLength=1000,
+                title="Comment",
+                description="Why (recorded in the promotion ledger).",
+            )
+        },
         response_timeout=timedelta(hours=use_case.promotion.approval_timeout_hours),
         retries=0,
     )

@@ -279,7 +279,8 @@ def _run_day(context: Any) -> dt.date:
     day = latest_closed_day()
     log.info(
         "this run names no day (no 'interval' param, no logical date, no Asset event with one): "
-        "it works on the latest closed day, %s", day
+        "it works on the latest closed day, %s",
+        day,
     )
     return day
 

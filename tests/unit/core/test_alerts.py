@@ -223,7 +223,9 @@ def test_slack_down_for_a_whole_run(lake: Lake, slack_standin: SlackStandin) -> 
     assert lake.read_json(f"alerts/{SCOPE}/sent/{alert['id']}.json")["attempts"] == 1
 
 
-def test_no_slack_configured_logs_the_alert_once_and_keeps_it(lake: Lake, slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_slack_configured_logs_the_alert_once_and_keeps_it(
+    lake: Lake, slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture
+) -> None:
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)
 
@@ -234,7 +236,11 @@ def test_no_slack_configured_logs_the_alert_once_and_keeps_it(lake: Lake, slack_
     # "No Slack connection" may be a secrets backend Airflow could not read: nothing is lost.
     assert result == again == {"delivered": [], "pending": [alert["id"]], "slack_configured": False}
     assert outbox(lake) == [f"{alert['id']}.json"] and sent(lake) == []
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlops.core.alerts"]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "mlops.core.alerts"
+    ]
     assert len(warnings) == 1 and "Slack is not configured" in warnings[0]
     assert REPORT_URI in warnings[0]  # the alert itself is in the log
     # Once Slack is configured, the kept alert goes out.
@@ -254,7 +260,10 @@ def test_concurrent_senders_post_each_alert_once(lake: Lake, slack_standin: Slac
         enqueue(lake, SCOPE, alert)
     slack_standin.delay = 0.3
     results: list[Any] = []
-    senders = [threading.Thread(target=lambda: results.append(deliver_pending(lake, SCOPE, webhook(slack_standin)))) for _ in range(4)]
+    senders = [
+        threading.Thread(target=lambda: results.append(deliver_pending(lake, SCOPE, webhook(slack_standin))))
+        for _ in range(4)
+    ]
     for sender in senders:
         sender.start()
     for sender in senders:
@@ -270,7 +279,9 @@ def test_an_alert_claimed_by_a_live_sender_is_left_to_it(lake: Lake, slack_stand
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)
     claimed = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    assert lake.create(f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode())
+    assert lake.create(
+        f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode()
+    )
 
     result = deliver_pending(lake, SCOPE, webhook(slack_standin))
 
@@ -282,7 +293,9 @@ def test_the_claim_of_a_dead_sender_expires(lake: Lake, slack_standin: SlackStan
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)
     claimed = (dt.datetime.now(dt.UTC) - CLAIM_LEASE - dt.timedelta(seconds=1)).isoformat(timespec="seconds")
-    assert lake.create(f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode())
+    assert lake.create(
+        f"alerts/{SCOPE}/claims/{alert['id']}.1.json", json.dumps({"claimed_at": claimed}).encode()
+    )
 
     result = deliver_pending(lake, SCOPE, webhook(slack_standin))
 
@@ -371,4 +384,3 @@ def test_a_slack_lookup_error_is_not_read_as_no_slack(lake: Lake, monkeypatch: p
     with pytest.raises(Exception, match="denied"):
         deliver_pending(lake, SCOPE)
     assert outbox(lake) == [f"{alert['id']}.json"] and sent(lake) == []
-

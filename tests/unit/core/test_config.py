@@ -40,18 +40,38 @@ def _break(raw: dict, key: str, value: object) -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "expected_key", "expected_problem"),
     [
-        pytest.param("model.estimator", "xgboost.XGBClassifier", "model.estimator", "scikit-learn class", id="foreign-estimator"),
+        pytest.param(
+            "model.estimator",
+            "xgboost.XGBClassifier",
+            "model.estimator",
+            "scikit-learn class",
+            id="foreign-estimator",
+        ),
         pytest.param("schema.entity", "nope", "schema", "entity column 'nope'", id="entity-not-declared"),
         pytest.param("split.holdout", 0.9, "split.holdout", "less than 0.5", id="holdout-too-large"),
         pytest.param("promotion", KeyError, "promotion", "Field required", id="missing-section"),
-        pytest.param("features.2.inputs", ["total_charges"], "features[2]", "takes 2 input", id="ratio-arity"),
-        pytest.param("features.0.inputs", ["ghost"], "features[0]", "input column 'ghost'", id="unknown-input"),
-        pytest.param("source.uri", "{landing}/churn/latest.csv", "source", "{interval}", id="uri-without-interval"),
-        pytest.param("schema.columns.plan", {"type": "category"}, "schema.columns.plan", "needs 'values'", id="category-without-values"),
+        pytest.param(
+            "features.2.inputs", ["total_charges"], "features[2]", "takes 2 input", id="ratio-arity"
+        ),
+        pytest.param(
+            "features.0.inputs", ["ghost"], "features[0]", "input column 'ghost'", id="unknown-input"
+        ),
+        pytest.param(
+            "source.uri", "{landing}/churn/latest.csv", "source", "{interval}", id="uri-without-interval"
+        ),
+        pytest.param(
+            "schema.columns.plan",
+            {"type": "category"},
+            "schema.columns.plan",
+            "needs 'values'",
+            id="category-without-values",
+        ),
         pytest.param("typo_key", 1, "typo_key", "Extra inputs", id="unknown-key"),
     ],
 )
-def test_bad_config_names_file_key_and_problem(tmp_path: Path, key: str, value: object, expected_key: str, expected_problem: str) -> None:
+def test_bad_config_names_file_key_and_problem(
+    tmp_path: Path, key: str, value: object, expected_key: str, expected_problem: str
+) -> None:
     path = tmp_path / "churn.yaml"
     path.write_text(yaml.safe_dump(_break(_churn(), key, value)))
     with pytest.raises(ConfigError) as err:

@@ -24,7 +24,11 @@ def label_feed_config() -> dict[str, Any]:
         "entity": "customer_id",
         "event_time": "event_time",
         "label": "churned",
-        "columns": {"customer_id": {"type": "int"}, "event_time": {"type": "datetime"}, "churned": {"type": "int", "min": 0, "max": 1}},
+        "columns": {
+            "customer_id": {"type": "int"},
+            "event_time": {"type": "datetime"},
+            "churned": {"type": "int", "min": 0, "max": 1},
+        },
     }
     return raw
 

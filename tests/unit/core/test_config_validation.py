@@ -44,7 +44,9 @@ def _parse(changes: dict[str, Any], stem: str = "churn") -> UseCase:
     return parse_use_case(_with(_raw(stem), changes), f"{stem}.yaml")
 
 
-def _assert_rejected(changes: dict[str, Any], key: str, fragments: tuple[str, ...], stem: str = "churn") -> None:
+def _assert_rejected(
+    changes: dict[str, Any], key: str, fragments: tuple[str, ...], stem: str = "churn"
+) -> None:
     with pytest.raises(ConfigError) as err:
         _parse(changes, stem)
     assert err.value.key == key, err.value
@@ -56,7 +58,9 @@ def _assert_rejected(changes: dict[str, Any], key: str, fragments: tuple[str, ..
 # --- shipped configs ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stem", [pytest.param("churn", id="churn"), pytest.param("delivery_time", id="delivery_time")])
+@pytest.mark.parametrize(
+    "stem", [pytest.param("churn", id="churn"), pytest.param("delivery_time", id="delivery_time")]
+)
 def test_shipped_config_still_loads(stem: str) -> None:
     use_case = load_use_case_file(ROOT / f"config/use_cases/{stem}.yaml")
     assert use_case.schedules.start_date == dt.date(2026, 1, 1)
@@ -104,7 +108,11 @@ def test_good_start_date_becomes_a_date(value: object) -> None:
 
 def test_unquoted_bad_date_in_yaml_names_the_key(tmp_path: Path) -> None:
     # Plain YAML would fail inside the parser ("month must be in 1..12") without naming the key.
-    text = (ROOT / "config/use_cases/churn.yaml").read_text().replace('start_date: "2026-01-01"', "start_date: 2026-13-01")
+    text = (
+        (ROOT / "config/use_cases/churn.yaml")
+        .read_text()
+        .replace('start_date: "2026-01-01"', "start_date: 2026-13-01")
+    )
     assert "start_date: 2026-13-01" in text
     path = tmp_path / "churn.yaml"
     path.write_text(text)
@@ -115,7 +123,11 @@ def test_unquoted_bad_date_in_yaml_names_the_key(tmp_path: Path) -> None:
 
 
 def test_unquoted_good_date_in_yaml_loads(tmp_path: Path) -> None:
-    text = (ROOT / "config/use_cases/churn.yaml").read_text().replace('start_date: "2026-01-01"', "start_date: 2026-03-05")
+    text = (
+        (ROOT / "config/use_cases/churn.yaml")
+        .read_text()
+        .replace('start_date: "2026-01-01"', "start_date: 2026-03-05")
+    )
     path = tmp_path / "churn.yaml"
     path.write_text(text)
     assert load_use_case_file(path).schedules.start_date == dt.date(2026, 3, 5)
@@ -180,12 +192,16 @@ def test_continuous_is_rejected_for_the_data_dag() -> None:
     _assert_rejected({"schedules.data": "@continuous"}, "schedules.data", ("'@continuous'", "@daily"))
 
 
-@pytest.mark.parametrize("key", [pytest.param("training.schedule", id="training"), pytest.param("drift.schedule", id="drift")])
+@pytest.mark.parametrize(
+    "key", [pytest.param("training.schedule", id="training"), pytest.param("drift.schedule", id="drift")]
+)
 def test_continuous_is_accepted_for_single_run_dags(key: str) -> None:
     assert _parse({key: "@continuous"})
 
 
-@pytest.mark.parametrize("preset", [pytest.param("@once", id="once"), pytest.param("@continuous", id="continuous")])
+@pytest.mark.parametrize(
+    "preset", [pytest.param("@once", id="once"), pytest.param("@continuous", id="continuous")]
+)
 def test_training_on_new_features_needs_a_cron_schedule(preset: str) -> None:
     # That combination is built as a CronTriggerTimetable, which needs a cron expression.
     _assert_rejected(
@@ -197,7 +213,11 @@ def test_training_on_new_features_needs_a_cron_schedule(preset: str) -> None:
 
 @pytest.mark.parametrize(
     "cron",
-    [pytest.param("*/15 * * * *", id="steps"), pytest.param("30 6 * * mon-fri", id="names"), pytest.param("0 0 L * *", id="last")],
+    [
+        pytest.param("*/15 * * * *", id="steps"),
+        pytest.param("30 6 * * mon-fri", id="names"),
+        pytest.param("0 0 L * *", id="last"),
+    ],
 )
 def test_accepted_cron_is_valid_for_airflow(cron: str) -> None:
     from airflow.sdk import CronTriggerTimetable
@@ -235,7 +255,11 @@ def test_cron_for_matches_airflow(preset: str) -> None:
 
 @pytest.mark.parametrize(
     "schedule",
-    [pytest.param("@once", id="once"), pytest.param("@continuous", id="continuous"), pytest.param("@reboot", id="unknown")],
+    [
+        pytest.param("@once", id="once"),
+        pytest.param("@continuous", id="continuous"),
+        pytest.param("@reboot", id="unknown"),
+    ],
 )
 def test_cron_for_rejects_non_cron_presets(schedule: str) -> None:
     with pytest.raises(ValueError, match=repr(schedule)):
@@ -283,10 +307,14 @@ def test_reserved_names_cover_the_platform_columns() -> None:
     ],
 )
 def test_feature_name_must_not_shadow_a_schema_column(stem: str, name: str, schema_key: str) -> None:
-    _assert_rejected({"features.1.name": name}, "features[1].name", (repr(name), schema_key, "rename"), stem=stem)
+    _assert_rejected(
+        {"features.1.name": name}, "features[1].name", (repr(name), schema_key, "rename"), stem=stem
+    )
 
 
-@pytest.mark.parametrize("name", [pytest.param("_private", id="leading-underscore"), pytest.param("f" * 63, id="63-chars")])
+@pytest.mark.parametrize(
+    "name", [pytest.param("_private", id="leading-underscore"), pytest.param("f" * 63, id="63-chars")]
+)
 def test_good_feature_name_is_accepted(name: str) -> None:
     assert name in _parse({"features.2.name": name}).feature_names
 
@@ -315,7 +343,9 @@ def test_schema_column_name_must_be_identifier_safe(column: str) -> None:
     assert "rename" in err.value.problem
 
 
-@pytest.mark.parametrize("column", [pytest.param("CustomerSegment", id="mixed-case"), pytest.param("_raw", id="underscore")])
+@pytest.mark.parametrize(
+    "column", [pytest.param("CustomerSegment", id="mixed-case"), pytest.param("_raw", id="underscore")]
+)
 def test_good_schema_column_name_is_accepted(column: str) -> None:
     raw = _raw()
     raw["schema"]["columns"][column] = {"type": "int", "nullable": True}

@@ -16,7 +16,9 @@ def test_paths_are_keyed_by_use_case_and_day() -> None:
     assert layout.quarantine_reason("churn", DAY) == "quarantine/churn/2026-01-03/reason.json"
     assert layout.store_partition("labels", "churn", DAY) == "labels/churn/2026-01-03.parquet"
     assert layout.predictions_file("churn", DAY).startswith(layout.predictions_dir("churn", DAY) + "/")
-    assert layout.alert_record("churn", "sent", "drift-1") == layout.alert_record("churn", "sent", "drift-1.json")
+    assert layout.alert_record("churn", "sent", "drift-1") == layout.alert_record(
+        "churn", "sent", "drift-1.json"
+    )
     assert layout.serving_batch("churn", DAY, "b1") == "serving/churn/2026-01-03/b1.parquet"
     assert layout.serving_manifest("churn", DAY, "b1") == "serving/churn/2026-01-03/_manifests/b1.json"
 

@@ -24,7 +24,13 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_embedded_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MLOPS_LAKE_URI", "MLOPS_GIT_COMMIT", "MLOPS_WORKER_NAME", "MLOPS_SLACK_WEBHOOK_URL", "MLOPS_MLFLOW_UI_URL"):
+    for name in (
+        "MLOPS_LAKE_URI",
+        "MLOPS_GIT_COMMIT",
+        "MLOPS_WORKER_NAME",
+        "MLOPS_SLACK_WEBHOOK_URL",
+        "MLOPS_MLFLOW_UI_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.lake_uri == f"file://{settings.home / 'lake'}"
@@ -48,10 +54,20 @@ def test_env_defaults_never_override_what_is_set(monkeypatch: pytest.MonkeyPatch
 
 
 def test_serving_settings_default_and_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MLOPS_SERVING_REFRESH_SECONDS", "MLOPS_SERVING_MAX_ROWS", "MLOPS_SERVING_FLUSH_ROWS", "MLOPS_SERVING_FLUSH_SECONDS"):
+    for name in (
+        "MLOPS_SERVING_REFRESH_SECONDS",
+        "MLOPS_SERVING_MAX_ROWS",
+        "MLOPS_SERVING_FLUSH_ROWS",
+        "MLOPS_SERVING_FLUSH_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
     serving = load_settings().serving
-    assert (serving.refresh_seconds, serving.max_rows, serving.flush_rows, serving.flush_seconds) == (10.0, 1000, 1000, 60.0)
+    assert (serving.refresh_seconds, serving.max_rows, serving.flush_rows, serving.flush_seconds) == (
+        10.0,
+        1000,
+        1000,
+        60.0,
+    )
     monkeypatch.setenv("MLOPS_SERVING_REFRESH_SECONDS", "0.5")
     monkeypatch.setenv("MLOPS_SERVING_MAX_ROWS", "50")
     assert (load_settings().serving.refresh_seconds, load_settings().serving.max_rows) == (0.5, 50)
@@ -67,7 +83,9 @@ def test_serving_settings_default_and_come_from_the_environment(monkeypatch: pyt
         pytest.param("MLOPS_SERVING_FLUSH_ROWS", "-1", "is not a whole number above 0", id="negative"),
     ],
 )
-def test_bad_serving_settings_are_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+def test_bad_serving_settings_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=rf"{name}='{value}' {message}"):
         load_settings()

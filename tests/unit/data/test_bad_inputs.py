@@ -27,7 +27,11 @@ def _clean() -> pd.DataFrame:
 
 
 def _csv(frame: pd.DataFrame, **kwargs) -> bytes:
-    return batch_bytes(frame, "csv") if not kwargs else frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S", **kwargs).encode()
+    return (
+        batch_bytes(frame, "csv")
+        if not kwargs
+        else frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S", **kwargs).encode()
+    )
 
 
 def bom() -> bytes:
@@ -106,7 +110,12 @@ def sql_decimals() -> bytes:
 
 
 UNREADABLE = [
-    pytest.param(semicolons, "csv", "1 column where 12 are expected (it contains ';': wrong delimiter?)", id="other-delimiter"),
+    pytest.param(
+        semicolons,
+        "csv",
+        "1 column where 12 are expected (it contains ';': wrong delimiter?)",
+        id="other-delimiter",
+    ),
     pytest.param(gzip_named_csv, "csv", "is gzip-compressed", id="gzip-named-csv"),
     pytest.param(parquet_named_csv, "csv", "is Parquet", id="parquet-named-csv"),
     pytest.param(duplicate_columns, "csv", "repeats column name(s) ['plan']", id="duplicate-columns"),
@@ -129,8 +138,12 @@ def test_files_that_are_not_what_they_claim_are_refused_with_the_reason(
 
 
 QUARANTINED = [
-    pytest.param(thousands, "expect_column_values_to_be_in_type_list", "total_charges", id="thousands-separators"),
-    pytest.param(nan_strings, "expect_column_values_to_not_be_null", "tenure_months", id="nan-null-none-strings"),
+    pytest.param(
+        thousands, "expect_column_values_to_be_in_type_list", "total_charges", id="thousands-separators"
+    ),
+    pytest.param(
+        nan_strings, "expect_column_values_to_not_be_null", "tenure_months", id="nan-null-none-strings"
+    ),
     pytest.param(header_only, "expect_table_row_count_to_be_between", None, id="header-only"),
     pytest.param(truncated, "expect_column_values_to_not_be_null", None, id="truncated"),
     pytest.param(huge_values, "expect_column_values_to_be_between", "monthly_charges", id="1e308"),
@@ -150,7 +163,11 @@ def test_malformed_values_are_quarantined_with_a_named_expectation(
 
 @pytest.mark.parametrize(
     "make, fmt",
-    [pytest.param(bom, "csv", id="byte-order-mark"), pytest.param(tz_aware, "csv", id="timezone-aware"), pytest.param(sql_decimals, "parquet", id="sql-decimals")],
+    [
+        pytest.param(bom, "csv", id="byte-order-mark"),
+        pytest.param(tz_aware, "csv", id="timezone-aware"),
+        pytest.param(sql_decimals, "parquet", id="sql-decimals"),
+    ],
 )
 def test_encodings_of_good_data_are_parsed_correctly(
     tmp_path: Path, make: Callable[[], bytes], fmt: str

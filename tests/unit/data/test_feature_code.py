@@ -19,7 +19,7 @@ from mlops.data.tasks import extract_and_archive, materialize_features, validate
 from tests.e2e.helpers import land
 from tests.support.service import ROOT, config_with
 
-CODE = '''
+CODE = """
 from mlops.core.feature_repo import feature
 
 
@@ -42,10 +42,21 @@ def not_marked(batch):
 @feature
 def two_args(batch, other):
     return batch["tenure_months"]
-'''
+"""
 CODE_FEATURES = [
-    {"name": "charges_per_contact", "transform": "code", "function": "team.charges_per_contact", "inputs": ["monthly_charges", "support_contacts_30d"]},
-    {"name": "tenure_band", "transform": "code", "function": "team.tenure_band", "inputs": ["tenure_months"], "dtype": "category"},
+    {
+        "name": "charges_per_contact",
+        "transform": "code",
+        "function": "team.charges_per_contact",
+        "inputs": ["monthly_charges", "support_contacts_30d"],
+    },
+    {
+        "name": "tenure_band",
+        "transform": "code",
+        "function": "team.tenure_band",
+        "inputs": ["tenure_months"],
+        "dtype": "category",
+    },
 ]
 
 
@@ -80,7 +91,9 @@ def test_a_bad_feature_function_is_refused_by_name(repo: Path, ref: str, message
         check_function(ref, repo)
 
 
-def test_config_load_checks_the_function_without_importing_it(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_load_checks_the_function_without_importing_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _config_with_code(tmp_path / "home", monkeypatch)
     sys.modules.pop("mlops_feature_repo.team", None)
     uc = load_use_case_file(config / "use_cases" / "churn.yaml")
@@ -96,7 +109,9 @@ def test_config_load_checks_the_function_without_importing_it(repo: Path, tmp_pa
 
 
 @pytest.mark.slow  # the whole loop in process: six days ingested, trained, promoted, scored, rebuilt
-def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fresh_home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(
+    fresh_home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _config_with_code(fresh_home, monkeypatch)
     uc, lake, settings = get_use_case("churn"), get_lake(), load_settings()
     store = ParquetFeatureStore(lake)
@@ -123,8 +138,18 @@ def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fre
 
     manifest = prepare_training_set(uc, day, lake, store, "manual__code-v1")
     assert manifest["lineage"]["feature_version"] == uc.feature_version
-    trained = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id="manual__code-v1", reason="t")
-    assert evaluate_and_promote(uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__code-v1")["promoted"]
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id="manual__code-v1",
+        reason="t",
+    )
+    assert evaluate_and_promote(
+        uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__code-v1"
+    )["promoted"]
 
     # The code changes: a new feature version, and the stale partition is rebuilt from the raw archive.
     (repo / "team.py").write_text(CODE.format(plus=2))
@@ -133,9 +158,14 @@ def test_code_features_are_built_versioned_and_rebuilt_when_the_code_changes(fre
     from mlops.data.tasks import refresh_stale_features
 
     assert refresh_stale_features(changed, [day], lake, store) == [day]
-    assert store.partitions("churn")[days[0]]["feature_version"] == uc.feature_version  # only what is read is rebuilt
+    assert (
+        store.partitions("churn")[days[0]]["feature_version"] == uc.feature_version
+    )  # only what is read is rebuilt
     rebuilt = store.partitions("churn")[day]
-    assert rebuilt["feature_version"] == changed.feature_version and rebuilt["content_hash"] != first["content_hash"]
+    assert (
+        rebuilt["feature_version"] == changed.feature_version
+        and rebuilt["content_hash"] != first["content_hash"]
+    )
     assert refresh_stale_features(changed, [day], lake, store) == []  # current now: nothing to do
     # The champion learned the old features: scoring refuses rather than feed it the new ones.
     from mlops.model.registry import FeatureVersionMismatch

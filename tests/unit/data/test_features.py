@@ -61,7 +61,11 @@ def test_point_in_time_join_never_uses_future_features() -> None:
             ENTITY: [1, 2, 1],
             EVENT_TIME: [t + pd.Timedelta(hours=6), t, t + pd.Timedelta(days=3)],
             LABEL: [1.0, 0.0, 1.0],
-            LABEL_AVAILABLE_AT: [t + pd.Timedelta(days=1), t + pd.Timedelta(days=1), t + pd.Timedelta(days=6)],
+            LABEL_AVAILABLE_AT: [
+                t + pd.Timedelta(days=1),
+                t + pd.Timedelta(days=1),
+                t + pd.Timedelta(days=6),
+            ],
         }
     )
     joined = point_in_time_join(labels, features, as_of=(t + pd.Timedelta(days=2)).to_pydatetime())
@@ -73,7 +77,9 @@ def test_point_in_time_join_never_uses_future_features() -> None:
     assert joined[joined[ENTITY] == 2].iloc[0]["x"] == 5.0
 
 
-@pytest.mark.parametrize("age_days, expected_rows", [pytest.param(None, 1, id="no-limit"), pytest.param(1, 0, id="too-old")])
+@pytest.mark.parametrize(
+    "age_days, expected_rows", [pytest.param(None, 1, id="no-limit"), pytest.param(1, 0, id="too-old")]
+)
 def test_point_in_time_join_feature_age_limit(age_days: int | None, expected_rows: int) -> None:
     t = pd.Timestamp("2026-01-10")
     features = pd.DataFrame({ENTITY: [1], EVENT_TIME: [t - pd.Timedelta(days=5)], "x": [1.0]})

@@ -39,7 +39,9 @@ def test_a_retry_after_dying_before_the_manifest_loses_nothing(tmp_path: Path) -
     archive(lake, DAY, V2, received_at="t2")  # the retry
     assert archived(lake, DAY) == V2
     assert lake.read_bytes(layout.raw_object("churn", DAY, first["sha256"], "csv")) == V1
-    assert sorted(lake.list(layout.raw_dir("churn", DAY))) == sorted([f"{sha256(V1)}.csv", f"{sha256(V2)}.csv", layout.MANIFEST])
+    assert sorted(lake.list(layout.raw_dir("churn", DAY))) == sorted(
+        [f"{sha256(V1)}.csv", f"{sha256(V2)}.csv", layout.MANIFEST]
+    )
 
 
 class _Source:

@@ -107,7 +107,9 @@ def test_a_file_changed_after_its_commit_fails_the_read_loudly(tmp_path: Path, k
     lake.write_with(path, lambda fh: other.to_parquet(fh, index=False))  # a valid file, other rows
 
     read = store.read_features if kind == "features" else store.read_labels
-    with pytest.raises(PartitionMismatch, match=f"the {kind} of {DAY} .* not what the day's manifest committed"):
+    with pytest.raises(
+        PartitionMismatch, match=f"the {kind} of {DAY} .* not what the day's manifest committed"
+    ):
         read(UC, DAY, DAY)
     with pytest.raises(PartitionMismatch):
         store.read_day(UC, DAY)
@@ -118,12 +120,16 @@ def test_a_file_changed_after_its_commit_fails_the_read_loudly(tmp_path: Path, k
 
 def _write_earlier_layout(lake: Lake, features: pd.DataFrame, labels: pd.DataFrame | None) -> None:
     """A day as the store wrote it before manifests named their files."""
-    lake.write_with(layout.store_partition("features", UC, DAY), lambda fh: features.to_parquet(fh, index=False))
+    lake.write_with(
+        layout.store_partition("features", UC, DAY), lambda fh: features.to_parquet(fh, index=False)
+    )
     hashed = FrameHash()
     hashed.update(features)
     label_hash = None
     if labels is not None:
-        lake.write_with(layout.store_partition("labels", UC, DAY), lambda fh: labels.to_parquet(fh, index=False))
+        lake.write_with(
+            layout.store_partition("labels", UC, DAY), lambda fh: labels.to_parquet(fh, index=False)
+        )
         label_hash = FrameHash()
         label_hash.update(labels)
         lake.write_json(layout.label_manifest(UC, DAY), label_manifest(UC, DAY, labels))
@@ -157,7 +163,9 @@ def test_a_label_feed_day_keeps_its_labels_when_its_features_are_committed(tmp_p
     store = ParquetFeatureStore(lake)
     features, labels = delivery(120)
     _write_earlier_layout(lake, features, labels)  # the earlier layout's label manifest: a label feed's
-    lake.write_json(layout.feature_manifest(UC, DAY), lake.read_json(layout.feature_manifest(UC, DAY)) | {"label_rows": 0})
+    lake.write_json(
+        layout.feature_manifest(UC, DAY), lake.read_json(layout.feature_manifest(UC, DAY)) | {"label_rows": 0}
+    )
 
     store.write_partition(UC, DAY, features, None, "v1")  # a batch without labels
     assert lake.exists(layout.store_partition("labels", UC, DAY))
@@ -246,7 +254,11 @@ def test_the_day_lock_admits_one_holder_at_a_time(tmp_path: Path) -> None:
         t.join()
     assert len(overlaps) == 80 and max(overlaps) == 1
 
-    with lake.lock(rel), pytest.raises(TimeoutError, match="still held by another writer"), lake.lock(rel, wait=0.2):
+    with (
+        lake.lock(rel),
+        pytest.raises(TimeoutError, match="still held by another writer"),
+        lake.lock(rel, wait=0.2),
+    ):
         pass
     with pytest.raises(RuntimeError, match="boom"), lake.lock(rel):
         raise RuntimeError("boom")

@@ -168,7 +168,9 @@ def test_extract_cuts_the_day_and_verifies_bytes_it_did_not_archive_now(fresh_ho
     parts = extract_and_split(use_case, DAY, lake, settings.landing_uri)
     manifest = read_manifest(lake, "churn", DAY)
     assert len(parts) >= 4 and parts[0]["start"] == 0 and parts[-1]["end"] == manifest["bytes"]
-    assert extract_and_split(use_case, DAY, lake, settings.landing_uri) == parts  # the same bytes again: a no-op
+    assert (
+        extract_and_split(use_case, DAY, lake, settings.landing_uri) == parts
+    )  # the same bytes again: a no-op
 
     archived = lake.path(layout.raw_object("churn", DAY, manifest["sha256"], "csv"))
     archived.write_bytes(archived.read_bytes().replace(b"basic", b"BASIC", 1))  # tampered in the lake

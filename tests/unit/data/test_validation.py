@@ -46,7 +46,9 @@ def test_event_time_window_allows_the_day_and_the_tolerance_but_not_the_future()
 def _shift(frame: pd.DataFrame, rows: int, to: str) -> pd.DataFrame:
     """Events one second apart from 01:00 of DAY, the first ``rows`` of them moved to ``to``."""
     frame = frame.copy()
-    frame["event_time"] = pd.Timestamp(DAY) + pd.Timedelta(hours=1) + pd.to_timedelta(range(len(frame)), unit="s")
+    frame["event_time"] = (
+        pd.Timestamp(DAY) + pd.Timedelta(hours=1) + pd.to_timedelta(range(len(frame)), unit="s")
+    )
     frame.loc[frame.index[:rows], "event_time"] = pd.Timestamp(to)
     return frame
 
@@ -57,7 +59,14 @@ def _shift(frame: pd.DataFrame, rows: int, to: str) -> pd.DataFrame:
         pytest.param(3, "2027-01-05 10:00", 0, NOW, False, id="a-year-in-the-future"),
         pytest.param(4, "2026-01-03 23:00", 0, NOW, False, id="two-days-early"),
         pytest.param(5, "2026-01-04 23:00", 2, NOW, True, id="late-within-tolerance"),
-        pytest.param(2, "2026-01-05 18:00", 0, dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC), False, id="after-the-run-started"),
+        pytest.param(
+            2,
+            "2026-01-05 18:00",
+            0,
+            dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC),
+            False,
+            id="after-the-run-started",
+        ),
         pytest.param(0, "2026-01-05 00:00", 0, NOW, True, id="all-inside-the-day"),
     ],
 )

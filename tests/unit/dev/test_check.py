@@ -72,12 +72,20 @@ def _derive(config: Path) -> None:
     assert not bad, bad
     for use_case in good.values():
         for feed in use_case.feeds:
-            suite_path(config, feed.stream).write_text(json.dumps(derive_suite(feed), indent=2, sort_keys=True) + "\n")
+            suite_path(config, feed.stream).write_text(
+                json.dumps(derive_suite(feed), indent=2, sort_keys=True) + "\n"
+            )
 
 
-def _check(config: Path, *names: str, expect_retrain: bool = False, since: str | None = None) -> list[UseCaseCheck]:
+def _check(
+    config: Path, *names: str, expect_retrain: bool = False, since: str | None = None
+) -> list[UseCaseCheck]:
     options = CheckOptions(
-        config_dir=config, feature_repo=config.parent / "include" / "feature_repo", since=since, expect_retrain=expect_retrain, smoke=False
+        config_dir=config,
+        feature_repo=config.parent / "include" / "feature_repo",
+        since=since,
+        expect_retrain=expect_retrain,
+        smoke=False,
     )
     return run_checks(list(names), options)
 
@@ -164,11 +172,19 @@ def test_feature_code_that_raises_is_named_with_its_error(config: Path) -> None:
         "from mlops.core.feature_repo import feature\n\n\n"
         "@feature\ndef contacts_share(batch):\n    return batch['support_contacts_30d'] / batch['no_such_column']\n"
     )
-    feature = {"name": "contacts_share", "transform": "code", "function": "risk.contacts_share", "inputs": ["support_contacts_30d"]}
+    feature = {
+        "name": "contacts_share",
+        "transform": "code",
+        "function": "risk.contacts_share",
+        "inputs": ["support_contacts_30d"],
+    }
     _edit(config, "churn", lambda raw: raw["features"].append(feature))
     (check,) = _check(config, "churn")
     message = _errors(check)["features"]
-    assert "feature 'contacts_share' (risk.contacts_share) raised KeyError: 'no_such_column' on the sample" in message
+    assert (
+        "feature 'contacts_share' (risk.contacts_share) raised KeyError: 'no_such_column' on the sample"
+        in message
+    )
 
 
 @pytest.mark.usefixtures("no_registry")
@@ -177,15 +193,27 @@ def test_feature_code_that_does_not_import_is_named(config: Path) -> None:
     (repo / "risk.py").write_text(
         "import no_such_package\nfrom mlops.core.feature_repo import feature\n\n\n@feature\ndef tenure_years(batch):\n    return batch['tenure_months'] / 12\n"
     )
-    feature = {"name": "tenure_years", "transform": "code", "function": "risk.tenure_years", "inputs": ["tenure_months"]}
+    feature = {
+        "name": "tenure_years",
+        "transform": "code",
+        "function": "risk.tenure_years",
+        "inputs": ["tenure_months"],
+    }
     _edit(config, "churn", lambda raw: raw["features"].append(feature))
     (check,) = _check(config, "churn")
-    assert "cannot be imported: ModuleNotFoundError: No module named 'no_such_package'" in _errors(check)["features"]
+    assert (
+        "cannot be imported: ModuleNotFoundError: No module named 'no_such_package'"
+        in _errors(check)["features"]
+    )
 
 
 @pytest.mark.usefixtures("no_registry")
 def test_a_use_case_without_a_simulator_is_checked_on_synthesized_rows(config: Path) -> None:
-    text = (config / "use_cases" / "delivery_time.yaml").read_text().replace("name: delivery_time", "name: courier_eta")
+    text = (
+        (config / "use_cases" / "delivery_time.yaml")
+        .read_text()
+        .replace("name: delivery_time", "name: courier_eta")
+    )
     (config / "use_cases" / "courier_eta.yaml").write_text(text)
     _derive(config)
     (check,) = _check(config, "courier_eta")
@@ -229,7 +257,9 @@ def _register_champion(use_case_name: str, config: Path) -> str:
             registered_model_name=use_case.registered_model_name, skops_trusted_types=skops_trusted_types(pipe),
         )  # fmt: skip
     version = str(info.registered_model_version)
-    registry.tag_version(client, use_case.registered_model_name, version, {tags.FEATURE_VERSION: use_case.feature_version})
+    registry.tag_version(
+        client, use_case.registered_model_name, version, {tags.FEATURE_VERSION: use_case.feature_version}
+    )
     client.set_registered_model_alias(use_case.registered_model_name, registry.CHAMPION, version)
     return version
 
@@ -248,7 +278,9 @@ def test_a_removed_column_the_champion_reads_fails_naming_it(config: Path, fresh
     _derive(config)
     (check,) = _check(config, "churn")
     contract = [f.message for f in check.findings if f.check == "contract" and f.status == "error"]
-    assert any(f"feature 'support_contacts_30d' is removed but champion v{version} reads it" in m for m in contract), contract
+    assert any(
+        f"feature 'support_contacts_30d' is removed but champion v{version} reads it" in m for m in contract
+    ), contract
     assert any("column 'support_contacts_30d' is removed" in m for m in contract), contract
     assert any("feature definitions differ" in m for m in contract), contract
     assert all("--expect-retrain" in m for m in contract)
@@ -264,16 +296,30 @@ def test_a_retyped_column_or_feature_the_champion_reads_fails_naming_it(config: 
     from mlops.core.config import get_use_case
 
     before = get_use_case("churn", config)
-    champion = Champion("4", before.feature_version, {f.name: "category" if f.categorical else "numeric" for f in before.features})
+    champion = Champion(
+        "4",
+        before.feature_version,
+        {f.name: "category" if f.categorical else "numeric" for f in before.features},
+    )
     _edit(config, "churn", lambda raw: raw["schema"]["columns"]["logins_30d"].update(type="float"))
     (finding,) = contract_findings(get_use_case("churn", config), champion, before, expect_retrain=False)
     assert finding.status == "error"
-    assert "column 'logins_30d' is retyped from int to float but champion v4 reads it (feature 'log_logins_30d')" in finding.message
+    assert (
+        "column 'logins_30d' is retyped from int to float but champion v4 reads it (feature 'log_logins_30d')"
+        in finding.message
+    )
 
     _edit(config, "churn", lambda raw: raw["features"][0].update(transform="category"))
-    messages = [f.message for f in contract_findings(get_use_case("churn", config), champion, before, expect_retrain=False)]
-    assert any("feature 'tenure_months' is retyped: numeric for champion v4, category now" in m for m in messages), messages
-    assert any("tenure_months changed" in m and "scoring and serving refuse champion v4" in m for m in messages), messages
+    messages = [
+        f.message
+        for f in contract_findings(get_use_case("churn", config), champion, before, expect_retrain=False)
+    ]
+    assert any(
+        "feature 'tenure_months' is retyped: numeric for champion v4, category now" in m for m in messages
+    ), messages
+    assert any(
+        "tenure_months changed" in m and "scoring and serving refuse champion v4" in m for m in messages
+    ), messages
 
 
 # -- the dry-run gate ----------------------------------------------------------------------------------
@@ -307,23 +353,36 @@ def test_a_change_that_would_lose_to_the_champion_fails_the_dry_run() -> None:
     scores = np.random.default_rng(0).uniform(size=len(holdout))
     (finding,) = dry_run_findings(use_case, holdout, scores, baseline, champion, "7", expect_retrain=False)
     assert finding.status == "error"
-    assert "worse than champion v7 on roc_auc" in finding.message and "would not be promoted" in finding.message
+    assert (
+        "worse than champion v7 on roc_auc" in finding.message and "would not be promoted" in finding.message
+    )
 
 
 def test_a_tie_with_the_champion_is_reported_not_failed() -> None:
     use_case, holdout, champion, champion_scores, baseline = _holdout_and_champion("delivery_time")
-    (finding,) = dry_run_findings(use_case, holdout, champion_scores, baseline, champion, "3", expect_retrain=False)
+    (finding,) = dry_run_findings(
+        use_case, holdout, champion_scores, baseline, champion, "3", expect_retrain=False
+    )
     assert finding.status == "ok"
-    assert "would not be promoted" in finding.message and "not clearly better than champion" in finding.message
+    assert (
+        "would not be promoted" in finding.message and "not clearly better than champion" in finding.message
+    )
 
 
 def test_a_champion_that_cannot_score_the_new_features_is_named() -> None:
     use_case, holdout, champion, champion_scores, baseline = _holdout_and_champion("delivery_time")
     changed = holdout.drop(columns=["weather"]).assign(weather_code=1.0)
     renamed = use_case.model_copy(
-        update={"features": [f.model_copy(update={"name": "weather_code"}) if f.name == "weather" else f for f in use_case.features]}
+        update={
+            "features": [
+                f.model_copy(update={"name": "weather_code"}) if f.name == "weather" else f
+                for f in use_case.features
+            ]
+        }
     )
-    (finding,) = dry_run_findings(renamed, changed, champion_scores, baseline, champion, "3", expect_retrain=False)
+    (finding,) = dry_run_findings(
+        renamed, changed, champion_scores, baseline, champion, "3", expect_retrain=False
+    )
     assert finding.status == "error" and "champion v3 cannot score the changed features" in finding.message
 
 
@@ -331,14 +390,21 @@ def test_a_champion_that_cannot_score_the_new_features_is_named() -> None:
 
 
 def _with_code_feature(config: Path) -> None:
-    feature = {"name": "charges_per_contact", "transform": "code", "function": "churn.charges_per_contact", "inputs": ["monthly_charges", "support_contacts_30d"]}
+    feature = {
+        "name": "charges_per_contact",
+        "transform": "code",
+        "function": "churn.charges_per_contact",
+        "inputs": ["monthly_charges", "support_contacts_30d"],
+    }
     _edit(config, "churn", lambda raw: raw["features"].append(feature))
     _derive(config)
     _commit(config.parent)
 
 
 def _selected(config: Path, platform: Path) -> dict[str, list[str]]:
-    options = CheckOptions(config_dir=config, feature_repo=config.parent / "include" / "feature_repo", since="HEAD")
+    options = CheckOptions(
+        config_dir=config, feature_repo=config.parent / "include" / "feature_repo", since="HEAD"
+    )
     return select_use_cases([], options, [platform])
 
 
@@ -372,7 +438,9 @@ def test_since_picks_only_the_use_cases_a_change_touches(config: Path) -> None:
     assert set(_selected(config, platform)) == {"churn", "delivery_time"}
 
 
-def test_since_with_nothing_touched_checks_nothing(config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_since_with_nothing_touched_checks_nothing(
+    config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
     report = tmp_path / "report.md"
     assert main(["check", "--since", "HEAD", "--config-dir", str(config), "--report", str(report)]) == 0
@@ -390,7 +458,12 @@ def test_since_outside_git_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_the_report_is_one_table_and_a_list_per_use_case() -> None:
     ok = UseCaseCheck("churn", ["named"], [Finding("config", "ok", "valid")], 3.0)
-    bad = UseCaseCheck("delivery_time", ["use_cases/delivery_time.yaml"], [Finding("suite", "error", "out of date | stale")], 1.0)
+    bad = UseCaseCheck(
+        "delivery_time",
+        ["use_cases/delivery_time.yaml"],
+        [Finding("suite", "error", "out of date | stale")],
+        1.0,
+    )
     text = render_report([ok, bad], since="origin/main")
     assert "**1 of 2 use case(s) failed.**" in text
     assert "| `delivery_time` | ❌ failed | use_cases/delivery_time.yaml | 1 s |" in text
@@ -404,7 +477,11 @@ def test_the_smoke_run_gets_a_scratch_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.prod:5000")
     monkeypatch.setenv("MLOPS_LAKE_URI", "s3://aws_lake@prod/lake")
     env = smoke_environment(tmp_path, tmp_path / "config", tmp_path / "repo")
-    assert "AIRFLOW_CONN_MLOPS_SLACK" not in env and "MLFLOW_TRACKING_URI" not in env and "MLOPS_LAKE_URI" not in env
+    assert (
+        "AIRFLOW_CONN_MLOPS_SLACK" not in env
+        and "MLFLOW_TRACKING_URI" not in env
+        and "MLOPS_LAKE_URI" not in env
+    )
     assert env["MLOPS_HOME"] == str(tmp_path) and env["MLOPS_CONFIG_DIR"] == str(tmp_path / "config")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path}/airflow/airflow.db"
 
@@ -415,7 +492,11 @@ def test_the_scratch_config_lands_every_feed_as_files(tmp_path: Path) -> None:
 
     source = tmp_path / "config"
     shutil.copytree(ROOT / "config", source)
-    _edit(source, "churn", lambda raw: raw.update(source={"kind": "sql", "conn_id": "warehouse", "query": "select 1"}))
+    _edit(
+        source,
+        "churn",
+        lambda raw: raw.update(source={"kind": "sql", "conn_id": "warehouse", "query": "select 1"}),
+    )
     config = scratch_config(source / "use_cases" / "churn.yaml", source, tmp_path / "scratch")
     assert [p.name for p in (config / "use_cases").iterdir()] == ["churn.yaml"]
     use_case = load_use_case_file(config / "use_cases" / "churn.yaml")

@@ -7,7 +7,11 @@ import pytest
 from mlops.dev.cli import main
 
 # Variables the serve command fills in when unset; restored after each test.
-FILLED_IN = ("OMP_NUM_THREADS", "AIRFLOW__LOGGING__LOGGING_LEVEL", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION")
+FILLED_IN = (
+    "OMP_NUM_THREADS",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+)
 
 
 @pytest.fixture(autouse=True)

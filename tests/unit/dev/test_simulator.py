@@ -14,9 +14,9 @@ def test_each_label_arrives_once_after_its_delay_or_never() -> None:
     event_days = [START + dt.timedelta(days=i) for i in range(3)]
     deliveries = pd.concat(
         [
-            simulate_labels("churn", START + dt.timedelta(days=i), rows=300, delays=delays, first_event_day=START).assign(
-                delivered=START + dt.timedelta(days=i)
-            )
+            simulate_labels(
+                "churn", START + dt.timedelta(days=i), rows=300, delays=delays, first_event_day=START
+            ).assign(delivered=START + dt.timedelta(days=i))
             for i in range(1, 3 + delays.horizon + 1)
         ],
         ignore_index=True,
@@ -31,7 +31,10 @@ def test_each_label_arrives_once_after_its_delay_or_never() -> None:
         assert lag.min() >= 1 and lag.max() <= delays.max_days + delays.late_days
         assert (lag > delays.max_days).any()  # some arrive late
         truth = batch.set_index(["customer_id", "event_time"])["churned"]
-        assert (got.set_index(["customer_id", "event_time"])["churned"] == truth.loc[got.set_index(["customer_id", "event_time"]).index]).all()
+        assert (
+            got.set_index(["customer_id", "event_time"])["churned"]
+            == truth.loc[got.set_index(["customer_id", "event_time"]).index]
+        ).all()
 
 
 def test_concept_drift_changes_the_labels_not_the_inputs() -> None:

@@ -19,7 +19,9 @@ def _pending(fresh_home: Path, approvers: list[str]) -> tuple[Any, Any, Any, Pro
 
     client = registry.configure_mlflow()
     base = get_use_case("churn")
-    use_case = base.model_copy(update={"promotion": base.promotion.model_copy(update={"approvers": approvers})})
+    use_case = base.model_copy(
+        update={"promotion": base.promotion.model_copy(update={"approvers": approvers})}
+    )
     name = use_case.registered_model_name
     client.create_registered_model(name)
     for _ in range(2):
@@ -41,15 +43,33 @@ def _pending(fresh_home: Path, approvers: list[str]) -> tuple[Any, Any, Any, Pro
 
 
 def _answer(choice: str, user: str) -> dict[str, Any]:
-    return {"chosen_options": [choice], "responded_by_user": {"id": user, "name": user}, "params_input": {"comment": "ok"}}
+    return {
+        "chosen_options": [choice],
+        "responded_by_user": {"id": user, "name": user},
+        "params_input": {"comment": "ok"},
+    }
 
 
 @pytest.mark.parametrize(
     ("approvers", "user", "outcome", "says"),
     [
-        pytest.param([], "alice", "approval_refused", "alice triggered this run and cannot also approve it", id="self-approval"),
-        pytest.param(["carol"], "bob", "approval_refused", "bob is not one of the use case's approvers (carol)", id="not-an-approver"),
-        pytest.param(["alice"], "alice", "approval_refused", "four eyes", id="the-only-approver-triggered-it"),
+        pytest.param(
+            [],
+            "alice",
+            "approval_refused",
+            "alice triggered this run and cannot also approve it",
+            id="self-approval",
+        ),
+        pytest.param(
+            ["carol"],
+            "bob",
+            "approval_refused",
+            "bob is not one of the use case's approvers (carol)",
+            id="not-an-approver",
+        ),
+        pytest.param(
+            ["alice"], "alice", "approval_refused", "four eyes", id="the-only-approver-triggered-it"
+        ),
         pytest.param([], "bob", "approved", "approved by bob", id="someone-else"),
         pytest.param(["carol"], "carol", "approved", "approved by carol", id="a-listed-approver"),
     ],
@@ -58,7 +78,14 @@ def test_who_may_approve_is_enforced_where_the_answer_is_acted_on(
     fresh_home: Path, approvers: list[str], user: str, outcome: str, says: str
 ) -> None:
     client, use_case, lake, gate = _pending(fresh_home, approvers)
-    entry = apply_approval(use_case, gate, _answer("Approve", user), lake, dag_id="churn_training", airflow_run_id="manual__alice")
+    entry = apply_approval(
+        use_case,
+        gate,
+        _answer("Approve", user),
+        lake,
+        dag_id="churn_training",
+        airflow_run_id="manual__alice",
+    )
     assert entry["outcome"] == outcome and says in entry["reason"]
     assert entry["reviewed_by"] == user and entry["triggered_by"]["user"] == "alice"
     champion = registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION)
@@ -69,9 +96,18 @@ def test_who_may_approve_is_enforced_where_the_answer_is_acted_on(
 def test_a_rejection_by_the_trigger_still_counts(fresh_home: Path) -> None:
     """Four eyes guards promotion: anyone allowed may say no, including the run's trigger."""
     client, use_case, lake, gate = _pending(fresh_home, [])
-    entry = apply_approval(use_case, gate, _answer("Reject", "alice"), lake, dag_id="churn_training", airflow_run_id="manual__alice")
+    entry = apply_approval(
+        use_case,
+        gate,
+        _answer("Reject", "alice"),
+        lake,
+        dag_id="churn_training",
+        airflow_run_id="manual__alice",
+    )
     assert entry["outcome"] == "rejected_by_reviewer"
-    assert str(registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION).version) == "1"
+    assert (
+        str(registry.alias_version(client, use_case.registered_model_name, registry.CHAMPION).version) == "1"
+    )
 
 
 def test_the_request_names_its_trigger_and_who_may_answer(fresh_home: Path) -> None:

@@ -25,7 +25,9 @@ DAYS = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(6)]
 
 
 @pytest.mark.slow  # the whole loop in process: six days ingested, trained, promoted, scored
-def test_contributions_are_logged_and_written_beside_scores(fresh_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_contributions_are_logged_and_written_beside_scores(
+    fresh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pandas as pd
 
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(config_with(fresh_home, {"churn": {"scoring.explain": True}})))
@@ -37,8 +39,18 @@ def test_contributions_are_logged_and_written_beside_scores(fresh_home: Path, mo
         validate_batch(uc, day, lake, settings.config_dir)
         materialize_features(uc, day, lake, store)
     manifest = prepare_training_set(uc, DAYS[-1], lake, store, "manual__explain")
-    trained = train_and_register(uc, manifest, lake, hyperparameters={}, dag_id="churn_training", airflow_run_id="manual__explain", reason="t")
-    assert evaluate_and_promote(uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__explain")["promoted"]
+    trained = train_and_register(
+        uc,
+        manifest,
+        lake,
+        hyperparameters={},
+        dag_id="churn_training",
+        airflow_run_id="manual__explain",
+        reason="t",
+    )
+    assert evaluate_and_promote(
+        uc, trained, manifest, lake, mode="auto", dag_id="churn_training", airflow_run_id="manual__explain"
+    )["promoted"]
 
     client = registry.configure_mlflow()
     run = client.get_run(trained["run_id"])
@@ -62,7 +74,9 @@ def test_contributions_are_logged_and_written_beside_scores(fresh_home: Path, mo
     at_base = features[uc.feature_names].head(1).copy()
     for name, value in base.items():
         at_base[name] = value
-    assert explain.contributions(model, at_base, base, uc.task).abs().to_numpy().max() == pytest.approx(0.0, abs=1e-12)
+    assert explain.contributions(model, at_base, base, uc.task).abs().to_numpy().max() == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_scoring_with_explanations_names_a_champion_run_without_a_baseline(fresh_home: Path) -> None:

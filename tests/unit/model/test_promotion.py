@@ -24,7 +24,9 @@ GOOD = {"roc_auc": 0.85, "log_loss": 0.3}
 # Evidence of a challenger with sane outputs that clearly beats the trivial baseline: these tests
 # are about thresholds, the champion comparison and modes (test_promotion_evidence.py: the rest).
 EVIDENCE = {
-    "sanity": Sanity(3000, non_finite=0, score_min=0.01, score_max=0.99, problems=[], predicted_classes=[0, 1]),
+    "sanity": Sanity(
+        3000, non_finite=0, score_min=0.01, score_max=0.99, problems=[], predicted_classes=[0, 1]
+    ),
     "baseline": BaselineCheck("prior", Comparison("roc_auc", 0.85, 0.5, 0.35, 0.33, 0.37, 300, 0.95), 0.0),
 }
 
@@ -40,7 +42,9 @@ def _compare(challenger_quality: float, champion_quality: float, *, same: bool =
     y, champion = _scores(champion_quality, 1)
     rng = np.random.default_rng(2)
     challenger = champion.copy() if same else challenger_quality * y + rng.normal(0, 1, len(y))
-    return bootstrap_difference(y, challenger, champion, roc_auc_score, higher_is_better=True, samples=300, confidence=0.95)
+    return bootstrap_difference(
+        y, challenger, champion, roc_auc_score, higher_is_better=True, samples=300, confidence=0.95
+    )
 
 
 def test_clearly_better_challenger_is_promoted() -> None:
@@ -114,9 +118,10 @@ def test_lower_is_better_metric_sign() -> None:
     good = y + rng.normal(0, 1, 2000)
     bad = y + rng.normal(0, 5, 2000)
     rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
-    comparison = bootstrap_difference(y, good, bad, rmse, higher_is_better=False, samples=200, confidence=0.95)
+    comparison = bootstrap_difference(
+        y, good, bad, rmse, higher_is_better=False, samples=200, confidence=0.95
+    )
     assert comparison.improvement > 0 and comparison.ci_low > 0
-
 
 
 def test_approval_mode_waits_instead_of_promoting() -> None:
@@ -135,7 +140,12 @@ def test_approval_mode_rejects_a_loser_without_asking() -> None:
 # The configured mode is a floor: every (configured, requested) pair -------------------------------
 
 # What a passing challenger's decision is in each mode (no champion yet: it passes the thresholds).
-OUTCOME_IN_MODE = {"auto": "promoted", "approval": "awaiting_approval", "dry_run": "dry_run_promote", "disabled": "disabled"}
+OUTCOME_IN_MODE = {
+    "auto": "promoted",
+    "approval": "awaiting_approval",
+    "dry_run": "dry_run_promote",
+    "disabled": "disabled",
+}
 MODES = list(PROMOTION_MODES)
 
 
@@ -147,7 +157,9 @@ def test_a_run_may_make_promotion_stricter_never_looser(configured: str, request
     spec = SPEC.model_copy(update={"mode": configured})
     looser = requested is not None and MODES.index(requested) < MODES.index(configured)
     if looser:
-        with pytest.raises(PromotionModeRefused, match=f"{requested!r} is looser than the use case's {configured!r}"):
+        with pytest.raises(
+            PromotionModeRefused, match=f"{requested!r} is looser than the use case's {configured!r}"
+        ):
             decide(GOOD, spec, comparison=None, has_champion=False, **EVIDENCE, mode=requested)
         assert requested not in spec.allowed_modes()  # the form does not offer it either
         return
@@ -159,7 +171,9 @@ def test_a_run_may_make_promotion_stricter_never_looser(configured: str, request
 
 def test_an_unknown_mode_is_refused_naming_the_allowed_ones() -> None:
     spec = SPEC.model_copy(update={"mode": "approval"})
-    with pytest.raises(PromotionModeRefused, match="unknown promotion mode 'yolo'; one of approval, dry_run, disabled"):
+    with pytest.raises(
+        PromotionModeRefused, match="unknown promotion mode 'yolo'; one of approval, dry_run, disabled"
+    ):
         spec.run_mode("yolo")
 
 
@@ -175,7 +189,9 @@ def test_an_unknown_mode_is_refused_naming_the_allowed_ones() -> None:
         pytest.param("2026-12-07", False, False, id="newer"),
     ],
 )
-def test_a_challenger_trained_before_the_champion_is_refused(challenger_end: str, accepted: bool, refused: bool) -> None:
+def test_a_challenger_trained_before_the_champion_is_refused(
+    challenger_end: str, accepted: bool, refused: bool
+) -> None:
     import datetime as dt
 
     from mlops.model.promotion import staleness
@@ -183,6 +199,9 @@ def test_a_challenger_trained_before_the_champion_is_refused(challenger_end: str
     why = staleness(dt.date.fromisoformat(challenger_end), dt.date(2026, 12, 6), "2", accepted=accepted)
     assert (why is not None) == refused
     if refused:
-        assert why is not None and "stale challenger: its data window ends 2026-11-29, before champion v2's" in why
+        assert (
+            why is not None
+            and "stale challenger: its data window ends 2026-11-29, before champion v2's" in why
+        )
         decision = decide(GOOD, SPEC, comparison=_compare(2.0, 1.0), has_champion=True, stale=why, **EVIDENCE)
         assert not decision.promote and "stale challenger" in decision.reason

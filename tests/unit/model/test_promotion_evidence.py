@@ -62,7 +62,12 @@ def _gather(
     sanity = check_outputs(challenger, task, threshold=DECISION_THRESHOLD, label_range=label_bounds)
     if not sanity.scorable:
         return decide(
-            {}, spec, comparison=None, has_champion=champion is not None, sanity=sanity, baseline=None,
+            {},
+            spec,
+            comparison=None,
+            has_champion=champion is not None,
+            sanity=sanity,
+            baseline=None,
             mode=mode,
         )
     paired = {
@@ -90,6 +95,7 @@ def _gather(
 
 
 # 1. A baseline to beat: a model trained on shuffled labels is refused, also as the first model ----------
+
 
 @functools.cache
 def _simulated(use_case: str, days: int = 6, rows: int = 500) -> dict[str, pd.DataFrame]:
@@ -182,6 +188,7 @@ def test_roc_auc_is_scikit_learns(scores: np.ndarray) -> None:
 
 # 2. Slices -----------------------------------------------------------------------------------------------
 
+
 def _ranked(quality: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -240,7 +247,12 @@ def test_a_challenger_better_overall_but_worse_on_a_slice(
     data = _plans()
     spec = SPEC.model_copy(update={"slices": slices})
     decision = _gather(
-        spec, "classification", data["holdout"], data["y"], data["challenger"], data["baseline"],
+        spec,
+        "classification",
+        data["holdout"],
+        data["y"],
+        data["challenger"],
+        data["baseline"],
         data["champion"],
     )
     # Better overall, clearly.
@@ -383,6 +395,7 @@ def test_regression_slices_are_judged_with_lower_is_better() -> None:
 
 # 3. Sane outputs -----------------------------------------------------------------------------------------
 
+
 def _probabilities(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -456,6 +469,7 @@ def test_scorable_evidence_is_required() -> None:
 
 
 # Config -------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("slices", "message"),

@@ -67,17 +67,42 @@ def test_rollback_is_explicit_and_running_it_twice_changes_nothing(fresh_home: P
     client, use_case, lake = _two_versions(fresh_home)
     name = use_case.registered_model_name
 
-    entry = registry.rollback(use_case, lake, version="1", reason="v2 mis-scores new customers", dag_id="churn_rollback", airflow_run_id="manual__1")
+    entry = registry.rollback(
+        use_case,
+        lake,
+        version="1",
+        reason="v2 mis-scores new customers",
+        dag_id="churn_rollback",
+        airflow_run_id="manual__1",
+    )
     assert entry["outcome"] == "rollback" and "v2 mis-scores new customers" in entry["reason"]
     assert registry.alias_version(client, name, registry.CHAMPION).version == 1
     assert registry.alias_version(client, name, registry.PREVIOUS).version == 2
 
-    again = registry.rollback(use_case, lake, version="1", reason="clicked twice", dag_id="churn_rollback", airflow_run_id="manual__2")
+    again = registry.rollback(
+        use_case,
+        lake,
+        version="1",
+        reason="clicked twice",
+        dag_id="churn_rollback",
+        airflow_run_id="manual__2",
+    )
     assert again["outcome"] == "rollback_noop"
     assert registry.alias_version(client, name, registry.CHAMPION).version == 1  # not toggled back to v2
 
-    registry.rollback(use_case, lake, version="1", reason="clicked twice", dag_id="churn_rollback", airflow_run_id="manual__2")  # a task retry
-    rollbacks = [h["airflow_run_id"] for h in registry.promotion_history(lake, "churn") if h["outcome"].startswith("rollback")]
+    registry.rollback(
+        use_case,
+        lake,
+        version="1",
+        reason="clicked twice",
+        dag_id="churn_rollback",
+        airflow_run_id="manual__2",
+    )  # a task retry
+    rollbacks = [
+        h["airflow_run_id"]
+        for h in registry.promotion_history(lake, "churn")
+        if h["outcome"].startswith("rollback")
+    ]
     assert rollbacks == ["manual__1", "manual__2"]
 
 
@@ -86,18 +111,34 @@ def test_rollback_is_explicit_and_running_it_twice_changes_nothing(fresh_home: P
     [
         pytest.param("9", "bad model", "no version '9'", id="unknown-version"),
         pytest.param("1", "  ", "needs a reason", id="no-reason"),
-        pytest.param("3", "v3 looked fine", "v3 of 'churn_model' was never the champion", id="rejected-by-the-gate"),
+        pytest.param(
+            "3", "v3 looked fine", "v3 of 'churn_model' was never the champion", id="rejected-by-the-gate"
+        ),
         pytest.param("4", "try the newest", "v4 of 'churn_model' was never the champion", id="never-judged"),
-        pytest.param("1", "features changed", "cannot roll back to v1 was trained on feature version 0000", id="features-changed"),
+        pytest.param(
+            "1",
+            "features changed",
+            "cannot roll back to v1 was trained on feature version 0000",
+            id="features-changed",
+        ),
     ],
 )
-def test_rollback_refuses_what_it_cannot_do(fresh_home: Path, version: str, reason: str, message: str) -> None:
+def test_rollback_refuses_what_it_cannot_do(
+    fresh_home: Path, version: str, reason: str, message: str
+) -> None:
     client, use_case, lake = _two_versions(fresh_home)
     name = use_case.registered_model_name
     if reason == "features changed":  # v1 was trained before a feature or its code changed
         client.set_model_version_tag(name, "1", tags.FEATURE_VERSION, "0000")
     before = registry.promotion_history(lake, "churn")
     with pytest.raises(registry.RollbackRefused, match=message):
-        registry.rollback(use_case, lake, version=version, reason=reason, dag_id="churn_rollback", airflow_run_id="manual__x")
+        registry.rollback(
+            use_case,
+            lake,
+            version=version,
+            reason=reason,
+            dag_id="churn_rollback",
+            airflow_run_id="manual__x",
+        )
     assert registry.alias_version(client, name, registry.CHAMPION).version == 2  # nothing moved
     assert registry.promotion_history(lake, "churn") == before  # and nothing was recorded

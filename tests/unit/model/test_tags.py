@@ -29,7 +29,9 @@ def test_a_search_finds_exactly_the_run_carrying_every_tag(fresh_home: Path) -> 
     ("values", "expected"),
     [
         pytest.param({tags.AIRFLOW_RUN_ID: "manual__1"}, "tags.airflow_run_id = 'manual__1'", id="plain-key"),
-        pytest.param({tags.PARENT_RUN_ID: "abc"}, "tags.`mlflow.parentRunId` = 'abc'", id="dotted-key-is-quoted"),
+        pytest.param(
+            {tags.PARENT_RUN_ID: "abc"}, "tags.`mlflow.parentRunId` = 'abc'", id="dotted-key-is-quoted"
+        ),
         pytest.param(
             {tags.AIRFLOW_RUN_ID: "r", tags.TRAINING_SET_HASH: "h"},
             "tags.airflow_run_id = 'r' and tags.training_set_hash = 'h'",
@@ -77,7 +79,11 @@ def spelled_tag_names(source: str) -> list[str]:
         literals: list[ast.expr] = []
         if method in _NAME_ARG and len(args) > _NAME_ARG[method]:
             literals.append(args[_NAME_ARG[method]])
-        if method in _DICT_ARG and len(args) > _DICT_ARG[method] and isinstance(args[_DICT_ARG[method]], ast.Dict):
+        if (
+            method in _DICT_ARG
+            and len(args) > _DICT_ARG[method]
+            and isinstance(args[_DICT_ARG[method]], ast.Dict)
+        ):
             literals += [k for k in args[_DICT_ARG[method]].keys if k is not None]  # type: ignore[union-attr]
         for keyword in node.keywords:
             if keyword.arg == "tags" and isinstance(keyword.value, ast.Dict):
@@ -90,7 +96,9 @@ def spelled_tag_names(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in MODEL.glob("*.py") if p.name != "tags.py"), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in MODEL.glob("*.py") if p.name != "tags.py"), ids=lambda p: p.name
+)
 def test_model_modules_name_tags_through_the_tags_module(path: Path) -> None:
     assert spelled_tag_names(path.read_text()) == [], f"{path.name}: use the names in mlops.model.tags"
 
@@ -104,4 +112,6 @@ def test_the_tag_name_check_can_fail() -> None:
         "client.search_runs([e], filter_string=f\"tags.airflow_run_id = '{r}'\")\n"
         "client.set_tag(run, tags.WORKER, w)\n"
     )
-    assert [line.split(":")[0] for line in spelled_tag_names(source)] == [f"line {i}" for i in (1, 2, 3, 4, 5)]
+    assert [line.split(":")[0] for line in spelled_tag_names(source)] == [
+        f"line {i}" for i in (1, 2, 3, 4, 5)
+    ]

@@ -25,7 +25,9 @@ def _predictions(day: dt.date, n: int = 100) -> pd.DataFrame:
     )
 
 
-def _labels(preds: pd.DataFrame, arrived: dt.date, *, perfect: bool, rows: slice = slice(None)) -> pd.DataFrame:
+def _labels(
+    preds: pd.DataFrame, arrived: dt.date, *, perfect: bool, rows: slice = slice(None)
+) -> pd.DataFrame:
     part = preds.iloc[rows]
     label = (part["score"] > 0.5).astype(float) if perfect else 1.0 - (part["score"] > 0.5).astype(float)
     return pd.DataFrame(
@@ -40,7 +42,13 @@ def _labels(preds: pd.DataFrame, arrived: dt.date, *, perfect: bool, rows: slice
 
 def _measure(labels: pd.DataFrame, preds: pd.DataFrame, as_of: dt.date) -> tuple:
     return live_performance(
-        labels, preds, as_of=pd.Timestamp(as_of + dt.timedelta(days=1)), out_col="score", task="classification", metric="accuracy", min_rows=20
+        labels,
+        preds,
+        as_of=pd.Timestamp(as_of + dt.timedelta(days=1)),
+        out_col="score",
+        task="classification",
+        metric="accuracy",
+        min_rows=20,
     )
 
 
@@ -48,7 +56,9 @@ def _measure(labels: pd.DataFrame, preds: pd.DataFrame, as_of: dt.date) -> tuple
     "arrival, checked_on, counted",
     [
         pytest.param(DAY1 + dt.timedelta(days=1), DAY1 + dt.timedelta(days=2), True, id="on-time"),
-        pytest.param(DAY1 + dt.timedelta(days=9), DAY1 + dt.timedelta(days=2), False, id="late-not-yet-arrived"),
+        pytest.param(
+            DAY1 + dt.timedelta(days=9), DAY1 + dt.timedelta(days=2), False, id="late-not-yet-arrived"
+        ),
         pytest.param(DAY1 + dt.timedelta(days=9), DAY1 + dt.timedelta(days=10), True, id="late-arrived"),
     ],
 )
@@ -66,7 +76,8 @@ def test_never_arriving_labels_leave_a_day_unmeasured_and_others_per_day() -> No
     p1, p2 = _predictions(DAY1), _predictions(DAY2)
     preds = pd.concat([p1, p2], ignore_index=True)
     labels = pd.concat(
-        [_labels(p1, DAY2, perfect=True), _labels(p2, DAY2, perfect=False, rows=slice(0, 10))], ignore_index=True
+        [_labels(p1, DAY2, perfect=True), _labels(p2, DAY2, perfect=False, rows=slice(0, 10))],
+        ignore_index=True,
     )  # day 2: 90 labels never arrive
     overall, by_day = _measure(labels, preds, DAY2 + dt.timedelta(days=1))
     assert by_day == [
@@ -80,5 +91,7 @@ def test_a_corrected_label_counts_once_with_its_latest_value() -> None:
     preds = _predictions(DAY1)
     first = _labels(preds, DAY1 + dt.timedelta(days=1), perfect=False)
     correction = _labels(preds, DAY1 + dt.timedelta(days=2), perfect=True)
-    overall, _ = _measure(pd.concat([first, correction], ignore_index=True), preds, DAY1 + dt.timedelta(days=3))
+    overall, _ = _measure(
+        pd.concat([first, correction], ignore_index=True), preds, DAY1 + dt.timedelta(days=3)
+    )
     assert overall == {"metric": "accuracy", "current": 1.0, "rows": 100}

@@ -31,7 +31,14 @@ def _last(hours_ago: float, version: str = "3") -> dict:
     ],
 )
 def test_retrain_guard(kwargs: dict, trigger: bool, reason: str) -> None:
-    args = {"drifted": True, "active_training_runs": 0, "now": NOW, "last_trigger": None, "cooldown_hours": 24, "champion_version": "3"} | kwargs
+    args = {
+        "drifted": True,
+        "active_training_runs": 0,
+        "now": NOW,
+        "last_trigger": None,
+        "cooldown_hours": 24,
+        "champion_version": "3",
+    } | kwargs
     decision = retrain_guard(**args)
     assert decision.trigger is trigger
     assert reason in decision.reason
@@ -75,7 +82,12 @@ def test_drift_triggers_with_the_reasons_and_the_day() -> None:
         day="2026-02-01",
         training_run_id="drift__2026-02-01__scheduled__2026-02-01",
     )
-    assert decision.record == {"trigger": True, "guard_reason": decision.reason, "at": NOW.isoformat(), "day": "2026-02-01"}
+    assert decision.record == {
+        "trigger": True,
+        "guard_reason": decision.reason,
+        "at": NOW.isoformat(),
+        "day": "2026-02-01",
+    }
 
 
 def test_no_drift_records_a_decision_without_trigger() -> None:
@@ -94,7 +106,9 @@ def test_a_rerun_of_the_same_drift_run_gives_the_same_trigger_and_records_nothin
 
 def test_another_drift_run_inside_the_cooldown_does_not_trigger() -> None:
     first = _decide()
-    later = _decide(state=first.trigger, drift_run_id="scheduled__2026-02-02", now=NOW + dt.timedelta(hours=2))
+    later = _decide(
+        state=first.trigger, drift_run_id="scheduled__2026-02-02", now=NOW + dt.timedelta(hours=2)
+    )
     assert later.trigger is None
     assert later.record is not None and "cooldown" in later.record["guard_reason"]
 
@@ -103,7 +117,15 @@ def test_decide_and_record_writes_the_decision_and_the_state(tmp_path: Path) -> 
     lake = Lake(f"file://{tmp_path}")
     use_case = get_use_case("churn")
     started: set[str] = set()
-    trigger = decide_and_record(lake, use_case, _result(), drift_run_id="run-1", active_training_runs=0, now=NOW, run_exists=started.__contains__)
+    trigger = decide_and_record(
+        lake,
+        use_case,
+        _result(),
+        drift_run_id="run-1",
+        active_training_runs=0,
+        now=NOW,
+        run_exists=started.__contains__,
+    )
     assert trigger is not None
     assert lake.read_json(layout.retrain_guard_state("churn")) == trigger
     assert lake.read_json(layout.retrain_decision("churn", "2026-02-01"))["trigger"] is True
@@ -112,7 +134,13 @@ def test_decide_and_record_writes_the_decision_and_the_state(tmp_path: Path) -> 
     # The next day, same champion, after the cooldown: no second retrain, and the state is kept.
     next_day = _result() | {"day": "2026-02-02"}
     again = decide_and_record(
-        lake, use_case, DriftCheckResult(**next_day), drift_run_id="run-2", active_training_runs=0, now=NOW + dt.timedelta(hours=30), run_exists=started.__contains__
+        lake,
+        use_case,
+        DriftCheckResult(**next_day),
+        drift_run_id="run-2",
+        active_training_runs=0,
+        now=NOW + dt.timedelta(hours=30),
+        run_exists=started.__contains__,
     )
     assert again is None
     assert lake.read_json(layout.retrain_guard_state("churn")) == trigger
@@ -124,12 +152,26 @@ def test_a_claim_whose_training_run_never_started_is_void(tmp_path: Path) -> Non
     lake = Lake(f"file://{tmp_path}")
     use_case = get_use_case("churn")
     nothing_started: set[str] = set()
-    first = decide_and_record(lake, use_case, _result(), drift_run_id="run-1", active_training_runs=0, now=NOW, run_exists=nothing_started.__contains__)
+    first = decide_and_record(
+        lake,
+        use_case,
+        _result(),
+        drift_run_id="run-1",
+        active_training_runs=0,
+        now=NOW,
+        run_exists=nothing_started.__contains__,
+    )
     assert first is not None
     # The trigger task failed: no training run exists. The next day's check may trigger again.
     later = NOW + dt.timedelta(hours=30)
     second = decide_and_record(
-        lake, use_case, DriftCheckResult(**(_result() | {"day": "2026-02-02"})), drift_run_id="run-2", active_training_runs=0, now=later, run_exists=nothing_started.__contains__
+        lake,
+        use_case,
+        DriftCheckResult(**(_result() | {"day": "2026-02-02"})),
+        drift_run_id="run-2",
+        active_training_runs=0,
+        now=later,
+        run_exists=nothing_started.__contains__,
     )
     assert second is not None and second["drift_run_id"] == "run-2"
     assert lake.read_json(layout.retrain_guard_state("churn"))["training_run_id"] == second["training_run_id"]

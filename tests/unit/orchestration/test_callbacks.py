@@ -31,6 +31,7 @@ def outbox(lake: Lake, scope: str) -> list[str]:
 def sent(lake: Lake, scope: str) -> list[str]:
     return alert_names(lake, scope, "sent")
 
+
 def failure_context(task_id: str, error: Exception) -> dict[str, Any]:
     ti = SimpleNamespace(
         dag_id="churn_training", run_id="scheduled__2026-01-05", task_id=task_id, log_url=None

@@ -115,15 +115,24 @@ def test_the_latest_closed_day_is_yesterday_in_utc(now: dt.datetime, expected: d
     "resolve, params, events, words",
     [
         pytest.param(
-            dag_support.resolve_interval, {"interval": "yesterday"}, {}, "param 'interval'='yesterday'",
+            dag_support.resolve_interval,
+            {"interval": "yesterday"},
+            {},
+            "param 'interval'='yesterday'",
             id="interval",
         ),
         pytest.param(
-            dag_support.days_to_score, {"intervals": ["2026-02-30"]}, {}, "param 'intervals'='2026-02-30'",
+            dag_support.days_to_score,
+            {"intervals": ["2026-02-30"]},
+            {},
+            "param 'intervals'='2026-02-30'",
             id="intervals",
         ),
         pytest.param(
-            dag_support.resolve_interval, {}, {"a": [{"interval": "05/01/2026"}]}, "Asset event extra",
+            dag_support.resolve_interval,
+            {},
+            {"a": [{"interval": "05/01/2026"}]},
+            "Asset event extra",
             id="event-extra",
         ),
     ],
@@ -161,7 +170,9 @@ def test_skips_for_lets_any_other_error_through() -> None:
         raise ConnectionError("MLflow is down")
 
 
-def test_a_use_case_with_a_paused_reason_starts_paused_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_a_use_case_with_a_paused_reason_starts_paused_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     import shutil
     from pathlib import Path
 
@@ -328,20 +339,37 @@ def test_optional_count_param(value: Any, accepted: bool) -> None:
 @pytest.mark.parametrize(
     ("run_type", "user", "conf", "params", "expected"),
     [
-        pytest.param("manual", "alice", {}, {}, {"kind": "user", "user": "alice", "ref": None}, id="a-person"),
         pytest.param(
-            "manual", "svc", {}, {"request_id": "r-17"}, {"kind": "upstream", "user": "svc", "ref": "r-17"}, id="upstream"
+            "manual", "alice", {}, {}, {"kind": "user", "user": "alice", "ref": None}, id="a-person"
         ),
         pytest.param(
-            "manual", None, {"drift_run_id": "scheduled__d"}, {}, {"kind": "drift", "user": None, "ref": "scheduled__d"},
+            "manual",
+            "svc",
+            {},
+            {"request_id": "r-17"},
+            {"kind": "upstream", "user": "svc", "ref": "r-17"},
+            id="upstream",
+        ),
+        pytest.param(
+            "manual",
+            None,
+            {"drift_run_id": "scheduled__d"},
+            {},
+            {"kind": "drift", "user": None, "ref": "scheduled__d"},
             id="drift-retrain",
         ),
-        pytest.param("scheduled", None, {}, {}, {"kind": "schedule", "user": None, "ref": "run-1"}, id="schedule"),
-        pytest.param("asset_triggered", None, {}, {}, {"kind": "asset", "user": None, "ref": "run-1"}, id="new-data"),
+        pytest.param(
+            "scheduled", None, {}, {}, {"kind": "schedule", "user": None, "ref": "run-1"}, id="schedule"
+        ),
+        pytest.param(
+            "asset_triggered", None, {}, {}, {"kind": "asset", "user": None, "ref": "run-1"}, id="new-data"
+        ),
         pytest.param("manual", None, {}, {}, {"kind": "unknown", "user": None, "ref": "run-1"}, id="unknown"),
     ],
 )
-def test_a_run_names_who_or_what_started_it(run_type: str, user: str | None, conf: dict, params: dict, expected: dict) -> None:
+def test_a_run_names_who_or_what_started_it(
+    run_type: str, user: str | None, conf: dict, params: dict, expected: dict
+) -> None:
     from types import SimpleNamespace
 
     dag_run = SimpleNamespace(run_id="run-1", run_type=run_type, triggering_user_name=user, conf=conf)

@@ -44,8 +44,8 @@ def use_case() -> UseCase:
     return get_use_case("churn")
 
 
-def render(lake: Lake, use_case: UseCase, page: str,
-    champion: tuple[str | None, str | None] = ("1", None)
+def render(
+    lake: Lake, use_case: UseCase, page: str, champion: tuple[str | None, str | None] = ("1", None)
 ) -> str:
     return pages.render(lake, use_case, ["churn", "fraud"], page, TODAY, champion_of=lambda uc: champion)
 

@@ -81,7 +81,11 @@ RUN_AN_EMBEDDED_WORKER = textwrap.dedent(
 
 def test_an_embedded_executor_worker_imports_the_libraries_before_its_first_task() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", RUN_AN_EMBEDDED_WORKER], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", RUN_AN_EMBEDDED_WORKER],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     report = json.loads(out.strip().splitlines()[-1])
     assert report["missing"] == []

@@ -196,7 +196,9 @@ def _committed_file(
     )
 
 
-def _named(manifest: dict[str, Any], kind: layout.FeatureKind, use_case: str, day: dt.date) -> dict[str, _Source]:
+def _named(
+    manifest: dict[str, Any], kind: layout.FeatureKind, use_case: str, day: dt.date
+) -> dict[str, _Source]:
     """The files a manifest commits, by kind; a manifest of the earlier layout names none: its
     kind's file is at the one path of that layout."""
     files = manifest.get("files")
@@ -362,7 +364,9 @@ class ParquetFeatureStore(PartitionedStore):
             try:
                 self.lake.delete(rel)
             except OSError as exc:
-                log.warning("could not remove %s, which no manifest names any more: %s", self.lake.uri(rel), exc)
+                log.warning(
+                    "could not remove %s, which no manifest names any more: %s", self.lake.uri(rel), exc
+                )
 
     # Manifests ---------------------------------------------------------------------------
     def _manifest(self, rel: str) -> dict[str, Any] | None:

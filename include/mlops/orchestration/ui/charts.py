@@ -84,8 +84,7 @@ def line_chart(
             parts.append(_fill(mark, x(index[day]), x(index[day]), top, h - bottom, day))
     if reference:
         ref = (
-            '<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" class="reference">'
-            "<title>{}: {:.4f}</title></line>"
+            '<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" class="reference"><title>{}: {:.4f}</title></line>'
         )
         parts.append(_fill(ref, left, w - 10, y(reference[1]), y(reference[1]), reference[0], reference[1]))
     point = (

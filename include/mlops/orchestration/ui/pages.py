@@ -79,8 +79,10 @@ def render(
 ) -> str:
     """The HTML of page ``name`` of ``use_case`` (``names``: every use case, for the switch)."""
     view, warning = VIEWS[name](lake, use_case, today or dt.datetime.now(dt.UTC).date(), champion_of)
-    return environment().get_template(f"{name}.html").render(
-        view=view, use_case=use_case.name, names=names, current=name, warning=warning
+    return (
+        environment()
+        .get_template(f"{name}.html")
+        .render(view=view, use_case=use_case.name, names=names, current=name, warning=warning)
     )
 
 

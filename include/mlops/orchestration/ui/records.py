@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 CACHE_SIZE = 50_000  # parsed records kept per process (a few KB each)
 
 
-
-
 @dataclass(frozen=True)
 class Alert:
     """An alert record (``alerts/<scope>/{outbox,sent}/<id>.json``) and whether it is still open."""

@@ -517,7 +517,10 @@ def scoring_view(
     days = sorted(scored)
     rows = charts.bars("Rows scored per day", days, [scored[d]["rows"] for d in days], chart_id="rows-scored")
     secs = charts.bars(
-        "Scoring time per day", days, [scored[d]["seconds"] for d in days], chart_id="scoring-seconds",
+        "Scoring time per day",
+        days,
+        [scored[d]["seconds"] for d in days],
+        chart_id="scoring-seconds",
         unit=" s",
     )
     table = [
