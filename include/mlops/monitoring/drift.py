@@ -70,12 +70,19 @@ def run_drift_report(
     columns = numeric + categorical
     num_all = numeric + ([prediction_column] if prediction_column else [])
     definition = DataDefinition(numerical_columns=num_all, categorical_columns=categorical)
-    metrics: list[Any] = [DataDriftPreset(columns=columns, drift_share=drift_share, per_column_method=stattests or None)]
+    metrics: list[Any] = [
+        DataDriftPreset(columns=columns, drift_share=drift_share, per_column_method=stattests or None)
+    ]
     if prediction_column:
         metrics.append(ValueDrift(column=prediction_column))
     snapshot = Report(metrics).run(
-        current_data=Dataset.from_pandas(current[columns + ([prediction_column] if prediction_column else [])], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[columns + ([prediction_column] if prediction_column else [])], data_definition=definition),
+        current_data=Dataset.from_pandas(
+            current[columns + ([prediction_column] if prediction_column else [])], data_definition=definition
+        ),
+        reference_data=Dataset.from_pandas(
+            reference[columns + ([prediction_column] if prediction_column else [])],
+            data_definition=definition,
+        ),
     )
     per_column: dict[str, dict[str, Any]] = {}
     share = None
@@ -104,16 +111,28 @@ def run_drift_report(
     return summary, snapshot
 
 
-def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now: dt.datetime | None = None) -> str:
+def queue_drift_alert(
+    lake: Lake, use_case: UseCase, result: dict[str, Any], now: dt.datetime | None = None
+) -> str:
     """Put the drift alert in the outbox, once per champion per cooldown (no alert storms)."""
     from mlops.core.alerts import drift_alert, enqueue, recent_alert
 
     now = now or dt.datetime.now(dt.UTC)
-    earlier = recent_alert(lake, use_case.name, "drift", "model_version", result["model_version"], use_case.drift.cooldown_hours, now)
+    earlier = recent_alert(
+        lake,
+        use_case.name,
+        "drift",
+        "model_version",
+        result["model_version"],
+        use_case.drift.cooldown_hours,
+        now,
+    )
     if earlier is not None:
         log.warning(
             "drift persists on v%s; alert suppressed (already alerted at %s): %s",
-            result["model_version"], earlier["queued_at"], "; ".join(result["reasons"]),
+            result["model_version"],
+            earlier["queued_at"],
+            "; ".join(result["reasons"]),
         )
         return f"suppressed: already alerted at {earlier['queued_at']}"
     alert = drift_alert(
@@ -133,7 +152,9 @@ def queue_drift_alert(lake: Lake, use_case: UseCase, result: dict[str, Any], now
 # The drift check task
 
 
-def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
+def _reference(
+    use_case: UseCase, store: FeatureStore, client: Any
+) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
     from mlops.model import registry
     from mlops.model.scoring import NoChampion
 
@@ -145,7 +166,9 @@ def _reference(use_case: UseCase, store: FeatureStore, client: Any) -> tuple[pd.
         )
     partitions = json.loads((version.tags or {}).get(tags.FEATURE_PARTITIONS, "{}"))
     if not partitions:
-        raise LookupError(f"champion v{version.version} of {use_case.registered_model_name!r} has no feature_partitions lineage tag")
+        raise LookupError(
+            f"champion v{version.version} of {use_case.registered_model_name!r} has no feature_partitions lineage tag"
+        )
     days = sorted(dt.date.fromisoformat(d) for d in partitions)
     frame = store.read_features(use_case.name, days[0], days[-1])
     return frame, version, partitions
@@ -179,7 +202,9 @@ def current_window(use_case: UseCase, days: list[dt.date], lake: Lake, store: Fe
     return pd.concat(frames, ignore_index=True)
 
 
-def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str) -> dict[str, Any]:
+def check_drift(
+    use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore, *, airflow_run_id: str
+) -> dict[str, Any]:
     """Compare the last window's scored and served features with the champion's training data; write
     the report.
 
@@ -224,28 +249,48 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
     as_of = pd.Timestamp(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
     metric = use_case.promotion.metric
     overall, by_day = live_performance(
-        labels, scored, as_of=as_of, out_col=out_col, task=use_case.task, metric=metric, min_rows=spec.min_labelled_rows
+        labels,
+        scored,
+        as_of=as_of,
+        out_col=out_col,
+        task=use_case.task,
+        metric=metric,
+        min_rows=spec.min_labelled_rows,
     )
     performance = None
     baseline = client.get_run(version.run_id).data.metrics.get(f"holdout_{metric}")
     if overall is not None and baseline is not None:
-        drop = (baseline - overall["current"]) if use_case.promotion.higher_is_better else (overall["current"] - baseline)
+        drop = (
+            (baseline - overall["current"])
+            if use_case.promotion.higher_is_better
+            else (overall["current"] - baseline)
+        )
         performance = overall | {"holdout": baseline, "drop": drop}
 
     reasons = []
     if summary["dataset_drift"]:
-        reasons.append(f"dataset drift: {summary['drift_share']:.0%} of features drifted (threshold {spec.drift_share:.0%})")
+        reasons.append(
+            f"dataset drift: {summary['drift_share']:.0%} of features drifted (threshold {spec.drift_share:.0%})"
+        )
     for feat in spec.critical_features:
         if summary["features"].get(feat, {}).get("drifted"):
-            reasons.append(f"critical feature '{feat}' drifted (score {summary['features'][feat]['score']:.3f})")
+            reasons.append(
+                f"critical feature '{feat}' drifted (score {summary['features'][feat]['score']:.3f})"
+            )
     if spec.alert_on_prediction_drift and summary["prediction"] and summary["prediction"]["drifted"]:
         reasons.append(f"prediction drift (score {summary['prediction']['score']:.3f})")
-    if performance and spec.max_performance_drop is not None and performance["drop"] > spec.max_performance_drop:
+    if (
+        performance
+        and spec.max_performance_drop is not None
+        and performance["drop"] > spec.max_performance_drop
+    ):
         reasons.append(
             f"{performance['metric']} fell to {performance['current']:.4f} from {performance['holdout']:.4f} on holdout "
             f"(drop {performance['drop']:.4f} > {spec.max_performance_drop})"
         )
-    top = sorted(((k, v["score"]) for k, v in summary["features"].items() if v["drifted"]), key=lambda kv: -kv[1])[:5]
+    top = sorted(
+        ((k, v["score"]) for k, v in summary["features"].items() if v["drifted"]), key=lambda kv: -kv[1]
+    )[:5]
     html = _html(snapshot)
     html_uri = lake.write_bytes(layout.drift_report(use_case.name, day), html.encode())
     result = {
@@ -256,7 +301,9 @@ def check_drift(use_case: UseCase, day: dt.date, lake: Lake, store: FeatureStore
         "reference_partitions": sorted(partitions),
         "reference_rows": len(reference_full),
         "current_rows": len(current_full),
-        "current_rows_by_source": {src: int((current_full[SOURCE] == src).sum()) for src in ("batch", "online")},
+        "current_rows_by_source": {
+            src: int((current_full[SOURCE] == src).sum()) for src in ("batch", "online")
+        },
         "sampled_rows": {"reference": len(reference), "current": len(current)},
         **summary,
         "performance": performance,
@@ -302,7 +349,9 @@ def live_performance(
 
     by_day = []
     for event_day, rows in joined.groupby(joined[EVENT_TIME].dt.date):
-        by_day.append({"day": event_day.isoformat(), "metric": metric, "rows": len(rows), "value": value(rows)})
+        by_day.append(
+            {"day": event_day.isoformat(), "metric": metric, "rows": len(rows), "value": value(rows)}
+        )
     total = value(joined)
     overall = {"metric": metric, "current": total, "rows": len(joined)} if total is not None else None
     return overall, by_day
@@ -343,14 +392,20 @@ def _log_to_mlflow(client: Any, use_case: UseCase, version: Any, result: dict[st
             metrics[f"live_{result['performance']['metric']}"] = result["performance"]["current"]
         for entry in result["performance_by_day"]:
             if entry["value"] is not None:
-                mlflow.log_metric(f"live_{entry['metric']}_by_event_day", entry["value"], step=dt.date.fromisoformat(entry["day"]).toordinal())
+                mlflow.log_metric(
+                    f"live_{entry['metric']}_by_event_day",
+                    entry["value"],
+                    step=dt.date.fromisoformat(entry["day"]).toordinal(),
+                )
         day = dt.date.fromisoformat(result["day"])
         mlflow.log_metrics(metrics, step=day.toordinal())
         mlflow.log_dict({k: v for k, v in result.items() if k != "mlflow_run_id"}, "drift_summary.json")
         mlflow.log_text(html, "drift_report.html")
         run_id = run.info.run_id
     verdict = f"{result['day']}: {'drift' if result['drifted'] else 'ok'}"
-    client.set_model_version_tag(use_case.registered_model_name, result["model_version"], tags.LAST_DRIFT_CHECK, verdict)
+    client.set_model_version_tag(
+        use_case.registered_model_name, result["model_version"], tags.LAST_DRIFT_CHECK, verdict
+    )
     return run_id
 
 

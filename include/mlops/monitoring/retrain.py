@@ -52,8 +52,13 @@ def retrain_guard(
         at = dt.datetime.fromisoformat(last_trigger["at"])
         until = at + dt.timedelta(hours=cooldown_hours)
         if now < until:
-            return GuardDecision(False, f"cooldown: the last drift-triggered retrain was at {at.isoformat()}, next allowed after {until.isoformat()}")
-        if champion_version is not None and str(last_trigger.get("reference_version")) == str(champion_version):
+            return GuardDecision(
+                False,
+                f"cooldown: the last drift-triggered retrain was at {at.isoformat()}, next allowed after {until.isoformat()}",
+            )
+        if champion_version is not None and str(last_trigger.get("reference_version")) == str(
+            champion_version
+        ):
             return GuardDecision(
                 False,
                 f"reference (champion v{champion_version}) already triggered a retrain at {at.isoformat()} and no new champion exists since",
@@ -91,7 +96,12 @@ def decide_retrain(
         cooldown_hours=cooldown_hours,
         champion_version=result["model_version"],
     )
-    record = {"trigger": guard.trigger, "guard_reason": guard.reason, "at": now.isoformat(), "day": result["day"]}
+    record = {
+        "trigger": guard.trigger,
+        "guard_reason": guard.reason,
+        "at": now.isoformat(),
+        "day": result["day"],
+    }
     if not guard.trigger:
         return RetrainDecision(trigger=None, record=record, reason=guard.reason)
     trigger = RetrainTrigger(
@@ -131,7 +141,11 @@ def decide_and_record(
     if state is not None and state.get("drift_run_id") != drift_run_id:
         claimed = state.get("training_run_id")
         if not claimed or not run_exists(claimed):
-            log.warning("the retrain claimed by %s never started (%s); the claim is void", state.get("drift_run_id"), claimed)
+            log.warning(
+                "the retrain claimed by %s never started (%s); the claim is void",
+                state.get("drift_run_id"),
+                claimed,
+            )
             state = None
     decision = decide_retrain(
         result=result,
@@ -141,7 +155,9 @@ def decide_and_record(
         now=now,
         cooldown_hours=use_case.drift.cooldown_hours,
     )
-    log.info("retrain guard for %r: trigger=%s - %s", use_case.name, decision.trigger is not None, decision.reason)
+    log.info(
+        "retrain guard for %r: trigger=%s - %s", use_case.name, decision.trigger is not None, decision.reason
+    )
     if decision.record is not None:
         lake.write_json(layout.retrain_decision(use_case.name, result["day"]), decision.record)
         if decision.trigger is not None:
