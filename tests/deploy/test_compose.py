@@ -863,7 +863,9 @@ def test_mlflow_serves_artifacts_with_a_postgresql_backend(services: dict[str, A
     assert "mlflow:5000" in (option("--allowed-hosts") or "").split(",")
 
 
-def test_model_server_runs_the_serve_command_with_least_privilege(services: dict[str, Any]) -> None:
+def test_model_server_runs_the_serve_command_with_least_privilege(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
     spec = services["model-server"]
     argv = spec["command"]
     assert argv[:4] == ["python", "-m", "mlops", "serve"], argv
@@ -883,8 +885,18 @@ def test_model_server_runs_the_serve_command_with_least_privilege(services: dict
         assert env.get(key) == worker[key], f"model-server: {key} differs from the workers'"
     extra = sorted(key for key in env if key not in shared and not key.startswith("MLOPS_SERVING_"))
     assert not extra, f"model-server receives {extra}, which serving does not need"
-    unknown = sorted(key for key in env if key.startswith("MLOPS_") and key not in _variables_the_package_reads())
+    unknown = sorted(
+        key for key in env if key.startswith("MLOPS_") and key not in _variables_the_package_reads()
+    )
     assert not unknown, f"model-server: no module in include/mlops reads {unknown}"
+    # Health is readiness (/ready: a champion served and followed, the request log writable), not liveness.
+    raw = compose["services"]["model-server"]
+    assert f"localhost:{port}/ready" in " ".join(raw["healthcheck"]["test"]), raw["healthcheck"]
+    # The request log's write-ahead log is on a named volume: a recreated container ships what the last one left.
+    wal = env["MLOPS_SERVING_WAL_DIR"]
+    assert any(v.split(":")[1:] == [wal] and v.split(":")[0] in compose["volumes"] for v in raw["volumes"]), (
+        raw["volumes"]
+    )
 
 
 # Wiring between services ---------------------------------------------------------------------

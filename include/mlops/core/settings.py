@@ -26,6 +26,10 @@ variable                           meaning (default)
 ``MLOPS_SERVING_MAX_ROWS``         most rows one prediction request may carry (1000)
 ``MLOPS_SERVING_FLUSH_ROWS``       the request log is written after this many rows (1000) ...
 ``MLOPS_SERVING_FLUSH_SECONDS``    ... or this many seconds after its oldest unwritten row (60)
+``MLOPS_SERVING_WAL_DIR``          the request log's write-ahead log on local disk (``$MLOPS_HOME/serving/wal``)
+``MLOPS_SERVING_WAL_MAX_BYTES``    past this many bytes not yet in the lake, requests get 503 (268435456)
+``MLOPS_SERVING_WAL_SYNC``         ``on``: an answer waits for its log record's fsync; ``off``: benchmarks only
+``MLOPS_SERVING_DRAIN_SECONDS``    at shutdown, how long the server ships its log to the lake (20)
 ``MLOPS_FEATURE_REPO``             the team's feature code (``<checkout>/include/feature_repo``)
 ``MLOPS_FAULT_POINT``              fault-injection tests only: a fault point to die at (unset)
 =================================  =========================================================
@@ -58,6 +62,12 @@ class ServingSettings:
     max_rows: int = 1000
     flush_rows: int = 1000
     flush_seconds: float = 60.0
+    # The write-ahead log of answered requests (mlops.serving.request_log): where, how much may
+    # wait for the lake, whether an answer waits for its fsync, how long shutdown ships.
+    wal_dir: Path = field(default_factory=lambda: home_default() / "serving" / "wal")
+    wal_max_bytes: int = 256 * 1024 * 1024
+    wal_sync: bool = True
+    drain_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +124,18 @@ def load_settings() -> Settings:
         git_commit=os.environ.get("MLOPS_GIT_COMMIT") or None,
         worker_name=os.environ.get("MLOPS_WORKER_NAME") or None,
         service_port=_port(os.environ.get("MLOPS_SERVICE_PORT", "8080")),
-        feature_repo=Path(os.environ.get("MLOPS_FEATURE_REPO") or root / "include" / "feature_repo").resolve(),
+        feature_repo=Path(
+            os.environ.get("MLOPS_FEATURE_REPO") or root / "include" / "feature_repo"
+        ).resolve(),
         serving=ServingSettings(
             refresh_seconds=_positive("MLOPS_SERVING_REFRESH_SECONDS", "10", float),
             max_rows=_positive("MLOPS_SERVING_MAX_ROWS", "1000", int),
             flush_rows=_positive("MLOPS_SERVING_FLUSH_ROWS", "1000", int),
             flush_seconds=_positive("MLOPS_SERVING_FLUSH_SECONDS", "60", float),
+            wal_dir=Path(os.environ.get("MLOPS_SERVING_WAL_DIR") or home / "serving" / "wal").resolve(),
+            wal_max_bytes=_positive("MLOPS_SERVING_WAL_MAX_BYTES", str(256 * 1024 * 1024), int),
+            wal_sync=_on_off("MLOPS_SERVING_WAL_SYNC", "on"),
+            drain_seconds=_positive("MLOPS_SERVING_DRAIN_SECONDS", "20", float),
         ),
     )
 
@@ -146,6 +162,13 @@ def _positive(name: str, default: str, kind: type[_Number]) -> _Number:
         what = "a whole number" if kind is int else "a number"
         raise ValueError(f"{name}={raw!r} is not {what} above 0 (the default is {default})")
     return value
+
+
+def _on_off(name: str, default: str) -> bool:
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw not in {"on", "off"}:
+        raise ValueError(f"{name}={raw!r} is not 'on' or 'off' (the default is {default})")
+    return raw == "on"
 
 
 def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:

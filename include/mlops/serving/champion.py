@@ -13,6 +13,10 @@ finish on the model they started with. What the refresh cannot do is reported, n
   this server builds): the loaded one keeps serving, ``degraded``, retried next time.
 
 A refresh that has not succeeded for a while (a registry call hanging) also reads ``degraded``.
+
+:meth:`ServedModel.problems` is what makes the server not ready (``/ready`` 503): nothing to
+serve, the refresh thread stopped, the alias not re-resolved for ``stale_after`` seconds, or a
+served version that is not the registry's champion (its load failed).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class ServedModel:
         self._current: LoadedModel | None = None
         self._refreshing = threading.Lock()
         self.champion_exists: bool | None = None  # None until the registry has answered once
+        self.champion_version: str | None = None  # the version the registry last named champion
         self._failed_version: str | None = None
         self.error: str | None = None
         self.last_check: float | None = None
@@ -92,19 +97,31 @@ class ServedModel:
                 # The registry refused or could not be reached (MlflowException; requests'
                 # connection errors and timeouts are OSErrors): that says nothing about which
                 # version is champion, so the loaded model keeps serving and /health reports it.
-                # Any other error is a fault of ours: it stops the refresh, and /health turns
-                # stale once the alias has not been re-resolved for a while.
-                self.error = f"could not ask the registry which version is champion: {type(exc).__name__}: {exc}"
+                # Any other error is a fault of ours: it propagates (the refresh thread logs it and
+                # goes on), and /ready turns 503 once the alias has not been re-resolved for a while.
+                self.error = (
+                    f"could not ask the registry which version is champion: {type(exc).__name__}: {exc}"
+                )
                 log.warning("%s: %s", self.model_name, self.error)
                 return self._current
             self.last_success = self.last_check
             if entry is None:
                 if self._current is not None:
-                    log.error("%s: the champion alias is gone; no longer serving v%s", self.model_name, self._current.version)
-                self.champion_exists, self._current, self.error = False, None, None
+                    log.error(
+                        "%s: the champion alias is gone; no longer serving v%s",
+                        self.model_name,
+                        self._current.version,
+                    )
+                self.champion_exists, self.champion_version, self._current, self.error = (
+                    False,
+                    None,
+                    None,
+                    None,
+                )
                 return None
             self.champion_exists = True
             version = str(entry.version)
+            self.champion_version = version
             current = self._current
             if current is not None and current.version == version:
                 self.error = None
@@ -115,7 +132,9 @@ class ServedModel:
                 # Loading fails in many ways (download, an untrusted or corrupt file, a missing
                 # type); whatever the cause, the loaded model keeps serving and /health says why.
                 serving = f"still serving v{current.version}" if current else "nothing is served"
-                self.error = f"champion is v{version}, but loading it failed ({type(exc).__name__}: {exc}); {serving}"
+                self.error = (
+                    f"champion is v{version}, but loading it failed ({type(exc).__name__}: {exc}); {serving}"
+                )
                 if self._failed_version != version:  # the traceback once; each retry in one line
                     log.exception("%s: %s", self.model_name, self.error)
                 else:
@@ -131,7 +150,12 @@ class ServedModel:
                 loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             )
             self._current, self.error = loaded, None  # the swap: one assignment
-            log.info("%s: now serving v%s (was %s)", self.model_name, version, f"v{current.version}" if current else "nothing")
+            log.info(
+                "%s: now serving v%s (was %s)",
+                self.model_name,
+                version,
+                f"v{current.version}" if current else "nothing",
+            )
             return loaded
 
     def start(self) -> None:
@@ -144,7 +168,14 @@ class ServedModel:
 
     def _run(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:
+                # Not the registry's expected errors (those are handled in refresh): a fault of
+                # ours. The thread goes on, so a fix in the registry is followed; meanwhile
+                # last_success does not advance and /ready turns 503 once it is stale.
+                self.error = f"the champion refresh failed ({type(exc).__name__}: {exc})"
+                log.exception("%s: %s", self.model_name, self.error)
 
     def stop(self) -> None:
         self._stop.set()
@@ -152,6 +183,28 @@ class ServedModel:
             # A refresh stuck in a registry call is not waited for: the thread is a daemon.
             self._thread.join(timeout=5)
             self._thread = None
+
+    def problems(self) -> list[str]:
+        """Why the server is not ready to serve this model (empty: ready); see the module docstring."""
+        now = self._clock()
+        current, error = self._current, self.error
+        found = []
+        if current is None:
+            found.append(f"no model to serve: {self.status()['problem']}")
+        if self._thread is not None and not self._thread.is_alive():
+            found.append(
+                f"the champion refresh thread has stopped ({error or 'no error recorded'}): promotions and rollbacks "
+                "are no longer followed; restart the server"
+            )
+        if self.last_success is None or now - self.last_success > self.stale_after:
+            since = "never" if self.last_success is None else f"for {now - self.last_success:.0f}s"
+            found.append(
+                f"the champion alias has not been re-resolved {since} (limit {self.stale_after:g}s): {error or 'no answer yet'}"
+            )
+        champion = self.champion_version
+        if current is not None and champion is not None and current.version != champion:
+            found.append(f"serving v{current.version}, but the registry's champion is v{champion}: {error}")
+        return found
 
     def status(self) -> dict[str, Any]:
         """``ok``, ``degraded`` (serving, but something is wrong) or ``unavailable`` (nothing to serve), and why."""
@@ -177,6 +230,8 @@ class ServedModel:
             "run_id": current.run_id if current else None,
             "loaded_at": current.loaded_at if current else None,
             "seconds_since_check": None if self.last_check is None else round(now - self.last_check, 1),
-            "seconds_since_registry_answered": None if self.last_success is None else round(now - self.last_success, 1),
+            "seconds_since_registry_answered": None
+            if self.last_success is None
+            else round(now - self.last_success, 1),
             "problem": problem,
         }

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # How many problems an error response lists; the count says how many there were in all.
 MAX_LISTED_PROBLEMS = 20
 EXAMPLE_TIME = "2026-01-05T14:30:00Z"
+# Integers are stored as int64 (the batch columns' Arrow type): a value beyond it is refused.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Problem:
         return {"row": self.row, "field": self.field, "message": self.message}
 
     def __str__(self) -> str:
-        where = [f"row {self.row}" if self.row is not None else "", f"field {self.field!r}" if self.field else ""]
+        where = [
+            f"row {self.row}" if self.row is not None else "",
+            f"field {self.field!r}" if self.field else "",
+        ]
         prefix = ", ".join(w for w in where if w)
         return f"{prefix}: {self.message}" if prefix else self.message
 
@@ -67,7 +72,9 @@ def _shown(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
 
 
 class RequestSchema:
@@ -77,7 +84,9 @@ class RequestSchema:
         schema = use_case.schema_
         self.use_case = use_case
         self.target = schema.target
-        self.columns: dict[str, ColumnSpec] = {name: col for name, col in schema.columns.items() if name != schema.target}
+        self.columns: dict[str, ColumnSpec] = {
+            name: col for name, col in schema.columns.items() if name != schema.target
+        }
         # Keys and times are never null: a prediction is about one entity at one moment.
         self.never_null = {schema.entity, schema.event_time}
 
@@ -88,17 +97,69 @@ class RequestSchema:
         for name, col in self.columns.items():
             entry: dict[str, Any] = {"type": col.type, "required": not self._may_be_null(name, col)}
             if col.severity == "error":
-                entry |= {k: v for k, v in (("min", col.min), ("max", col.max), ("values", col.values)) if v is not None}
+                entry |= {
+                    k: v
+                    for k, v in (("min", col.min), ("max", col.max), ("values", col.values))
+                    if v is not None
+                }
             if col.type == "datetime":
                 entry["format"] = f"ISO 8601, e.g. {EXAMPLE_TIME!r} (time zones are converted to UTC)"
             fields[name] = entry
-        return {"entity": self.use_case.schema_.entity, "event_time": self.use_case.schema_.event_time, "fields": fields}
+        return {
+            "entity": self.use_case.schema_.entity,
+            "event_time": self.use_case.schema_.event_time,
+            "fields": fields,
+        }
+
+    def json_schema(self, max_rows: int) -> dict[str, Any]:
+        """The request body as JSON Schema (the OpenAPI of ``POST /v1/<use case>/predict``)."""
+        fields: dict[str, Any] = {}
+        types: dict[str, dict[str, Any]] = {
+            "int": {"type": "integer", "format": "int64"},
+            "float": {"type": "number"},
+            "str": {"type": "string"},
+            "category": {"type": "string"},
+            "datetime": {"type": "string", "format": "date-time"},
+            "bool": {"type": "boolean"},
+        }
+        for name, col in self.columns.items():
+            field = dict(types[col.type])
+            if col.severity == "error":
+                if col.type == "category" and col.values:
+                    field["enum"] = list(col.values)
+                if col.min is not None:
+                    field["minimum"] = col.min
+                if col.max is not None:
+                    field["maximum"] = col.max
+            if self._may_be_null(name, col):
+                field = {"anyOf": [field, {"type": "null"}]}
+            fields[name] = field
+        row = {
+            "type": "object",
+            "properties": fields,
+            "required": [n for n, c in self.columns.items() if not self._may_be_null(n, c)],
+            "additionalProperties": False,
+        }
+        rows = {"type": "array", "items": row, "minItems": 1, "maxItems": max_rows}
+        return {
+            "type": "object",
+            "properties": {"rows": rows},
+            "required": ["rows"],
+            "additionalProperties": False,
+        }
 
     def arrow_schema(self) -> pa.Schema:
         """The Arrow types of the request columns, the same for the served frame and the request log."""
         import pyarrow as pa
 
-        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "category": pa.string(), "datetime": pa.timestamp("us"), "bool": pa.bool_()}
+        types = {
+            "int": pa.int64(),
+            "float": pa.float64(),
+            "str": pa.string(),
+            "category": pa.string(),
+            "datetime": pa.timestamp("us"),
+            "bool": pa.bool_(),
+        }
         return pa.schema([(name, types[col.type]) for name, col in self.columns.items()])
 
     def _may_be_null(self, name: str, col: ColumnSpec) -> bool:
@@ -117,9 +178,15 @@ class RequestSchema:
                 if name in self.columns:
                     continue
                 if name == self.target:
-                    problems.append(Problem("this is the label the model predicts; it is not an input, leave it out", i, name))
+                    problems.append(
+                        Problem(
+                            "this is the label the model predicts; it is not an input, leave it out", i, name
+                        )
+                    )
                 else:
-                    problems.append(Problem(f"unknown field; the fields are {', '.join(self.columns)}", i, str(name)))
+                    problems.append(
+                        Problem(f"unknown field; the fields are {', '.join(self.columns)}", i, str(name))
+                    )
             out: dict[str, Any] = {}
             for name, col in self.columns.items():
                 if name not in row:
@@ -175,6 +242,8 @@ def _convert(col: ColumnSpec, value: Any) -> tuple[Any, str | None]:
             if not value.is_integer():
                 return None, wrong
             value = int(value)
+        if not INT64_MIN <= value <= INT64_MAX:
+            return None, f"{_shown(value)} does not fit a 64-bit integer ({INT64_MIN}..{INT64_MAX})"
         return value, None
     if col.type == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -192,7 +261,10 @@ def _convert(col: ColumnSpec, value: Any) -> tuple[Any, str | None]:
         except ValueError:
             return None, wrong
         if moment.tzinfo is not None:  # as the batch reader does: aware times become naive UTC
-            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+            try:
+                moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+            except OverflowError:  # e.g. year 1 at +01:00: before the first UTC date-time there is
+                return None, f"{_shown(value)} is out of range once converted to UTC (years 1..9999)"
         return moment, None
     return value, None
 
@@ -204,6 +276,8 @@ def _out_of_bounds(col: ColumnSpec, value: Any) -> str | None:
         low = col.min if col.min is not None else -math.inf
         high = col.max if col.max is not None else math.inf
         if not low <= value <= high:
-            bounds = f"{'' if col.min is None else f'{col.min:g}'}..{'' if col.max is None else f'{col.max:g}'}"
+            bounds = (
+                f"{'' if col.min is None else f'{col.min:g}'}..{'' if col.max is None else f'{col.max:g}'}"
+            )
             return f"{_shown(value)} is outside the allowed range {bounds}"
     return None

@@ -40,11 +40,27 @@ def serve_requests(lake: Lake, rows: int) -> list[dict]:
     use_case = get_use_case("churn")
     batch = simulate_batch("churn", DAY, rows=rows).drop(columns=["churned"])
     schema = RequestSchema(use_case)
-    typed = schema.check(json.loads(batch.to_json(orient="records", date_format="iso")))  # as clients send them
-    log = RequestLog(lake, use_case, flush_rows=1000, flush_seconds=60)
+    typed = schema.check(
+        json.loads(batch.to_json(orient="records", date_format="iso"))
+    )  # as clients send them
+    log = RequestLog(
+        lake,
+        use_case,
+        wal_dir=Path(lake.uri("_wal").removeprefix("file://")),
+        flush_rows=1000,
+        flush_seconds=60,
+    )
+    log.start()
     received = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
-    log.append(request_id="r1", received_at=received, rows=typed, outputs=[0.9] * rows, model_version="2", latency_ms=3.0)
-    log.flush()
+    log.append(
+        request_id="r1",
+        received_at=received,
+        rows=typed,
+        outputs=[0.9] * rows,
+        model_version="2",
+        latency_ms=3.0,
+    )
+    log.close(timeout=10)  # ships the request to the lake
     return typed
 
 

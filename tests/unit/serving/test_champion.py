@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def served(registry: Registry, clock: Clock) -> ServedModel:
-    return ServedModel("churn_model", resolve=registry.resolve, load=registry.load, refresh_seconds=1, clock=clock)
+    return ServedModel(
+        "churn_model", resolve=registry.resolve, load=registry.load, refresh_seconds=1, clock=clock
+    )
 
 
 def test_nothing_is_served_before_the_first_refresh(served: ServedModel) -> None:
@@ -73,7 +76,12 @@ def test_a_promotion_and_a_rollback_swap_the_model(served: ServedModel, registry
     assert served.refresh().model == "model-1"
     assert registry.loads == ["1", "2", "1"]
     status = served.status()
-    assert (status["status"], status["version"], status["run_id"], status["problem"]) == ("ok", "1", "run", None)
+    assert (status["status"], status["version"], status["run_id"], status["problem"]) == (
+        "ok",
+        "1",
+        "run",
+        None,
+    )
 
 
 def test_an_unchanged_alias_loads_nothing(served: ServedModel, registry: Registry) -> None:
@@ -82,13 +90,18 @@ def test_an_unchanged_alias_loads_nothing(served: ServedModel, registry: Registr
     assert registry.loads == ["1"]
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(served: ServedModel, registry: Registry) -> None:
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    served: ServedModel, registry: Registry
+) -> None:
     served.refresh()
     registry.champion, registry.broken = "2", {"2"}
     assert served.refresh().version == "1"
     status = served.status()
     assert status["status"] == "degraded" and status["version"] == "1"
-    assert status["problem"] == "champion is v2, but loading it failed (ValueError: v2 is not a skops file); still serving v1"
+    assert (
+        status["problem"]
+        == "champion is v2, but loading it failed (ValueError: v2 is not a skops file); still serving v1"
+    )
     registry.broken = set()  # e.g. the artifact store is back: the next refresh loads it
     assert served.refresh().version == "2"
     assert served.status()["status"] == "ok"
@@ -99,7 +112,9 @@ def test_a_registry_outage_keeps_the_model_and_says_degraded(served: ServedModel
     registry.down = True
     assert served.refresh().version == "1"
     assert served.status()["status"] == "degraded"
-    assert "could not ask the registry which version is champion: ConnectionError" in served.status()["problem"]
+    assert (
+        "could not ask the registry which version is champion: ConnectionError" in served.status()["problem"]
+    )
     registry.down = False
     served.refresh()
     assert served.status()["status"] == "ok"
@@ -118,7 +133,10 @@ def test_no_champion_serves_nothing_and_says_so(served: ServedModel, registry: R
     assert served.refresh() is None
     status = served.status()
     assert status["status"] == "unavailable"
-    assert status["problem"] == "model 'churn_model' has no 'champion' alias: promote a version (the training DAG)"
+    assert (
+        status["problem"]
+        == "model 'churn_model' has no 'champion' alias: promote a version (the training DAG)"
+    )
 
 
 def test_a_refresh_that_stopped_answering_reads_degraded(served: ServedModel, clock: Clock) -> None:
@@ -127,3 +145,35 @@ def test_a_refresh_that_stopped_answering_reads_degraded(served: ServedModel, cl
     status = served.status()
     assert status["status"] == "degraded"
     assert status["problem"].startswith("the champion alias has not been re-resolved for")
+
+
+def test_the_refresh_thread_survives_an_unexpected_error_and_readiness_turns_stale(
+    served: ServedModel, registry: Registry, clock: Clock
+) -> None:
+    served.refresh()
+    assert served.problems() == []
+    calls = []
+
+    def resolve_with_a_bug() -> Entry:
+        calls.append(1)
+        raise KeyError("tags")  # not a registry error: a fault of ours
+
+    served._resolve, served.refresh_seconds = resolve_with_a_bug, 0.01
+    served.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) >= 3 and served._thread is not None and served._thread.is_alive()
+        assert served.error == "the champion refresh failed (KeyError: 'tags')"
+        clock.now += served.stale_after + 1
+        (problem,) = served.problems()
+        assert problem.startswith(
+            f"the champion alias has not been re-resolved for {served.stale_after + 1:.0f}s"
+        )
+        served._resolve = registry.resolve  # fixed: the same thread follows the champion again
+        while served.problems() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert served.problems() == []
+    finally:
+        served.stop()

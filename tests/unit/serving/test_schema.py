@@ -58,24 +58,92 @@ def test_a_nullable_field_may_be_null_or_left_out(churn: RequestSchema) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        pytest.param({"tenure_months": "12"}, "tenure_months", "expected an integer, got a string '12'", id="int-as-string"),
-        pytest.param({"tenure_months": 1.5}, "tenure_months", "expected an integer, got float 1.5", id="int-fraction"),
-        pytest.param({"tenure_months": True}, "tenure_months", "expected an integer, got a boolean True", id="int-as-bool"),
-        pytest.param({"monthly_charges": "cheap"}, "monthly_charges", "expected a number, got a string 'cheap'", id="float-as-string"),
-        pytest.param({"monthly_charges": float("nan")}, "monthly_charges", "expected a finite number, got nan", id="nan"),
-        pytest.param({"monthly_charges": 501}, "monthly_charges", "501.0 is outside the allowed range 0..500", id="above-max"),
-        pytest.param({"tenure_months": -1}, "tenure_months", "-1 is outside the allowed range 0..240", id="below-min"),
-        pytest.param({"plan": "gold"}, "plan", "'gold' is not one of basic, standard, premium", id="unknown-category"),
-        pytest.param({"plan": 3}, "plan", "expected one of basic, standard, premium, got int 3", id="category-as-number"),
-        pytest.param({"plan": None}, "plan", "null, but a value is required (expected one of basic, standard, premium)", id="null"),
-        pytest.param({"event_time": "yesterday"}, "event_time", "expected an ISO 8601 date-time such as '2026-01-05T14:30:00Z', got a string 'yesterday'", id="bad-time"),
-        pytest.param({"event_time": 1767225600}, "event_time", "expected an ISO 8601 date-time such as '2026-01-05T14:30:00Z', got int 1767225600", id="epoch-time"),
-        pytest.param({"customer_id": None}, "customer_id", "null, but a value is required (expected an integer)", id="null-key"),
-        pytest.param({"churned": 1}, "churned", "this is the label the model predicts; it is not an input, leave it out", id="label"),
-        pytest.param({"favourite_colour": "red"}, "favourite_colour", "unknown field; the fields are customer_id, event_time, plan", id="extra"),
+        pytest.param(
+            {"tenure_months": "12"},
+            "tenure_months",
+            "expected an integer, got a string '12'",
+            id="int-as-string",
+        ),
+        pytest.param(
+            {"tenure_months": 1.5}, "tenure_months", "expected an integer, got float 1.5", id="int-fraction"
+        ),
+        pytest.param(
+            {"tenure_months": True},
+            "tenure_months",
+            "expected an integer, got a boolean True",
+            id="int-as-bool",
+        ),
+        pytest.param(
+            {"monthly_charges": "cheap"},
+            "monthly_charges",
+            "expected a number, got a string 'cheap'",
+            id="float-as-string",
+        ),
+        pytest.param(
+            {"monthly_charges": float("nan")},
+            "monthly_charges",
+            "expected a finite number, got nan",
+            id="nan",
+        ),
+        pytest.param(
+            {"monthly_charges": 501},
+            "monthly_charges",
+            "501.0 is outside the allowed range 0..500",
+            id="above-max",
+        ),
+        pytest.param(
+            {"tenure_months": -1}, "tenure_months", "-1 is outside the allowed range 0..240", id="below-min"
+        ),
+        pytest.param(
+            {"plan": "gold"}, "plan", "'gold' is not one of basic, standard, premium", id="unknown-category"
+        ),
+        pytest.param(
+            {"plan": 3},
+            "plan",
+            "expected one of basic, standard, premium, got int 3",
+            id="category-as-number",
+        ),
+        pytest.param(
+            {"plan": None},
+            "plan",
+            "null, but a value is required (expected one of basic, standard, premium)",
+            id="null",
+        ),
+        pytest.param(
+            {"event_time": "yesterday"},
+            "event_time",
+            "expected an ISO 8601 date-time such as '2026-01-05T14:30:00Z', got a string 'yesterday'",
+            id="bad-time",
+        ),
+        pytest.param(
+            {"event_time": 1767225600},
+            "event_time",
+            "expected an ISO 8601 date-time such as '2026-01-05T14:30:00Z', got int 1767225600",
+            id="epoch-time",
+        ),
+        pytest.param(
+            {"customer_id": None},
+            "customer_id",
+            "null, but a value is required (expected an integer)",
+            id="null-key",
+        ),
+        pytest.param(
+            {"churned": 1},
+            "churned",
+            "this is the label the model predicts; it is not an input, leave it out",
+            id="label",
+        ),
+        pytest.param(
+            {"favourite_colour": "red"},
+            "favourite_colour",
+            "unknown field; the fields are customer_id, event_time, plan",
+            id="extra",
+        ),
     ],
 )
-def test_each_problem_names_the_row_and_field(churn: RequestSchema, change: dict[str, Any], field: str, message: str) -> None:
+def test_each_problem_names_the_row_and_field(
+    churn: RequestSchema, change: dict[str, Any], field: str, message: str
+) -> None:
     ((row, named, text),) = problems_of(churn, [ROW, ROW | change])
     assert (row, named) == (1, field)
     assert text.startswith(message), text
@@ -101,13 +169,19 @@ def test_every_problem_is_counted_and_the_first_are_listed(churn: RequestSchema)
         churn.check(rows)
     assert len(raised.value.problems) == 60
     assert len(raised.value.listed()) == MAX_LISTED_PROBLEMS
-    assert str(raised.value).startswith("use case 'churn': 60 problem(s) in 30 row(s); first: row 0, field 'plan'")
+    assert str(raised.value).startswith(
+        "use case 'churn': 60 problem(s) in 30 row(s); first: row 0, field 'plan'"
+    )
 
 
 def test_describe_lists_the_request_fields_without_the_label(churn: RequestSchema) -> None:
     described = churn.describe()
     assert "churned" not in described["fields"]
-    assert described["fields"]["plan"] == {"type": "category", "required": True, "values": ["basic", "standard", "premium"]}
+    assert described["fields"]["plan"] == {
+        "type": "category",
+        "required": True,
+        "values": ["basic", "standard", "premium"],
+    }
     assert described["fields"]["avg_session_minutes"]["required"] is False
 
 
@@ -117,7 +191,9 @@ def test_served_rows_give_the_features_a_batch_gives(name: str) -> None:
     import pandas as pd
 
     use_case = get_use_case(name)
-    batch = read_batch(make_batch_bytes(name, DAY, use_case.source.format, rows=200), use_case, use_case.source.format)
+    batch = read_batch(
+        make_batch_bytes(name, DAY, use_case.source.format, rows=200), use_case, use_case.source.format
+    )
     expected = build_features(batch, use_case)
 
     schema = RequestSchema(use_case)
