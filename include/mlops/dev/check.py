@@ -31,7 +31,6 @@ check failed, else 0.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 import subprocess
@@ -492,19 +491,11 @@ def dry_run_findings(
     the bootstrap's noise, overall or on a blocking slice: not being clearly better is the normal
     verdict for a change that does not touch the model."""
     from mlops.model.gate import label_range
-    from mlops.model.promotion import (
-        BaselineCheck,
-        bootstrap_difference,
-        check_outputs,
-        decide,
-        evaluate_slices,
-    )
+    from mlops.model.promotion import check_outputs, decide, gather_evidence
     from mlops.model.training import (
-        BASELINE_STRATEGY,
         DECISION_THRESHOLD,
         X_y,
         compute_metrics,
-        metric_fn,
         predict_scores,
     )
 
@@ -533,30 +524,14 @@ def dry_run_findings(
         challenger_scores, use_case.task, threshold=DECISION_THRESHOLD, label_range=label_range(use_case)
     )
     metrics = compute_metrics(y, challenger_scores, use_case.task) if sanity.scorable else {}
-    metric = metric_fn(spec.metric, use_case.task)
-    paired = functools.partial(
-        bootstrap_difference,
-        metric=metric,
-        higher_is_better=spec.higher_is_better,
-        samples=spec.bootstrap_samples,
-        confidence=spec.confidence,
-        seed=use_case.model.seed,
-    )
     comparison = baseline = None
-    slices = []
+    slices: list[Any] = []
     try:
         if sanity.scorable:
-            baseline = BaselineCheck(
-                BASELINE_STRATEGY[use_case.task],
-                paired(y, challenger_scores, baseline_scores),
-                spec.baseline_margin,
+            evidence = gather_evidence(
+                use_case, holdout, y, (challenger_scores, baseline_scores, champion_scores)
             )
-            comparison = paired(y, challenger_scores, champion_scores)
-            slices = evaluate_slices(
-                holdout, y, spec.slices, challenger=challenger_scores, baseline=baseline_scores, champion=champion_scores,
-                metric=metric, higher_is_better=spec.higher_is_better, samples=spec.bootstrap_samples,
-                confidence=spec.confidence, seed=use_case.model.seed,
-            )  # fmt: skip
+            baseline, comparison, slices = evidence.baseline, evidence.comparison, evidence.slices
     except ValueError as exc:  # every bootstrap resample degenerate: the sample holdout is too small
         return [
             Finding(

@@ -12,7 +12,6 @@ In approval mode a person answers next (:mod:`mlops.model.approval`).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,20 +19,16 @@ from mlops.core import faults, layout
 from mlops.core.results import ALIAS_OUTCOMES, Cause, PromotionRecord, TrainedModel, TrainingSetManifest
 from mlops.model import evidence, registry, tags
 from mlops.model.promotion import (
-    BaselineCheck,
-    bootstrap_difference,
     check_outputs,
     decide,
-    evaluate_slices,
+    gather_evidence,
     staleness,
 )
 from mlops.model.training import (
-    BASELINE_STRATEGY,
     DECISION_THRESHOLD,
     X_y,
     compute_metrics,
     fit_baseline,
-    metric_fn,
     predict_scores,
 )
 from mlops.model.training_set import read_split
@@ -165,35 +160,10 @@ def _decide(
     if sanity.scorable:
         train = read_split(lake, manifest, "train")
         baseline_scores = predict_scores(fit_baseline(*X_y(train, use_case), use_case.task), X, use_case.task)
-        metric = metric_fn(spec.metric, use_case.task)
-        paired = functools.partial(
-            bootstrap_difference,
-            metric=metric,
-            higher_is_better=spec.higher_is_better,
-            samples=spec.bootstrap_samples,
-            confidence=spec.confidence,
-            seed=use_case.model.seed,
+        gathered = gather_evidence(
+            use_case, holdout, y, (challenger_scores, baseline_scores, champion_scores)
         )
-        baseline = BaselineCheck(
-            strategy=BASELINE_STRATEGY[use_case.task],
-            comparison=paired(y, challenger_scores, baseline_scores),
-            margin=spec.baseline_margin,
-        )
-        if champion_scores is not None:
-            comparison = paired(y, challenger_scores, champion_scores)
-        slices = evaluate_slices(
-            holdout,
-            y,
-            spec.slices,
-            challenger=challenger_scores,
-            baseline=baseline_scores,
-            champion=champion_scores,
-            metric=metric,
-            higher_is_better=spec.higher_is_better,
-            samples=spec.bootstrap_samples,
-            confidence=spec.confidence,
-            seed=use_case.model.seed,
-        )
+        baseline, comparison, slices = gathered.baseline, gathered.comparison, gathered.slices
     challenger_end = dt.date.fromisoformat(str(manifest["lineage"]["window_end"]))
     champion_end = registry.window_end(champion) if has_champion else None
     stale = None

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from mlops.core.config import PromotionSpec, SliceSpec
+    from mlops.core.config import PromotionSpec, SliceSpec, UseCase
     from mlops.core.results import Outcome
 
 
@@ -415,6 +415,49 @@ def _slice_failure(s: SliceResult, metric: str) -> str:
     return (
         f"blocking slice {s.label} ({s.rows} rows): worse than the {other} on {metric}: "
         f"{worse.challenger:.4f} vs {worse.champion:.4f} ({_interval(worse)})"
+    )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the gate compares: the challenger against the baseline, the champion and per slice."""
+
+    baseline: BaselineCheck
+    comparison: Comparison | None
+    slices: list[SliceResult]
+
+
+def gather_evidence(
+    use_case: UseCase,
+    holdout: pd.DataFrame,
+    y_true: np.ndarray,
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+) -> Evidence:
+    """The paired bootstraps the gate decides on, from ``scores`` = (challenger, trivial baseline,
+    champion or None), all with the spec's samples and confidence: challenger vs the baseline, vs
+    the champion when there is one, and the declared slices on their own rows. The gate and the
+    use-case check both call this."""
+    from mlops.model.training import BASELINE_STRATEGY, metric_fn
+
+    spec, seed = use_case.promotion, use_case.model.seed
+    challenger, baseline, champion = scores
+    metric, strategy = metric_fn(spec.metric, use_case.task), BASELINE_STRATEGY[use_case.task]
+    samples, confidence, higher = spec.bootstrap_samples, spec.confidence, spec.higher_is_better
+
+    def paired(other: np.ndarray) -> Comparison:
+        return bootstrap_difference(
+            y_true, challenger, other, metric,
+            higher_is_better=higher, samples=samples, confidence=confidence, seed=seed,
+        )  # fmt: skip
+
+    slices = evaluate_slices(
+        holdout, y_true, spec.slices, challenger=challenger, baseline=baseline, champion=champion,
+        metric=metric, higher_is_better=higher, samples=samples, confidence=confidence, seed=seed,
+    )  # fmt: skip
+    return Evidence(
+        baseline=BaselineCheck(strategy, paired(baseline), spec.baseline_margin),
+        comparison=None if champion is None else paired(champion),
+        slices=slices,
     )
 
 
