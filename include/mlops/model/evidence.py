@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mlops.core import layout
+from mlops.core.templating import template_environment
 
 if TYPE_CHECKING:
     import jinja2
@@ -140,16 +141,7 @@ def page_view(record: PromotionRecord) -> dict[str, Any]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = template_environment(TEMPLATES, keep_trailing_newline=True)
     env.filters.update(fmt=fmt, signed=signed)
     env.globals.update(dash=NONE)
     return env

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.core.templating import template_environment
 from mlops.orchestration.ui import records, views
 
 if TYPE_CHECKING:
@@ -54,15 +55,7 @@ def fmt(value: Any, digits: int = 4) -> str:
 @functools.cache
 def environment() -> jinja2.Environment:
     """The pages' template environment: autoescaped, strict about undefined names."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = template_environment(TEMPLATES)
     env.filters.update(fmt=fmt, num=format)  # num: a format spec, e.g. {{ rows|num(",") }}
     env.globals.update(pages=PAGES, dash=NONE)
     return env
