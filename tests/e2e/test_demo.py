@@ -20,6 +20,7 @@ import pytest
 
 from mlops.core import layout
 from mlops.core.lake import Lake
+from mlops.dev.demo import TRAIN_DAY
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env
 from tests.support.slack_standin import SlackStandin
@@ -97,8 +98,15 @@ def test_demo_tells_the_story(demo) -> None:
     assert history[0]["airflow_run_id"].startswith("upstream__")
     assert history[1]["airflow_run_id"].startswith("drift__") and "beats champion" in history[1]["reason"]
 
-    # Unlabeled days were scored; labels arrived later and were measured per day.
-    assert len(lake.list(layout.predictions_root("churn"))) == 9
+    # Unlabeled days were scored; labels arrived later and were measured per day. The days after
+    # the first model's window were scored by v1 when they were asked for, and the new champion
+    # left that record alone; the feature events of the earlier days, waiting while scoring was
+    # paused, were scored by the first scoring run they started (v2's promotion).
+    predicted = lake.list(layout.predictions_root("churn"))
+    assert predicted == [d.isoformat() for d in days if d.isoformat() != quarantined]
+    made_by = {d: lake.read_json(layout.predictions_manifest("churn", d))["model_version"] for d in predicted}
+    after_first_window = [d.isoformat() for d in days[TRAIN_DAY + 1 :]]
+    assert [made_by[d] for d in after_first_window] == ["1"] * len(after_first_window) == ["1"] * 9
     alerts = [lake.read_json(rel) for rel in lake.children(layout.alert_box("churn", "sent"), ".json")]
     assert (
         len(alerts) == 1 and alerts[0]["delivered_to"].startswith("slack") and "fell to" in alerts[0]["text"]
