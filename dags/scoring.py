@@ -77,12 +77,7 @@ def build(use_case):
             asked = dag_support.days_to_score(context)
             with dag_support.skips_for(NoChampion):
                 plan = plan_scoring(
-                    get_use_case(name),
-                    asked.named,
-                    asked.up_to,
-                    get_lake(),
-                    get_feature_store(),
-                    requested=asked.requested,
+                    get_use_case(name), asked.named, asked.up_to, get_lake(), get_feature_store()
                 )
             if not plan.days:
                 dag_support.skip_run(f"nothing to score: {plan.describe()}")

@@ -157,8 +157,8 @@ def test_label_feed_end_to_end(
     ]
     assert decision["promoted"], decision["reason"]
 
-    # Unlabeled days are scored; the days the champion was trained on are not caught up (its
-    # predictions there would flatter it); live performance appears per day as labels arrive.
+    # Unlabeled days are scored; the days before them are caught up (they came before the first
+    # champion); live performance appears per day as labels arrive.
     scored_days = DAYS[9:]
     assert (
         run_dag(
@@ -166,7 +166,7 @@ def test_label_feed_end_to_end(
         ).state
         == "success"
     )
-    assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in scored_days]
+    assert sorted(lake.list("predictions/subscriptions")) == [d.isoformat() for d in DAYS]
     assert run_dag(dags["subscriptions_drift"], DAYS[-1]).state == "success"
     summary = lake.read_json(layout.drift_summary("subscriptions", DAYS[-1]))
     by_day = {entry["day"]: entry for entry in summary["performance_by_day"]}

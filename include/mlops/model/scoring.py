@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,25 +159,18 @@ class ScoringPlan:
         if self.already_scored:
             parts.append(
                 f"{', '.join(map(str, self.already_scored))} already scored on these features "
-                "(predictions are kept as production made them; name a day to score it again)"
+                "(predictions are kept as production made them)"
             )
         return "; ".join(parts)
 
 
 def plan_scoring(
-    use_case: UseCase,
-    named: list[dt.date],
-    up_to: dt.date,
-    lake: Lake,
-    store: FeatureStore,
-    *,
-    requested: Collection[dt.date] = (),
+    use_case: UseCase, named: list[dt.date], up_to: dt.date, lake: Lake, store: FeatureStore
 ) -> ScoringPlan:
-    """The days a scoring run scores: ``named`` (the days the run asks for) less those already
-    scored with the same champion and features, plus the committed feature days among the
-    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions and come after the
-    champion's training window. A day in
-    ``requested`` (asked for by name) is scored even if it was already. NoChampion if there is none.
+    """The days a scoring run scores: ``named`` (the days the run asks for, or its events name)
+    less those already scored on the same features, plus the committed feature days among the
+    ``use_case.catch_up_days`` days up to ``up_to`` that have no predictions. NoChampion if there
+    is none.
 
     A named day with no committed features stays in the plan: scoring it fails and says so.
     """
@@ -187,24 +179,17 @@ def plan_scoring(
     already, days = [], set()
     for day in named:
         partition = committed.get(day)
-        if (
-            day not in requested
-            and partition is not None
-            and _same_features(_scored(lake, use_case, day), scored_with(use_case, version, partition))
+        if partition is not None and _same_features(
+            _scored(lake, use_case, day), scored_with(use_case, version, partition)
         ):
-            # Predictions are the record of what production said on that day: a new champion does
-            # not rewrite them (a person may, by asking for the day by name).
+            # Predictions are the record of what production said on that day: a new champion
+            # does not rewrite them.
             already.append(day)
         else:  # never scored, or on other features or other feature code
             days.add(day)
     window = {up_to - dt.timedelta(days=i) for i in range(use_case.catch_up_days)}
-    # Only days after the champion's training window: its predictions on days it learnt from
-    # would flatter its live performance (the drift check reads them).
-    trained_to = registry.window_end(version)
     caught_up = sorted(
-        day
-        for day in window & committed.keys() - set(named)
-        if (trained_to is None or day > trained_to) and _scored(lake, use_case, day) is None
+        day for day in window & committed.keys() - set(named) if _scored(lake, use_case, day) is None
     )
     return ScoringPlan(
         model_version=str(version.version),

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -300,9 +300,6 @@ class ScoringDays:
 
     named: list[dt.date]
     up_to: dt.date
-    # The days a person or an upstream system asked for by name (params): scored even if already
-    # scored, since someone asked; days from Asset events are skipped when already scored.
-    requested: list[dt.date] = field(default_factory=list)
 
 
 def days_to_score(context: Any) -> ScoringDays:
@@ -315,13 +312,12 @@ def days_to_score(context: Any) -> ScoringDays:
         days = {_param_day(v, "intervals") for v in params.get("intervals") or []}
         if params.get(INTERVAL_PARAM):
             days.add(_param_day(params[INTERVAL_PARAM]))
-        requested = sorted(days)
         days |= _asset_event_days(context)
         start = context.get("data_interval_start") or context.get("logical_date")
         if not days and start is not None:
             days.add(start.date())
         if days:
-            return ScoringDays(named=sorted(days), up_to=max(days), requested=requested)
+            return ScoringDays(named=sorted(days), up_to=max(days))
         up_to = latest_closed_day()
         log.info("this run names no day: it scores what is unscored up to the latest closed day, %s", up_to)
         return ScoringDays(named=[], up_to=up_to)

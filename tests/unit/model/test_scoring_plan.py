@@ -15,7 +15,7 @@ from mlops.core.lake import Lake, get_lake
 from mlops.data.feature_store import ParquetFeatureStore
 from mlops.data.features import build_features
 from mlops.dev.simulator import simulate_batch
-from mlops.model import registry, tags
+from mlops.model import registry
 from mlops.model.scoring import SCORED_WITH, NoChampion, plan_scoring, scored_with
 
 START = dt.date(2026, 4, 1)
@@ -100,10 +100,6 @@ def test_a_day_scored_with_the_same_champion_and_features_is_not_scored_again(
     assert (plan.days, plan.caught_up, plan.already_scored) == ([], [], [DAYS[-1]])
     assert "already scored on these features" in plan.describe()
 
-    # Asked for by name (a person or an upstream request), the same day is scored again.
-    asked = plan_scoring(use_case, [DAYS[-1]], DAYS[-1], lake, store, requested=[DAYS[-1]])
-    assert (asked.days, asked.already_scored) == ([DAYS[-1]], [])
-
 
 def test_an_event_day_is_scored_again_when_its_features_changed(store: ParquetFeatureStore) -> None:
     lake, use_case = get_lake(), get_use_case("churn")
@@ -126,8 +122,6 @@ def test_a_new_champion_does_not_rewrite_what_production_said(store: ParquetFeat
     promote("second")
     plan = plan_scoring(use_case, DAYS[-3:], DAYS[-1], lake, store)
     assert (plan.days, plan.already_scored) == ([], DAYS[-3:])
-    asked = plan_scoring(use_case, DAYS[-3:], DAYS[-1], lake, store, requested=DAYS[-1:])
-    assert asked.days == DAYS[-1:]  # unless someone asks for the day by name
 
 
 def test_a_named_day_without_features_stays_in_the_plan_to_fail_by_name(store: ParquetFeatureStore) -> None:
@@ -135,15 +129,3 @@ def test_a_named_day_without_features_stays_in_the_plan_to_fail_by_name(store: P
     later = DAYS[-1] + dt.timedelta(days=30)
     plan = plan_scoring(get_use_case("churn"), [later], later, get_lake(), store)
     assert plan.days == [later] and plan.caught_up == []
-
-
-def test_catch_up_leaves_the_days_the_champion_learnt_from(store: ParquetFeatureStore) -> None:
-    """Predictions on its own training days would flatter the champion's live performance."""
-    lake, use_case = get_lake(), get_use_case("churn")
-    version = promote()
-    trained_to = DAYS[-5]
-    registry.configure_mlflow().set_model_version_tag(
-        use_case.registered_model_name, version.version, tags.DATA_WINDOW, f"{DAYS[0]}..{trained_to}"
-    )
-    plan = plan_scoring(use_case, [], DAYS[-1], lake, store)
-    assert plan.caught_up == [d for d in DAYS if d > trained_to]
