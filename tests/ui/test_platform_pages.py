@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env, config_with
@@ -51,6 +52,9 @@ def platform(
         },
     )  # fmt: skip
     env = {
+        # A second account: the upstream system that asks for a model (four eyes: the user who
+        # triggered a run may not approve it, so the person approving in the page is another one).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,upstream:admin",
         "MLOPS_HOME": str(home),
         "MLOPS_CONFIG_DIR": str(config),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow/mlflow.db",
@@ -228,14 +232,20 @@ def test_approve_then_roll_back_from_the_page(platform: Any, user: Any, shots: P
     svc, history, _ = platform
     run_id = "upstream__challenger"
     last = max(d for d in history.days if d not in history.quarantined)
-    r = svc.api(
-        "POST",
-        "/dags/churn_training/dagRuns",
+    # The upstream account asks for the model; admin approves it in the page (four eyes).
+    password = json.loads((svc.home / "service" / "passwords.json").read_text())["upstream"]
+    token = requests.post(
+        f"{svc.url}/auth/token", json={"username": "upstream", "password": password}, timeout=10
+    ).json()["access_token"]
+    r = requests.post(
+        f"{svc.url}/api/v2/dags/churn_training/dagRuns",
+        headers={"Authorization": f"Bearer {token}"},
         json={
             "dag_run_id": run_id,
             "logical_date": None,
             "conf": {"interval": last.isoformat(), "promotion_mode": "approval"},
         },
+        timeout=30,
     )
     assert r.ok, r.text
     _wait_state(svc, "churn_training", run_id, "approve_promotion", {"awaiting_input"}, timeout=900)
