@@ -414,3 +414,12 @@ def test_the_rules_catch_what_they_forbid() -> None:
     for check, args in refused:
         with pytest.raises(AssertionError):
             check(*args)
+
+
+@pytest.mark.parametrize("dag", dag_cases())
+def test_a_dag_that_triggers_training_passes_no_promotion_mode(dag: Any) -> None:
+    """A triggered retrain inherits its use case's mode: no DAG can loosen it for another."""
+    triggers = [t for t in dag.tasks if getattr(t, "trigger_dag_id", None)]
+    for task in triggers:
+        conf = getattr(task, "conf", None) or {}
+        assert "promotion_mode" not in conf, f"{dag.dag_id}.{task.task_id} sets promotion_mode: {conf}"
