@@ -207,23 +207,27 @@ def test_the_day_lock_on_s3_admits_one_holder_and_breaks_only_an_expired_lease(
         conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
         monkeypatch.setenv("AIRFLOW_CONN_LOCK_LAKE", json.dumps(conn))
         lake, rel = Lake("s3://lock_lake@locks/lake"), layout.store_lock(UC, DAY)
-        inside, overlaps = [0], []
+        inside, overlaps, errors = [0], [], []
 
         def hold() -> None:
-            for _ in range(5):
-                # A generous wait: the test is about exclusion, not speed, and a loaded CI machine
-                # can make the S3 stand-in slow to answer.
-                with lake.lock(rel, wait=600):
-                    inside[0] += 1
-                    overlaps.append(inside[0])
-                    time.sleep(0.01)
-                    inside[0] -= 1
+            try:
+                for _ in range(5):
+                    # A generous wait: the test is about exclusion, not speed, and a loaded CI
+                    # machine can make the S3 stand-in slow to answer.
+                    with lake.lock(rel, wait=600):
+                        inside[0] += 1
+                        overlaps.append(inside[0])
+                        time.sleep(0.01)
+                        inside[0] -= 1
+            except Exception as exc:  # reported below: a thread's error is not lost in its thread
+                errors.append(repr(exc))
 
         threads = [threading.Thread(target=hold) for _ in range(3)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=900)
+        assert errors == []
         assert len(overlaps) == 15 and max(overlaps) == 1
         assert not lake.exists(rel)  # released
 

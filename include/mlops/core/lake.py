@@ -50,8 +50,9 @@ class Lake:
         return bool(self._fs.exists(self._key(rel)))
 
     def read_bytes(self, rel: str) -> bytes:
-        with self._fs.open(self._key(rel), "rb") as fh:
-            return fh.read()
+        # One GET: an object replaced while it is read is read whole, old or new, never refused
+        # half-way (an open file on S3 pins the first ETag and fails when the object changes).
+        return bytes(self._fs.cat_file(self._key(rel)))
 
     def open_read(self, rel: str) -> IO[bytes]:
         return self._fs.open(self._key(rel), "rb")
@@ -190,6 +191,8 @@ class Lake:
             if self.create(rel, json.dumps(claim).encode()):
                 break
             held = self._lease(rel)
+            if held is not None and held.get("token") == token:
+                break  # our own claim: a retried conditional PUT is refused by the try that landed
             if held is not None and held["expires"] < time.time():
                 time.sleep(0.05)
                 if self._lease(rel) == held:  # still the same, expired lease: its holder is gone
@@ -234,9 +237,11 @@ class Lake:
         return self.write_bytes(dst_rel, self.read_bytes(src_rel))
 
     def delete(self, rel: str) -> None:
+        """Remove ``rel`` (a file or a folder); a path already gone is not an error."""
         key = self._key(rel)
-        if self._fs.exists(key):
-            self._fs.rm(key, recursive=True)
+        with contextlib.suppress(FileNotFoundError):
+            if self._fs.exists(key):
+                self._fs.rm(key, recursive=True)
 
     def walk_files(self, rel: str) -> Iterator[str]:
         key = self._key(rel)
