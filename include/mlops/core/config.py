@@ -42,6 +42,7 @@ RESERVED_FEATURE_NAMES = frozenset(
         "prediction_value",
         "score",
         "prediction",
+        "predicted_label",  # mlops.model.threshold.PREDICTED_LABEL
         "model_version",
         "model_run_id",
     }
@@ -184,12 +185,22 @@ class _Strict(BaseModel):
 
 class ColumnSpec(_Strict):
     type: ColumnType
+    # The column's header in a delivery when it is not its name ("mean radius"). A delivery may
+    # carry either; parsing renames the source to the name, so all after parsing sees the name.
+    source: str | None = Field(default=None, min_length=1, max_length=255)
     nullable: bool = False
     min: float | None = None
     max: float | None = None
     values: list[str] | None = None
     # Severity of the value checks (range, category set, nulls) for this column.
     severity: Literal["error", "warning"] = "error"
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c in value for c in "\r\n")):
+            raise ValueError(f"source {value!r} must be a delivery's header: some text on one line")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ColumnSpec:
@@ -248,13 +259,38 @@ def _column_names(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
             name,
             "column name",
             "letters",
-            "rename the column at the source or, for a SQL source, alias it in the query",
+            f"name the column e.g. {_suggest_identifier(name)!r} and give it the delivery's header as "
+            f"source ({{type: ..., source: {name!r}}})",
         )
     return value
 
 
-# Declared columns of a feed: names that are safe as Parquet and PostgreSQL column names.
-Columns = Annotated[dict[str, ColumnSpec], AfterValidator(_column_names)]
+def _column_sources(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+    """Each delivery header names one column: no two columns share a source, and no source is
+    another column's name (a delivery may carry a column under its name instead of its source,
+    so such a header could be either column)."""
+    by_source: dict[str, str] = {}
+    for name, col in value.items():
+        if col.source is None:
+            continue
+        if col.source in by_source:
+            raise ValueError(
+                f"columns {by_source[col.source]!r} and {name!r} both have source {col.source!r}; "
+                "a delivery header feeds one column: give one of them its own source"
+            )
+        by_source[col.source] = name
+        if col.source != name and col.source in value:
+            raise ValueError(
+                f"column {name!r} has source {col.source!r}, which is the name of column {col.source!r}: "
+                f"a header {col.source!r} in a delivery could be either column; rename column "
+                f"{col.source!r} (a delivery may carry a column under its own name) or correct the source of {name!r}"
+            )
+    return value
+
+
+# Declared columns of a feed: names that are safe as Parquet and PostgreSQL column names, each
+# fed by one delivery header (its source, or its name).
+Columns = Annotated[dict[str, ColumnSpec], AfterValidator(_column_names), AfterValidator(_column_sources)]
 
 
 class SchemaSpec(_Strict):
@@ -443,11 +479,56 @@ class SearchSpec(_Strict):
         return self
 
 
+ThresholdObjective = Literal["f1", "precision_at_recall", "cost"]
+
+
+class ErrorCostSpec(_Strict):
+    """What one wrong label costs, in any unit shared by both (e.g. euros, hours of work)."""
+
+    false_positive: float = Field(gt=0)
+    false_negative: float = Field(gt=0)
+
+
+class DecisionThresholdSpec(_Strict):
+    """How a classifier's decision threshold is chosen on the validation split (mlops.model.threshold).
+
+    A row whose score is at or above the threshold is labelled positive. ``f1``: the best F1;
+    ``precision_at_recall``: the best precision among thresholds with recall >= ``min_recall``;
+    ``cost``: the least ``false_positive`` x FP + ``false_negative`` x FN. Ties go to the
+    threshold closest to 0.5.
+    """
+
+    objective: ThresholdObjective = "f1"
+    min_recall: float | None = Field(default=None, gt=0, le=1)
+    cost: ErrorCostSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DecisionThresholdSpec:
+        if self.objective == "precision_at_recall" and self.min_recall is None:
+            raise ValueError(
+                "objective 'precision_at_recall' needs 'min_recall': the least recall to keep, e.g. 0.5"
+            )
+        if self.objective == "cost" and self.cost is None:
+            raise ValueError(
+                "objective 'cost' needs 'cost: {false_positive: <x>, false_negative: <y>}': "
+                "what each kind of error costs"
+            )
+        if self.min_recall is not None and self.objective != "precision_at_recall":
+            raise ValueError(
+                f"'min_recall' is only for objective 'precision_at_recall', not {self.objective!r}"
+            )
+        if self.cost is not None and self.objective != "cost":
+            raise ValueError(f"'cost' is only for objective 'cost', not {self.objective!r}")
+        return self
+
+
 class ModelSpec(_Strict):
     estimator: Annotated[str, AfterValidator(_estimator_known)]
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
     search: SearchSpec | None = None
+    # Classification only; left out, the threshold is chosen for the best F1 (UseCase.decision_threshold).
+    threshold: DecisionThresholdSpec | None = None
 
 
 class SplitSpec(_Strict):
@@ -727,6 +808,11 @@ class UseCase(_Strict):
         for feat_name in self.drift.critical_features:
             if feat_name not in names:
                 raise ValueError(f"drift.critical_features: {feat_name!r} is not a feature")
+        if self.task != "classification" and self.model.threshold is not None:
+            raise ValueError(
+                f"model.threshold: a decision threshold turns a classifier's score into a label; task "
+                f"{self.task!r} predicts a value, so remove 'threshold' from 'model'"
+            )
         return self
 
     # Names used across the platform -------------------------------------------------------
@@ -762,6 +848,13 @@ class UseCase(_Strict):
     @property
     def feeds(self) -> list[Feed]:
         return [self.feed("batch")] + ([self.feed("labels")] if self.labels is not None else [])
+
+    @property
+    def decision_threshold(self) -> DecisionThresholdSpec | None:
+        """How the decision threshold is chosen: the configured way, else the best F1 (None: regression)."""
+        if self.task != "classification":
+            return None
+        return self.model.threshold or DecisionThresholdSpec()
 
     @property
     def registered_model_name(self) -> str:

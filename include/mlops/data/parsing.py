@@ -3,20 +3,21 @@
 The bytes are parsed as the feed's declared format; a file that is not what it claims (gzip or
 Parquet named .csv, another delimiter, a repeated column name, no bytes at all) is refused with
 ``BatchUnreadable`` and the reason in words a person acts on. What is parsed is normalized the
-way the suite expects it: event times as naive UTC, SQL decimals as floats, text keys as text.
+way the suite expects it: upstream headers renamed to column names (a column's ``source``),
+event times as naive UTC, SQL decimals as floats, text keys as text.
 """
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlops.data.ingest import as_feed
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops.core.config import Feed, UseCase
+    from mlops.core.config import ColumnSpec, Feed, UseCase
 
 
 class BatchUnreadable(ValueError):
@@ -79,9 +80,11 @@ def data_errors(fmt: str) -> tuple[type[Exception], ...]:
 def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     """Parse raw batch bytes into a frame; raise BatchUnreadable naming why, in words a person acts on.
 
-    A byte-order mark is read as such; timezone-aware event times become UTC; SQL decimals in
-    numeric columns become floats. A file that is not what it claims (gzip or Parquet named .csv),
-    uses another delimiter, or repeats a column name is refused with the reason.
+    A column delivered under its ``source`` header is renamed to the column's name (a delivery may
+    also carry the name itself; both at once is refused). A byte-order mark is read as such;
+    timezone-aware event times become UTC; SQL decimals in numeric columns become floats. A file
+    that is not what it claims (gzip or Parquet named .csv), uses another delimiter, or repeats a
+    column name is refused with the reason.
     """
     import pandas as pd
     import pyarrow as pa
@@ -90,6 +93,7 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     if not data:
         raise BatchUnreadable("the batch file is empty (0 bytes)")
     _sniff(data, fmt)
+    renames: dict[str, str] = {}
     if fmt != "parquet":
         header = _header(data)
         repeated = sorted({c for c in header if header.count(c) > 1})
@@ -104,14 +108,19 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
                 f"the file has 1 column where {len(columns)} are expected{hint}; "
                 "the platform reads comma-separated files"
             )
+        renames = column_renames(header, columns)
     try:
-        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns)
+        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns, renames)
     except (MemoryError, pa.ArrowCancelled):  # the worker's trouble, not the file's: retried
         raise
     except data_errors(fmt) as exc:
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
         raise BatchUnreadable("the batch has no columns")
+    if fmt == "parquet":
+        renames = column_renames([str(c) for c in frame.columns], columns)
+    if renames:  # in place: the data is not copied
+        frame.columns = [renames.get(c, c) for c in frame.columns]
     for name, col in columns.items():
         if name not in frame:
             continue
@@ -122,19 +131,38 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(data: bytes, columns: dict[str, Any]) -> pd.DataFrame:
+def column_renames(header: list[str], columns: dict[str, ColumnSpec]) -> dict[str, str]:
+    """The delivery's headers to rename, each to its column's name: the ``source`` of each column
+    whose delivery carries it. A delivery that carries both a column's source and its name is refused:
+    either could be the column. A column under neither is left for the suite to report missing."""
+    renames = {}
+    for name, col in columns.items():
+        if col.source is None or col.source == name or col.source not in header:
+            continue
+        if name in header:
+            raise BatchUnreadable(
+                f"the header has both {col.source!r} (the source of column {name!r}) and {name!r}: "
+                "either could be the column; the delivery must carry one of them"
+            )
+        renames[col.source] = name
+    return renames
+
+
+def _read_csv(data: bytes, columns: dict[str, ColumnSpec], renames: dict[str, str]) -> pd.DataFrame:
     """Arrow's multi-threaded reader, which also parses ISO 8601 event times (offsets to UTC) that
     pandas would leave as text for a second, slower pass. A file Arrow refuses (a short or long
     row, say) is read again by pandas' tolerant reader, so that the suite names what is wrong
     (the nulls of a truncated last row) as it always has; if that fails too, the file is unreadable.
 
     Text columns stay text ("00123" is a key, not the number 123); a byte-order mark is not data.
+    Columns are found by their header in the file (``renames``: header to name), not yet renamed.
     """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    text = [name for name, col in columns.items() if col.type in ("str", "category")]
+    header_of = {name: header for header, name in renames.items()}
+    text = [header_of.get(name, name) for name, col in columns.items() if col.type in ("str", "category")]
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),

@@ -16,7 +16,7 @@ content hash, the data version) is ``hashing``'s.
 
 from __future__ import annotations
 
-from mlops.data.feature_store.base import FeatureStore, PartitionedStore, Parts, label_manifest
+from mlops.data.feature_store.base import FeatureStore, Parts, label_manifest
 from mlops.data.feature_store.hashing import ROW_HASH, FrameHash, Rows, frame_hash, row_hashes
 from mlops.data.feature_store.parquet import ROW_GROUP_ROWS, ParquetFeatureStore, parquet_writer
 from mlops.data.feature_store.postgres import PostgresFeatureStore
@@ -33,7 +33,6 @@ __all__ = [
     "FeatureStore",
     "FrameHash",
     "ParquetFeatureStore",
-    "PartitionedStore",
     "Parts",
     "PostgresFeatureStore",
     "Rows",

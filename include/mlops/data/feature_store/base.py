@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from mlops.core.results import FeaturePartition, LabelPartition
 from mlops.data.feature_store.hashing import FrameHash, Rows, frame_hash
@@ -19,44 +19,6 @@ if TYPE_CHECKING:
 
 Parts = Iterable[tuple[Rows, "Rows | None"]]
 """A day's rows in consecutive parts: features, and labels when the batch carries them."""
-
-
-class FeatureStore(Protocol):
-    def write_partition(
-        self,
-        use_case: str,
-        interval: dt.date,
-        features: pd.DataFrame,
-        labels: pd.DataFrame | None,
-        feature_version: str | None = None,
-    ) -> FeaturePartition: ...
-
-    def write_partition_parts(
-        self,
-        use_case: str,
-        interval: dt.date,
-        parts: Parts,
-        feature_version: str | None = None,
-        *,
-        with_labels: bool,
-    ) -> FeaturePartition: ...
-
-    def stage_part(
-        self, use_case: str, interval: dt.date, index: int, features: Rows, labels: Rows | None
-    ) -> None:
-        """Take in one checked partition of a day ahead of its commit (in the mapped check, so the
-        workers share the writing), or do nothing if the commit writes everything itself."""
-        ...
-
-    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition: ...
-
-    def read_features(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
-
-    def read_labels(self, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame: ...
-
-    def partitions(self, use_case: str) -> dict[dt.date, FeaturePartition]: ...
-
-    def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
 
 
 def partition_manifest(
@@ -96,9 +58,9 @@ def text_for_null(schema: pa.Schema) -> pa.Schema:
     return schema
 
 
-class PartitionedStore(ABC):
-    """What both backends share: a day written from frames is a day of one part, and the two
-    kinds of rows are read the same way."""
+class FeatureStore(ABC):
+    """The feature store's interface, and what both backends share: a day written from frames is a
+    day of one part, and the two kinds of rows are read the same way."""
 
     def write_partition(
         self,
@@ -125,6 +87,25 @@ class PartitionedStore(ABC):
         with_labels: bool,
     ) -> FeaturePartition:
         """A day's features (and labels) from consecutive parts, replacing the day whole."""
+
+    @abstractmethod
+    def stage_part(
+        self, use_case: str, interval: dt.date, index: int, features: Rows, labels: Rows | None
+    ) -> None:
+        """Take in one checked partition of a day ahead of its commit (in the mapped check, so the
+        workers share the writing), or do nothing if the commit writes everything itself."""
+
+    @abstractmethod
+    def write_labels(self, use_case: str, interval: dt.date, labels: pd.DataFrame) -> LabelPartition:
+        """A label feed's rows for a day, replacing the day's earlier feed."""
+
+    @abstractmethod
+    def partitions(self, use_case: str) -> dict[dt.date, FeaturePartition]:
+        """The committed days of a use case and their manifests."""
+
+    @abstractmethod
+    def iter_features(self, use_case: str, interval: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """A committed day's features in chunks of at most ``chunk_rows`` rows."""
 
     @abstractmethod
     def _read(self, kind: FeatureKind, use_case: str, start: dt.date, end: dt.date) -> pd.DataFrame:

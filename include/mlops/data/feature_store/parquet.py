@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, TypedDict
 from mlops.core import faults, layout
 from mlops.core.results import FeaturePartition, LabelPartition
 from mlops.data.feature_store.base import (
-    PartitionedStore,
+    FeatureStore,
     Parts,
     label_manifest,
     partition_manifest,
@@ -232,7 +232,7 @@ def _label_partition(record: dict[str, Any]) -> LabelPartition:
     )
 
 
-class ParquetFeatureStore(PartitionedStore):
+class ParquetFeatureStore(FeatureStore):
     """Parquet partitions in the lake, each day committed by one manifest naming its files."""
 
     def __init__(self, lake: Lake) -> None:

@@ -14,7 +14,7 @@ from mlops.core import faults
 from mlops.core.results import FeaturePartition, LabelPartition
 from mlops.data.feature_store import postgres_schema as pg
 from mlops.data.feature_store.base import (
-    PartitionedStore,
+    FeatureStore,
     Parts,
     label_manifest,
     partition_manifest,
@@ -34,7 +34,7 @@ _CONNECT_OPTIONS = {"sslmode", "connect_timeout", "options"}
 """The connection's extras passed on to psycopg2."""
 
 
-class PostgresFeatureStore(PartitionedStore):
+class PostgresFeatureStore(FeatureStore):
     """Tables in PostgreSQL, partitioned by day (LIST on ``interval``), each day by the partitions
     its delivery was checked in (LIST on ``__part``).
 
