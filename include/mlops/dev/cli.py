@@ -233,4 +233,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=_cmd_serve)
     args = parser.parse_args(argv)
+    if args.command in HOME_COMMANDS and HOME_COMMANDS[args.command](args):
+        from mlops.core.settings import home_default
+        from mlops.dev.service import HomeConfigError, pin_config_dir
+
+        try:
+            pin_config_dir(home_default(), record=True)
+        except HomeConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return int(args.func(args))
+
+
+# Commands that start a home's service or serve its models: they run the config folder the home
+# was first started with, and record it on a first start (mlops.dev.service.pin_config_dir). The
+# demo makes its home anew and records its own; stopping is never refused.
+HOME_COMMANDS = {
+    "service": lambda args: args.action == "start",
+    "ui": lambda args: args.which == "airflow",
+    "serve": lambda args: True,
+}

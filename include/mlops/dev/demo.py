@@ -171,17 +171,19 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     home = home_default()
     today = dt.datetime.now(dt.UTC).date()
     day_list = [today - dt.timedelta(days=days - i) for i in range(days)]
-    from mlops.dev.service import USER, service_for_settings
+    from mlops.dev.service import USER, config_record, pin_config_dir, service_for_settings
 
     service = service_for_settings()
     service.stop()  # a service left from an earlier run must not see its files vanish
     for sub in ("lake", "landing", "mlflow", "airflow", "demo"):
         shutil.rmtree(home / sub, ignore_errors=True)
+    config_record(home).unlink(missing_ok=True)  # a new home: it runs the demo's config from now on
     config = demo_config(home, day_list[0])
     # The demo's own settings win over the embedded defaults (applied next).
     apply_env_defaults(
         {"MLOPS_CONFIG_DIR": str(config), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}
     )
+    pin_config_dir(home, record=True)  # make stop / ui-airflow / serve use it after the demo
     from mlops.dev.embedded import apply_embedded_defaults
 
     apply_embedded_defaults()

@@ -60,11 +60,14 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
-def _moved_to(frame: pd.DataFrame, column: str, day: dt.date) -> pd.DataFrame:
-    """The rows with their event times moved to ``day`` (each keeps its time of day)."""
+def _moved_to(frame: pd.DataFrame, columns: dict[str, ColumnSpec], name: str, day: dt.date) -> pd.DataFrame:
+    """The rows with their event times (column ``name``) moved to ``day`` (each keeps its time of
+    day). A sample is shaped like a delivery: the column may be under its source header."""
     import pandas as pd
 
     out = frame.copy()
+    source = columns[name].source
+    column = source if source is not None and source in out else name
     if column in out:
         times = pd.to_datetime(out[column], errors="coerce")
         out[column] = pd.Timestamp(day) + (times - times.dt.normalize())
@@ -77,7 +80,7 @@ def batch_for(use_case: UseCase, day: dt.date, config_dir: Path, *, rows: int) -
 
     path = sample_file(config_dir, use_case.name)
     if path is not None:
-        return _moved_to(_read(path), use_case.schema_.event_time, day)
+        return _moved_to(_read(path), use_case.schema_.columns, use_case.schema_.event_time, day)
     if use_case.name in GENERATORS:
         frame = simulate_batch(use_case.name, day, rows)
         return frame.drop(columns=[TARGETS[use_case.name]]) if use_case.labels is not None else frame
@@ -100,7 +103,7 @@ def labels_for(
         raise ValueError(f"use case {use_case.name!r} has no label feed")
     path = sample_file(config_dir, use_case.feed("labels").stream)
     if path is not None:
-        return _moved_to(_read(path), spec.event_time, day - dt.timedelta(days=1))
+        return _moved_to(_read(path), spec.columns, spec.event_time, day - dt.timedelta(days=1))
     if use_case.name in GENERATORS:
         return simulate_labels(use_case.name, day, rows=rows, first_event_day=first_day)
     event_day = day - dt.timedelta(days=1)  # synthesized labels arrive the day after their event

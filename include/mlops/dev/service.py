@@ -203,6 +203,48 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def config_record(home: Path) -> Path:
+    """Where a home keeps the config folder it was started with."""
+    return Service(home).run_dir / "config_dir"
+
+
+class HomeConfigError(RuntimeError):
+    """A command pointed a home at another config folder than the one it was started with."""
+
+
+def pin_config_dir(home: Path, *, record: bool) -> Path | None:
+    """The config folder of the home ``home``: one per home, so restarting never changes the DAGs.
+
+    The first start (``record``) writes the folder in force (``MLOPS_CONFIG_DIR``, else
+    ``config/``) into the home; every later command of the home uses it: it is put in
+    ``MLOPS_CONFIG_DIR`` when that is unset, and a different one is refused. Returns the folder in
+    force, or None when nothing is recorded and nothing is to be.
+    """
+    from mlops.core.settings import load_settings
+
+    path = config_record(home)
+    asked = os.environ.get("MLOPS_CONFIG_DIR")
+    if path.exists():
+        recorded = Path(path.read_text().strip())
+        if asked is not None and Path(asked).resolve() != recorded:
+            raise HomeConfigError(
+                f"the home {home} runs the use cases of {recorded}, but MLOPS_CONFIG_DIR={asked} "
+                "points elsewhere: unset MLOPS_CONFIG_DIR, or give the other folder its own "
+                "MLOPS_HOME (or `make clean` this one to start over)"
+            )
+        os.environ["MLOPS_CONFIG_DIR"] = str(recorded)
+        return recorded
+    if not record:
+        return None
+    config_dir = load_settings().config_dir
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{config_dir}\n")
+    tmp.replace(path)
+    os.environ["MLOPS_CONFIG_DIR"] = str(config_dir)
+    return config_dir
+
+
 def service_for_settings() -> Service:
     from mlops.core.settings import load_settings
 
