@@ -21,9 +21,9 @@ import pytest
 from mlops.core import layout
 from mlops.core.lake import Lake
 from mlops.dev.demo import TRAIN_DAY
+from mlops.dev.slack_standin import SlackStandin
 from tests.integration.stack import free_port
 from tests.support.service import RunningService, clean_env
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 

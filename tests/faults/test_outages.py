@@ -46,6 +46,7 @@ from mlops.data.feature_store import ParquetFeatureStore, PostgresFeatureStore
 from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.data.ingest import BatchMissing
 from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
+from mlops.dev.slack_standin import SlackStandin
 from mlops.model import registry
 from mlops.model.gate import evaluate_and_promote
 from mlops.model.registration import train_and_register
@@ -53,7 +54,6 @@ from mlops.model.training_set import prepare_training_set
 from tests.e2e.helpers import land
 from tests.integration.stack import BUCKET, PG, Stack, _pg_connect
 from tests.support.fault_proxy import FaultKind, FaultProxy, HttpRequest
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 

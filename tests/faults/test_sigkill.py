@@ -31,6 +31,7 @@ from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
 from mlops.data.ingest import BatchMissing, read_manifest, verify_archived
 from mlops.data.tasks import BatchRejected, extract_and_archive, materialize_features, validate_batch
+from mlops.dev.slack_standin import SlackStandin
 from mlops.model import registry
 from mlops.model.gate import evaluate_and_promote
 from mlops.model.registration import train_and_register
@@ -39,7 +40,6 @@ from mlops.model.training_set import prepare_training_set
 from mlops.monitoring.retrain import decide_and_record
 from tests.e2e.helpers import land
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[2]

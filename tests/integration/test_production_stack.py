@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from mlops.dev.slack_standin import SlackStandin
 from tests.integration.stack import Stack, wait_for
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 START = dt.date(2026, 6, 1)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.slack_standin import SlackStandin
+from mlops.dev.slack_standin import SlackStandin
 
 # slack-sdk reads these itself (and ignores NO_PROXY): a proxy would stand between it and 127.0.0.1.
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")

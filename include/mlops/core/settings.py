@@ -182,6 +182,23 @@ def apply_env_defaults(defaults: dict[str, str]) -> dict[str, str]:
     return {key: os.environ[key] for key in defaults}
 
 
+def set_environment(values: dict[str, str]) -> None:
+    """Set variables in force from now on, for this process and the children it starts (a
+    command that decides a setting, such as the config folder its home runs)."""
+    os.environ.update(values)
+
+
+def config_dir_asked() -> Path | None:
+    """``MLOPS_CONFIG_DIR`` (resolved) when it is set, else None: the default was not overridden."""
+    asked = os.environ.get("MLOPS_CONFIG_DIR")
+    return Path(asked).resolve() if asked else None
+
+
+def connection_in_environment(conn_id: str) -> bool:
+    """Whether Airflow connection ``conn_id`` is given as an ``AIRFLOW_CONN_*`` variable."""
+    return bool(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"))
+
+
 def child_environment(*, bin_first: Path) -> dict[str, str]:
     """The environment for a child process (an Airflow component), with ``bin_first`` first on PATH."""
     env = dict(os.environ)

@@ -12,8 +12,9 @@
 3. Lets the real scheduler run every scheduled day of the data and label DAGs (catchup).
 4. Asks for the first model the way an upstream system does: a REST call to the training DAG.
 5. Scores the days after the training window (REST), then lets the daily drift check run: it
-   measures live performance per day on the labels that arrived, alerts (Slack when configured,
-   the log otherwise) and triggers a retrain, which the scheduler runs through the same gate.
+   measures live performance per day on the labels that arrived, alerts on Slack (a local
+   stand-in when none is configured; the story prints what it received) and triggers a retrain,
+   which the scheduler runs through the same gate.
 6. Checks drift again on the same day: the reference is now the new champion.
 
 It prints the story and leaves the UI up; ``make stop`` stops what it started.
@@ -171,7 +172,7 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     home = home_default()
     today = dt.datetime.now(dt.UTC).date()
     day_list = [today - dt.timedelta(days=days - i) for i in range(days)]
-    from mlops.dev.service import USER, config_record, pin_config_dir, service_for_settings
+    from mlops.dev.service import config_record, pin_config_dir, service_for_settings
 
     service = service_for_settings()
     service.stop()  # a service left from an earlier run must not see its files vanish
@@ -187,8 +188,6 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     from mlops.dev.embedded import apply_embedded_defaults
 
     apply_embedded_defaults()
-    from mlops.core.lake import get_lake
-
     _say(
         f"[feeds] {days} days of churn snapshots ({rows} rows/day, no labels) from {day_list[0]} to {day_list[-1]};"
     )
@@ -200,8 +199,53 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     )
     land_feeds(home / "landing", day_list, rows)
 
+    slack = _slack_for_the_demo()
     _say(f"[service] starting Airflow (scheduler, dag-processor, triggerer, API server) at {service.url}")
-    service.start()
+    try:
+        service.start()
+        _story(service, day_list, today, t0)
+    finally:
+        if slack is not None:
+            _show_slack(slack)
+            slack.stop()
+    return 0
+
+
+def _slack_for_the_demo() -> Any:
+    """With no Slack configured, a local stand-in (``mlops.dev.slack_standin``) takes the alerts
+    through slack-sdk as Slack would, so the demo can print them; with ``MLOPS_SLACK_WEBHOOK_URL``
+    (or the ``mlops_slack`` connection in the environment) set, alerts go to Slack for real. The
+    stand-in stops with the demo: alerts after it wait in the outbox until Slack is configured."""
+    from mlops.core.settings import connection_in_environment, load_settings, set_environment
+    from mlops.dev.slack_standin import SlackStandin
+
+    settings = load_settings()
+    if settings.slack_webhook_url or connection_in_environment(settings.slack_conn_id):
+        _say("[slack] alerts go to the Slack you configured")
+        return None
+    slack = SlackStandin().start()
+    set_environment({"MLOPS_SLACK_WEBHOOK_URL": slack.webhook_url})  # the service's processes inherit it
+    _say(f"[slack] no Slack configured: a local stand-in takes the alerts at {slack.base_url}")
+    return slack
+
+
+def _show_slack(slack: Any) -> None:
+    """Each alert as the Slack stand-in received it: its text, then the text of its blocks."""
+    from mlops.dev.slack_standin import block_texts
+
+    _say(f"Slack (local stand-in) received {len(slack.messages)} message(s):")
+    for message in slack.messages:
+        _say(f"  > {message.text}")
+        for text in block_texts(message.blocks or []):
+            _say(f"    | {text}")
+
+
+def _story(service: Any, day_list: list[dt.date], today: dt.date, t0: float) -> None:
+    """The demo's runs, from the service's start to the summary."""
+    from mlops.core.lake import get_lake
+    from mlops.dev.service import USER
+
+    days = len(day_list)
     api = Api(service.url, USER, service.password())
     _wait("DAGs parsed", lambda: all(_dag_exists(api, d) for d in DEMO_DAGS), timeout=300)
 
@@ -267,7 +311,6 @@ def run_demo(days: int = DAYS, rows: int = ROWS) -> int:
     )
 
     _summary(api, lake, day_list, service, first_check, time.perf_counter() - t0)
-    return 0
 
 
 def _same_day(today: dt.date) -> bool:
@@ -298,6 +341,7 @@ def _state(api: Api, dag_id: str, run_id: str) -> str:
 def _summary(
     api: Api, lake: Any, days: list[dt.date], service: Any, first_check: dict[str, Any], elapsed: float
 ) -> None:
+    from mlops.model.evidence import threshold_text
     from mlops.model.registry import promotion_history
 
     name = "churn"
@@ -334,6 +378,8 @@ def _summary(
         _say(
             f"  v{entry['version']}: {entry['outcome'].upper()}{shown} ({entry['airflow_run_id']}) - {entry['reason']}"
         )
+        if entry.get("decision_threshold"):
+            _say(f"      decision threshold {threshold_text(entry)}")
     preds = lake.list(layout.predictions_root(name))
     total = sum(lake.read_json(layout.predictions_manifest(name, d))["rows"] for d in preds)
     _say(

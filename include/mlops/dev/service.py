@@ -220,19 +220,19 @@ def pin_config_dir(home: Path, *, record: bool) -> Path | None:
     ``MLOPS_CONFIG_DIR`` when that is unset, and a different one is refused. Returns the folder in
     force, or None when nothing is recorded and nothing is to be.
     """
-    from mlops.core.settings import load_settings
+    from mlops.core.settings import config_dir_asked, load_settings, set_environment
 
     path = config_record(home)
-    asked = os.environ.get("MLOPS_CONFIG_DIR")
+    asked = config_dir_asked()
     if path.exists():
         recorded = Path(path.read_text().strip())
-        if asked is not None and Path(asked).resolve() != recorded:
+        if asked is not None and asked != recorded:
             raise HomeConfigError(
                 f"the home {home} runs the use cases of {recorded}, but MLOPS_CONFIG_DIR={asked} "
                 "points elsewhere: unset MLOPS_CONFIG_DIR, or give the other folder its own "
                 "MLOPS_HOME (or `make clean` this one to start over)"
             )
-        os.environ["MLOPS_CONFIG_DIR"] = str(recorded)
+        set_environment({"MLOPS_CONFIG_DIR": str(recorded)})
         return recorded
     if not record:
         return None
@@ -241,7 +241,7 @@ def pin_config_dir(home: Path, *, record: bool) -> Path | None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(f"{config_dir}\n")
     tmp.replace(path)
-    os.environ["MLOPS_CONFIG_DIR"] = str(config_dir)
+    set_environment({"MLOPS_CONFIG_DIR": str(config_dir)})
     return config_dir
 
 

@@ -19,8 +19,8 @@ from mlops.core.alerts import (
     slack_target,
 )
 from mlops.core.lake import Lake
+from mlops.dev.slack_standin import Message, SlackStandin, alert_names, block_texts
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
-from tests.support.slack_standin import Message, SlackStandin, alert_names, block_texts
 
 SCOPE = "churn"
 REPORT_URI = "file:///lake/reports/churn/2026-01-05/drift.html"

@@ -11,9 +11,9 @@ import pytest
 
 from mlops.core import layout
 from mlops.core.lake import Lake
+from mlops.dev.slack_standin import SlackStandin, alert_names, block_texts
 from mlops.orchestration.callbacks import task_failure_callback
 from tests.support.fixtures import slack_standin_fixture  # noqa: F401
-from tests.support.slack_standin import SlackStandin, alert_names, block_texts
 
 SCOPE = layout.failure_scope("churn_training")
 
