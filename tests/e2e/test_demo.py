@@ -161,3 +161,47 @@ def test_demo_leaves_no_secret_in_the_checkout(demo) -> None:
     password = json.loads((secrets_dir / "passwords.json").read_text())["admin"]
     tracked = subprocess.run(["git", "grep", "-l", password], cwd=root, capture_output=True, text=True)
     assert tracked.stdout == ""
+
+
+def test_after_the_demo_make_ui_airflow_runs_the_same_dags_and_leaves_the_registry_alone(demo) -> None:
+    """`make demo`, `make stop`, then `make ui-airflow` from a shell that names no config folder:
+    the home runs the demo's use cases again (its label feed's DAG too), and two minutes of the
+    scheduler change nothing in the registry."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from mlops.core.config import load_use_cases
+
+    svc, done, _ = demo
+    assert done.returncode == 0
+    svc.cli("service", "stop")
+    client = MlflowClient(tracking_uri=f"sqlite:///{svc.home / 'mlflow' / 'mlflow.db'}")
+
+    def registry() -> tuple[list[tuple[str, str, str]], str]:
+        versions = client.search_model_versions("name='churn_model'")
+        return (
+            sorted((v.version, v.current_stage, v.run_id) for v in versions),
+            client.get_model_version_by_alias("churn_model", "champion").version,
+        )
+
+    before = registry()
+    assert "MLOPS_CONFIG_DIR" not in svc.env
+    started = svc.cli("ui", "airflow")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        svc.login()
+        good, _ = load_use_cases(svc.home / "demo" / "config")
+        expected = {f"{name}_{kind}" for name in good for kind in ("data", "training", "scoring", "drift")}
+        expected.add("churn_labels")  # only the demo's config has churn's label feed
+
+        def listed() -> set[str]:
+            dags = svc.api("GET", "/dags", params={"limit": 100}).json()["dags"]
+            return {d["dag_id"] for d in dags}
+
+        svc.wait("the demo's DAGs parsed again", lambda: expected <= listed(), 240)
+        time.sleep(120)
+        assert expected <= listed()
+        assert registry() == before
+    finally:
+        svc.cli("service", "stop")
