@@ -259,8 +259,12 @@ def _column_names(value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
             name,
             "column name",
             "letters",
-            f"name the column e.g. {_suggest_identifier(name)!r} and give it the delivery's header as "
-            f"source ({{type: ..., source: {name!r}}})",
+            f"rename the column, e.g. {_suggest_identifier(name)!r}"
+            + (
+                f", and give it the delivery's header as source ({{type: ..., source: {name!r}}})"
+                if name.strip()
+                else ""
+            ),
         )
     return value
 

@@ -93,7 +93,7 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
     if not data:
         raise BatchUnreadable("the batch file is empty (0 bytes)")
     _sniff(data, fmt)
-    renames: dict[str, str] = {}
+    delivered: dict[str, str] = {}  # the CSV header's renames, to type its text columns as read
     if fmt != "parquet":
         header = _header(data)
         repeated = sorted({c for c in header if header.count(c) > 1})
@@ -108,17 +108,16 @@ def read_batch(data: bytes, use_case: UseCase | Feed, fmt: str) -> pd.DataFrame:
                 f"the file has 1 column where {len(columns)} are expected{hint}; "
                 "the platform reads comma-separated files"
             )
-        renames = column_renames(header, columns)
+        delivered = column_renames(header, columns)
     try:
-        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns, renames)
+        frame = pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else _read_csv(data, columns, delivered)
     except (MemoryError, pa.ArrowCancelled):  # the worker's trouble, not the file's: retried
         raise
     except data_errors(fmt) as exc:
         raise BatchUnreadable(f"the batch cannot be parsed as {fmt}: {type(exc).__name__}: {exc}") from None
     if frame.columns.empty:
         raise BatchUnreadable("the batch has no columns")
-    if fmt == "parquet":
-        renames = column_renames([str(c) for c in frame.columns], columns)
+    renames = column_renames([str(c) for c in frame.columns], columns)
     if renames:  # in place: the data is not copied
         frame.columns = [renames.get(c, c) for c in frame.columns]
     for name, col in columns.items():

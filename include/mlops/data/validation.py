@@ -72,7 +72,10 @@ def derive_suite(use_case: UseCase | Feed) -> dict[str, Any]:
         }
     )
     for name, col in schema.columns.items():
-        add("expect_column_to_exist", column=name)
+        # A column delivered under another header (its source) is renamed on parsing; the header
+        # goes with the check, so that a missing column is reported by the header expected.
+        exists = {"severity": "error"} | ({"header": col.source} if col.source not in (None, name) else {})
+        exps.append({"type": "expect_column_to_exist", "kwargs": {"column": name}, "meta": exists})
         add("expect_column_values_to_be_in_type_list", column=name, type_list=TYPE_LISTS[col.type])
         if not col.nullable:
             add("expect_column_values_to_not_be_null", col.severity, column=name)
@@ -119,9 +122,18 @@ class Failure:
     observed: Any = None
     exception: str | None = None
     check: str | None = None  # the platform's name for the check, where it has one
+    header: str | None = None  # the column's header in a delivery (its source), if not its name
 
     def describe(self) -> str:
         where = f" on column {self.column!r}" if self.column else ""
+        if self.expectation == "expect_column_to_exist" and not self.exception:
+            missing = (
+                f"the delivery has no header {self.header!r} (the source of column {self.column!r}) "
+                f"and no column {self.column!r}"
+                if self.header
+                else f"the delivery has no column {self.column!r}"
+            )
+            return f"[{self.severity}] {self.expectation}{where}: {missing}"
         if self.check == EVENT_TIME_CHECK and isinstance(self.observed, dict) and not self.exception:
             pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
             seen, allowed = self.observed["seen"], self.observed["allowed"]
@@ -295,6 +307,7 @@ def outcome_from_result(
                 observed=res.get("observed_value"),
                 exception=exc.get("exception_message") if exc.get("raised_exception") else None,
                 check=(cfg.get("meta") or {}).get("check"),
+                header=(cfg.get("meta") or {}).get("header"),
             )
         )
         if failures[-1].check == EVENT_TIME_CHECK and failures[-1].exception is None and event_times_seen:
