@@ -183,7 +183,10 @@ class PromotionRecord(TypedDict):
     airflow_dag_id: str
     airflow_run_id: str
     metric: NotRequired[str]
-    challenger_metrics: NotRequired[dict[str, float]]
+    challenger_metrics: NotRequired[dict[str, float]]  # label metrics at the challenger's threshold
+    # A classifier's decision threshold (mlops.model.threshold): value, the objective it was chosen
+    # for on validation (None: registered without one, so 0.5), precision, recall and F1 on the holdout.
+    decision_threshold: NotRequired[dict[str, Any] | None]
     comparison: NotRequired[dict[str, Any] | None]
     threshold_failures: NotRequired[list[str]]
     # The gate's evidence beyond the champion comparison (mlops.model.promotion): every failing check
@@ -228,6 +231,8 @@ class ScoringManifest(TypedDict):
     model_version: str
     model_run_id: str
     output_column: str
+    # A classifier's: the champion's decision threshold, at which predicted_label is 1.
+    decision_threshold: NotRequired[float]
     feature_stats: NotRequired[dict[str, Any]]
     prediction_stats: NotRequired[dict[str, Any]]  # count, mean, and histogram bins or quantiles
     worker: NotRequired[str]

@@ -50,6 +50,11 @@ def approval_request(entry: PromotionRecord, use_case: UseCase) -> tuple[str, st
         "|---|---|",
         *[f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())],
         "",
+        *(
+            [f"**Decision threshold** {_md(evidence.threshold_text(entry))}", ""]
+            if entry.get("decision_threshold")
+            else []
+        ),
         f"Holdout rows: {entry.get('holdout_rows', 'n/a')} · MLflow run: {entry.get('mlflow_run_url', 'n/a')}",
         "",
         *_evidence_lines(entry),

@@ -90,6 +90,19 @@ def signed(value: Any) -> str:
     return f"{value:+.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else fmt(value)
 
 
+def threshold_text(record: PromotionRecord) -> str:
+    """The challenger's decision threshold and what it gives on the holdout, in one line; the dash
+    when the record has none (a regressor, or a decision taken before thresholds were chosen)."""
+    t = record.get("decision_threshold")
+    if not t:
+        return NONE
+    how = f"{t['objective']} on validation" if t.get("objective") else "the default: none was chosen"
+    return (
+        f"{fmt(t.get('value'))} ({how}): holdout precision {fmt(t.get('precision'))}, "
+        f"recall {fmt(t.get('recall'))}, F1 {fmt(t.get('f1'))}"
+    )
+
+
 def slice_label(entry: dict[str, Any]) -> str:
     """``column=value`` of a slice entry, or the column when it could not be sliced at all."""
     column, value = entry.get("column"), entry.get("value")
@@ -123,6 +136,7 @@ def page_view(record: PromotionRecord) -> dict[str, Any]:
         "title": f"{record['use_case']} v{record['version']}: {record['outcome']}",
         "record": record,
         "metrics": sorted((record.get("challenger_metrics") or {}).items()),
+        "threshold": record.get("decision_threshold") or None,
         "comparison": comparison,
         "comparison_interval": interval(comparison),
         "baseline": baseline,

@@ -1,7 +1,8 @@
 """The promotion gate: compare the new version with the champion, decide, move aliases, record.
 
-The ``evaluate_and_promote`` task. It checks that the challenger's holdout outputs are sane,
-scores challenger, champion and the trivial baseline (fitted on this run's training split) on this
+The ``evaluate_and_promote`` task. It checks that the challenger's holdout outputs are sane (its
+labels at its own decision threshold, :mod:`mlops.model.threshold`), scores challenger, champion
+and the trivial baseline (fitted on this run's training split) on this
 run's holdout, overall and per declared slice, lets the pure :mod:`mlops.model.promotion` decide,
 writes the decision and its evidence down before any alias moves (so a retry finishes the same
 decision), then moves the aliases, tags the version and the run, writes the evidence pack
@@ -24,8 +25,9 @@ from mlops.model.promotion import (
     gather_evidence,
     staleness,
 )
+from mlops.model.threshold import DEFAULT_THRESHOLD, threshold_of
+from mlops.model.threshold import describe as describe_threshold
 from mlops.model.training import (
-    DECISION_THRESHOLD,
     X_y,
     compute_metrics,
     fit_baseline,
@@ -133,11 +135,17 @@ def _decide(
     X, y = X_y(holdout, use_case)
     challenger = registry.load_model(name, version)
     challenger_scores = predict_scores(challenger, X, use_case.task)
+    # The labels it gives are at the threshold it was registered with (0.5 for an older version).
+    challenger_entry = client.get_model_version(name, version)
+    cut = threshold_of(challenger_entry)
     # Sane outputs first: NaN/inf predictions cannot be scored, so nothing below is computed for them.
-    sanity = check_outputs(
-        challenger_scores, use_case.task, threshold=DECISION_THRESHOLD, label_range=label_range(use_case)
+    sanity = check_outputs(challenger_scores, use_case.task, threshold=cut, label_range=label_range(use_case))
+    challenger_metrics = (
+        compute_metrics(y, challenger_scores, use_case.task, threshold=cut) if sanity.scorable else {}
     )
-    challenger_metrics = compute_metrics(y, challenger_scores, use_case.task) if sanity.scorable else {}
+    threshold = None
+    if use_case.task == "classification" and sanity.scorable:
+        threshold = describe_threshold(challenger_entry, y, challenger_scores)
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
     has_champion = champion is not None and str(champion.version) != version
@@ -160,8 +168,13 @@ def _decide(
     if sanity.scorable:
         train = read_split(lake, manifest, "train")
         baseline_scores = predict_scores(fit_baseline(*X_y(train, use_case), use_case.task), X, use_case.task)
+        champion_cut = threshold_of(champion) if has_champion else DEFAULT_THRESHOLD
         gathered = gather_evidence(
-            use_case, holdout, y, (challenger_scores, baseline_scores, champion_scores)
+            use_case,
+            holdout,
+            y,
+            (challenger_scores, baseline_scores, champion_scores),
+            thresholds=(cut, champion_cut),
         )
         baseline, comparison, slices = gathered.baseline, gathered.comparison, gathered.slices
     challenger_end = dt.date.fromisoformat(str(manifest["lineage"]["window_end"]))
@@ -193,6 +206,7 @@ def _decide(
         reason=decision.reason,
         metric=use_case.promotion.metric,
         challenger_metrics=challenger_metrics,
+        decision_threshold=threshold,
         comparison=evidence["comparison"],
         threshold_failures=decision.threshold_failures,
         failed_checks=decision.failures,

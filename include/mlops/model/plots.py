@@ -1,6 +1,7 @@
 """The diagnostic plots logged with each training run: how the model does on the holdout.
 
-Classification: ROC curve, precision-recall curve and confusion matrix (at 0.5); regression: the
+Classification: ROC curve, precision-recall curve and confusion matrix (at the model's decision
+threshold); regression: the
 residuals against the prediction. Each is a PNG under ``plots/`` in the MLflow run.
 """
 
@@ -9,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def log_holdout_plots(mlflow: Any, y: Any, scores: Any, task: str) -> None:
-    """Draw the holdout's diagnostic plots for ``task`` and log them to the active MLflow run."""
+def log_holdout_plots(mlflow: Any, y: Any, scores: Any, task: str, threshold: float = 0.5) -> None:
+    """Draw the holdout's diagnostic plots for ``task`` and log them to the active MLflow run;
+    a classifier's confusion matrix labels at ``threshold``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,12 +25,15 @@ def log_holdout_plots(mlflow: Any, y: Any, scores: Any, task: str) -> None:
             ("precision_recall", lambda ax: PrecisionRecallDisplay.from_predictions(y, scores, ax=ax)),
             (
                 "confusion_matrix",
-                lambda ax: ConfusionMatrixDisplay.from_predictions(y, (scores >= 0.5).astype(int), ax=ax),
+                lambda ax: ConfusionMatrixDisplay.from_predictions(
+                    y, (scores >= threshold).astype(int), ax=ax
+                ),
             ),
         ):
             fig, ax = plt.subplots(figsize=(5, 4))
             make(ax)
-            ax.set_title(f"{name.replace('_', ' ')} (holdout)")
+            at = f" at {threshold:.3g}" if name == "confusion_matrix" else ""
+            ax.set_title(f"{name.replace('_', ' ')} (holdout){at}")
             mlflow.log_figure(fig, f"plots/{name}.png")
             plt.close(fig)
     else:

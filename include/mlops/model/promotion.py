@@ -432,15 +432,27 @@ def gather_evidence(
     holdout: pd.DataFrame,
     y_true: np.ndarray,
     scores: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    *,
+    thresholds: tuple[float, float] | None = None,
 ) -> Evidence:
     """The paired bootstraps the gate decides on, from ``scores`` = (challenger, trivial baseline,
     champion or None), all with the spec's samples and confidence: challenger vs the baseline, vs
     the champion when there is one, and the declared slices on their own rows. The gate and the
-    use-case check both call this."""
-    from mlops.model.training import BASELINE_STRATEGY, metric_fn
+    use-case check both call this.
+
+    ``thresholds`` are the challenger's and the champion's decision thresholds (default 0.5 each):
+    a label metric (f1, precision, ...) judges each model's labels at its own threshold.
+    """
+    from mlops.model.threshold import labels
+    from mlops.model.training import BASELINE_STRATEGY, DECISION_THRESHOLD, LABEL_METRICS, metric_fn
 
     spec, seed = use_case.promotion, use_case.model.seed
     challenger, baseline, champion = scores
+    if use_case.task == "classification" and spec.metric in LABEL_METRICS:
+        # Labels (0/1) in place of scores: the metric labels at 0.5, so they pass through as they are.
+        at_challenger, at_champion = thresholds or (DECISION_THRESHOLD, DECISION_THRESHOLD)
+        challenger, baseline = labels(challenger, at_challenger), labels(baseline, DECISION_THRESHOLD)
+        champion = None if champion is None else labels(champion, at_champion)
     metric, strategy = metric_fn(spec.metric, use_case.task), BASELINE_STRATEGY[use_case.task]
     samples, confidence, higher = spec.bootstrap_samples, spec.confidence, spec.higher_is_better
 

@@ -1,7 +1,9 @@
 """Train the chosen model, log it to MLflow and register one model version per training run.
 
-The ``train_model`` task: fit on the training split, log parameters, metrics, plots, permutation
-importance, the explanation baseline and the model (as skops, never pickle), and register it. A
+The ``train_model`` task: fit on the training split, choose a classifier's decision threshold on
+the validation split (:mod:`mlops.model.threshold`), log parameters, metrics (label metrics at
+that threshold), plots, permutation importance, the explanation baseline and the model (as
+skops, never pickle), and register it with its threshold as a version tag. A
 retry of the same Airflow run on the same training set finds the version the earlier try
 registered (through the run's tags) and returns it instead of registering a second one.
 """
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.core import faults, layout
 from mlops.core.results import TrainedModel, TrainingSetManifest
 from mlops.model import explain, registry, tags
+from mlops.model import threshold as decision
 from mlops.model.plots import log_holdout_plots
 from mlops.model.training import SPLITS, X_y, compute_metrics, fit_baseline, make_pipeline, predict_scores
 from mlops.model.training_set import read_split
@@ -131,19 +134,29 @@ def train_and_register(
         mlflow.log_params(params)
         mlflow.log_dict(lineage, "data_version.json")
         pipe.fit(X_train, y_train)
-        metrics: dict[str, float] = {}
-        scores = {}
+        scores, truth = {}, {}
         for name in ("validation", "holdout"):
-            X, y = X_y(frames[name], use_case)
+            X, truth[name] = X_y(frames[name], use_case)
             scores[name] = predict_scores(pipe, X, use_case.task)
-            metrics |= {f"{name}_{k}": v for k, v in compute_metrics(y, scores[name], use_case.task).items()}
+        cut = decision.DEFAULT_THRESHOLD
+        threshold = decision.choose_for(use_case, truth["validation"], scores["validation"])
+        if threshold is not None:
+            # On the run before the model is registered: a retry copies the run's tags to the version.
+            cut = threshold.value
+            mlflow.set_tags(threshold.as_tags())
+            mlflow.log_param(tags.DECISION_THRESHOLD, threshold.value)
+            log.info("decision threshold %.4f (%s on validation)", threshold.value, threshold.objective)
+        metrics: dict[str, float] = {}
+        for name in ("validation", "holdout"):
+            computed = compute_metrics(truth[name], scores[name], use_case.task, threshold=cut)
+            metrics |= {f"{name}_{k}": v for k, v in computed.items()}
         mlflow.log_metrics(metrics)
         X_hold, y_hold = X_y(frames["holdout"], use_case)
         # The trivial baseline the gate holds the model against, for a reader of the run.
         dummy = predict_scores(fit_baseline(X_train, y_train, use_case.task), X_hold, use_case.task)
         dummy_metrics = compute_metrics(y_hold, dummy, use_case.task)
         mlflow.log_metrics({f"baseline.holdout_{k}": v for k, v in dummy_metrics.items()})
-        log_holdout_plots(mlflow, y_hold, scores["holdout"], use_case.task)
+        log_holdout_plots(mlflow, y_hold, scores["holdout"], use_case.task, threshold=cut)
         importance = _permutation_importance(pipe, X_hold, y_hold, use_case)
         mlflow.log_dict(importance, "permutation_importance.json")
         mlflow.log_metrics({f"perm_importance.{k}": v for k, v in importance.items()})
@@ -172,7 +185,8 @@ def train_and_register(
             client, model_name, run.info.run_id, str(info.registered_model_version)
         )
         faults.point("register")
-        registry.tag_version(client, model_name, version, lineage_tags | partitions_tag)
+        threshold_tags = threshold.as_tags() if threshold is not None else {}
+        registry.tag_version(client, model_name, version, lineage_tags | partitions_tag | threshold_tags)
         return TrainedModel(
             version=version,
             run_id=run.info.run_id,

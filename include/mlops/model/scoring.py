@@ -4,7 +4,8 @@ Reads a feature partition in chunks, scores each chunk and streams the predictio
 Parquet file, so memory stays flat however large the partition is. The output
 ``predictions/<use_case>/<interval>/predictions.parquet`` is moved into place atomically with a
 ``_manifest.json`` (rows, time taken, model version, run id, input feature statistics) written
-last. Scoring the same interval with the same champion gives byte-identical predictions.
+last. A classifier's rows carry the score (the probability) and the predicted label at the
+champion's decision threshold (:mod:`mlops.model.threshold`; 0.5 for a version without one). Scoring the same interval with the same champion gives byte-identical predictions.
 
 Which days a run scores (:func:`plan_scoring`): the days it names, except those already scored
 with the same champion, features and options (scoring them again would write the same bytes),
@@ -26,6 +27,7 @@ from mlops.core import faults, layout
 from mlops.core.results import FeaturePartition, ScoringManifest
 from mlops.data.features import ENTITY, EVENT_TIME
 from mlops.model import explain, registry
+from mlops.model import threshold as decision
 from mlops.model.training import predict_scores
 
 if TYPE_CHECKING:
@@ -292,6 +294,8 @@ def score_partition(
     stats = FeatureStats(use_case.numeric_features, use_case.categorical_features)
     predicted = PredictionStats(use_case.task)
     out_col = "score" if use_case.task == "classification" else "prediction"
+    classifier = use_case.task == "classification"
+    cut = decision.threshold_of(version) if classifier else None  # read once, from the version's tags
     key_type = pa.int64() if use_case.entity_type == "int" else pa.string()
     base = _explain_baseline(version.run_id) if use_case.scoring.explain else None
     contrib_cols = [f"{explain.PREFIX}{name}" for name in use_case.feature_names] if base is not None else []
@@ -300,6 +304,7 @@ def score_partition(
             (ENTITY, key_type),
             (EVENT_TIME, pa.timestamp("us")),
             (out_col, pa.float64()),
+            *([(decision.PREDICTED_LABEL, pa.int8())] if cut is not None else []),
             ("model_version", pa.string()),
             ("model_run_id", pa.string()),
             *[(c, pa.float64()) for c in contrib_cols],
@@ -324,6 +329,11 @@ def score_partition(
                             chunk[EVENT_TIME].to_numpy().astype("datetime64[us]"), pa.timestamp("us")
                         ),
                         out_col: pa.array(scores, pa.float64()),
+                        **(
+                            {decision.PREDICTED_LABEL: pa.array(decision.labels(scores, cut), pa.int8())}
+                            if cut is not None
+                            else {}
+                        ),
                         "model_version": pa.array([str(version.version)] * n, pa.string()),
                         "model_run_id": pa.array([version.run_id] * n, pa.string()),
                         **(
@@ -358,6 +368,8 @@ def score_partition(
         feature_stats=stats.summary(),
         prediction_stats=predicted.summary(),
     )
+    if cut is not None:
+        manifest["decision_threshold"] = cut
     made_with = scored_with(use_case, version, features) if features is not None else {}
     # The file also says what made it, for the next run's "already scored" (the XCom does not carry it).
     record = {**manifest, SCORED_WITH: made_with}

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.core.results import CandidateResult
 from mlops.model import registry, tags
-from mlops.model.training import X_y, compute_metrics, make_pipeline, predict_scores
+from mlops.model.threshold import choose_for
+from mlops.model.training import DECISION_THRESHOLD, X_y, compute_metrics, make_pipeline, predict_scores
 from mlops.model.training_set import read_split
 
 if TYPE_CHECKING:
@@ -181,11 +182,13 @@ def train_candidate(
     try:
         pipe = make_pipeline(use_case, candidate["hyperparameters"], estimator=candidate["estimator"])
         pipe.fit(X_train, y_train)
+        val_scores = predict_scores(pipe, X_val, use_case.task)
+        # Label metrics at the candidate's own threshold, chosen as training will choose it.
+        threshold = choose_for(use_case, y_val, val_scores)
+        cut = threshold.value if threshold is not None else DECISION_THRESHOLD
         metrics = {
             f"validation_{k}": v
-            for k, v in compute_metrics(
-                y_val, predict_scores(pipe, X_val, use_case.task), use_case.task
-            ).items()
+            for k, v in compute_metrics(y_val, val_scores, use_case.task, threshold=cut).items()
         }
     except (
         Exception
@@ -199,6 +202,7 @@ def train_candidate(
     for key, value in {
         "estimator": candidate["estimator"],
         **{f"hp.{k}": v for k, v in candidate["hyperparameters"].items()},
+        **({tags.DECISION_THRESHOLD: threshold.value} if threshold is not None else {}),
     }.items():
         client.log_param(run_id, key, value)
     for key, value in metrics.items():

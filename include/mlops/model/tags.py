@@ -28,6 +28,10 @@ FEATURE_VERSION: Final = "feature_version"
 TRIGGER_REASON: Final = "trigger_reason"
 # On the model version only: the feature partitions it was trained on (JSON), read by the drift check.
 FEATURE_PARTITIONS: Final = "feature_partitions"
+# A classifier's decision threshold (mlops.model.threshold), chosen on the validation split, and the
+# objective it was chosen for: on the training run and its model version; scoring and serving read it.
+DECISION_THRESHOLD: Final = "decision_threshold"
+THRESHOLD_OBJECTIVE: Final = "threshold_objective"
 
 # The gate's (or a reviewer's) decision, on the model version and on the training run.
 PROMOTION_OUTCOME: Final = "promotion_outcome"

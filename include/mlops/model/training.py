@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from mlops.data.feature_store import FeatureStore
 
 SPLITS = ("train", "validation", "holdout")
-# A classifier's score at or above this is a predicted positive (metrics, the gate's sanity check).
+# A classifier's score at or above this is a predicted positive, unless the model version has a
+# threshold of its own (chosen on validation at training: mlops.model.threshold).
 DECISION_THRESHOLD = 0.5
+# Metrics of the predicted labels (at a decision threshold), not of the scores.
+LABEL_METRICS = frozenset({"accuracy", "f1", "precision", "recall"})
 # The trivial model a challenger must beat (scikit-learn's DummyClassifier / DummyRegressor strategy).
 BASELINE_STRATEGY = {"classification": "prior", "regression": "mean"}
 
@@ -170,12 +173,15 @@ def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     return model.predict(X)
 
 
-def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
+def compute_metrics(
+    y_true: np.ndarray, scores: np.ndarray, task: str, threshold: float = DECISION_THRESHOLD
+) -> dict[str, float]:
+    """The task's metrics; a classifier's label metrics (``LABEL_METRICS``) at ``threshold``."""
     import numpy as np
     from sklearn import metrics as m
 
     if task == "classification":
-        labels = (scores >= DECISION_THRESHOLD).astype(int)
+        labels = (scores >= threshold).astype(int)
         out = {
             "log_loss": float(m.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
             "accuracy": float(m.accuracy_score(y_true, labels)),
@@ -225,7 +231,7 @@ def _metric(name: str, task: str) -> Any:
         return lambda y, s: np.mean(np.abs(np.asarray(y, dtype="float64") - s))
     if name == "r2":
         return m.r2_score
-    if name in {"accuracy", "f1", "precision", "recall"}:
+    if name in LABEL_METRICS:
         fn = getattr(m, f"{name}_score")
         return lambda y, s: fn(y, (s >= DECISION_THRESHOLD).astype(int))
     raise ValueError(f"unknown promotion metric {name!r} for a {task} use case")

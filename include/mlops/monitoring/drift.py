@@ -214,6 +214,7 @@ def check_drift(
 
     from mlops.model import registry
     from mlops.model.scoring import read_predictions
+    from mlops.model.threshold import threshold_of
     from mlops.model.training import predict_scores
 
     spec = use_case.drift
@@ -256,6 +257,7 @@ def check_drift(
         task=use_case.task,
         metric=metric,
         min_rows=spec.min_labelled_rows,
+        threshold=threshold_of(version),  # label metrics as the holdout's: at the champion's threshold
     )
     performance = None
     baseline = client.get_run(version.run_id).data.metrics.get(f"holdout_{metric}")
@@ -328,8 +330,11 @@ def live_performance(
     task: str,
     metric: str,
     min_rows: int,
+    threshold: float = 0.5,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The model's metric on predictions whose labels were known by ``as_of``: overall and per event day.
+
+    A label metric (f1, recall, ...) labels the scores at ``threshold`` (the champion's decision threshold).
 
     A label delivered twice counts once (the latest delivery). Days with fewer than ``min_rows``
     labelled predictions report their row count and no value; so does the whole when it is short.
@@ -345,7 +350,9 @@ def live_performance(
     def value(frame: pd.DataFrame) -> float | None:
         if len(frame) < min_rows:
             return None
-        return compute_metrics(frame[LABEL].to_numpy(), frame[out_col].to_numpy(), task).get(metric)
+        return compute_metrics(
+            frame[LABEL].to_numpy(), frame[out_col].to_numpy(), task, threshold=threshold
+        ).get(metric)
 
     by_day = []
     for event_day, rows in joined.groupby(joined[EVENT_TIME].dt.date):

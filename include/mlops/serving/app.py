@@ -5,7 +5,9 @@ service of docker-compose.yaml). Endpoints:
 
 =============================  ================================================================
 ``POST /v1/<uc>/predict``      ``{"rows": [{<batch column>: value, ...}, ...]}`` -> one score (or
-                               prediction) per row, the model name and version, a request id
+                               prediction) per row, for a classifier also its predicted label at
+                               the model's decision threshold; the model name, version and
+                               threshold, a request id
 ``GET /v1/<uc>``               the served version, the request fields with their types and
                                limits, the most rows a request may carry
 ``GET /health``                liveness: 200 while the process answers, with ``ok`` / ``degraded`` /
@@ -100,11 +102,17 @@ def served_use_case(use_case: UseCase, lake: Lake, settings: ServingSettings, cl
         registry.check_servable(use_case, entry, builder="this server", fix=fix)
         return registry.load_model(name, str(entry.version))
 
+    def threshold(entry: Any) -> float | None:
+        from mlops.model.threshold import threshold_of
+
+        return threshold_of(entry) if use_case.task == "classification" else None
+
     model = ServedModel(
         name,
         resolve=lambda: registry.alias_version(client, name, registry.CHAMPION),
         load=load,
         refresh_seconds=settings.refresh_seconds,
+        threshold=threshold,
     )
     request_log = RequestLog(
         lake,
@@ -311,7 +319,8 @@ def _predict(
 ) -> JSONResponse:
     """Check, featurize, score and log one request (in a worker thread: it is CPU work)."""
     from mlops.data.features import build_features
-    from mlops.model.training import predict_scores
+    from mlops.model.threshold import PREDICTED_LABEL
+    from mlops.model.training import DECISION_THRESHOLD, predict_scores
 
     use_case = entry.use_case
     try:
@@ -342,6 +351,14 @@ def _predict(
             request_id,
             rows=not_finite[:20],
         )
+    model: dict[str, Any] = {"name": loaded.name, "version": loaded.version, "run_id": loaded.run_id}
+    predictions = [{entity: row[entity], out: value} for row, value in zip(typed, outputs, strict=True)]
+    if use_case.task == "classification":
+        # The score stays the probability; the label is decided at the version's own threshold.
+        cut = DECISION_THRESHOLD if loaded.threshold is None else loaded.threshold
+        model["decision_threshold"] = cut
+        for prediction, value in zip(predictions, outputs, strict=True):
+            prediction[PREDICTED_LABEL] = int(value >= cut)
     latency_ms = (time.perf_counter() - started) * 1000
     try:
         entry.log.append(
@@ -358,11 +375,9 @@ def _predict(
         {
             "request_id": request_id,
             "use_case": use_case.name,
-            "model": {"name": loaded.name, "version": loaded.version, "run_id": loaded.run_id},
+            "model": model,
             "output": out,
-            "predictions": [
-                {entity: row[entity], out: value} for row, value in zip(typed, outputs, strict=True)
-            ],
+            "predictions": predictions,
             "latency_ms": round(latency_ms, 3),
         },
         headers={"X-Request-ID": request_id},

@@ -47,14 +47,17 @@ class LoadedModel:
     run_id: str | None
     model: Any
     loaded_at: str
+    # A classifier's decision threshold, read from the version's tags when it was loaded (None: a regressor).
+    threshold: float | None = None
 
 
 class ServedModel:
     """The champion of one use case as the server holds it; see the module docstring.
 
     ``resolve`` returns the registry entry holding the alias (``.version``, ``.run_id``, ``.tags``)
-    or None when there is none; ``load`` loads the model of such an entry. Both are injected so
-    the swap logic is tested without MLflow.
+    or None when there is none; ``load`` loads the model of such an entry; ``threshold`` reads a
+    classifier's decision threshold from such an entry (None: the model has none). All are injected
+    so the swap logic is tested without MLflow.
     """
 
     def __init__(
@@ -64,10 +67,12 @@ class ServedModel:
         resolve: Callable[[], Any | None],
         load: Callable[[Any], Any],
         refresh_seconds: float,
+        threshold: Callable[[Any], float | None] = lambda entry: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model_name = model_name
         self._resolve, self._load, self._clock = resolve, load, clock
+        self._threshold = threshold
         self.refresh_seconds = refresh_seconds
         # A refresh this overdue means the registry calls hang: report it.
         self.stale_after = max(3 * refresh_seconds, 30.0)
@@ -128,6 +133,7 @@ class ServedModel:
                 return current
             try:
                 model = self._load(entry)
+                threshold = self._threshold(entry)  # a bad threshold tag is a failed load
             except Exception as exc:
                 # Loading fails in many ways (download, an untrusted or corrupt file, a missing
                 # type); whatever the cause, the loaded model keeps serving and /health says why.
@@ -148,6 +154,7 @@ class ServedModel:
                 run_id=getattr(entry, "run_id", None),
                 model=model,
                 loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                threshold=threshold,
             )
             self._current, self.error = loaded, None  # the swap: one assignment
             log.info(
@@ -228,6 +235,7 @@ class ServedModel:
             "model_name": self.model_name,
             "version": current.version if current else None,
             "run_id": current.run_id if current else None,
+            "decision_threshold": current.threshold if current else None,
             "loaded_at": current.loaded_at if current else None,
             "seconds_since_check": None if self.last_check is None else round(now - self.last_check, 1),
             "seconds_since_registry_answered": None

@@ -85,13 +85,40 @@ def test_a_prediction_names_the_model_and_the_request(client: TestClient) -> Non
     response = client.post("/v1/churn/predict", json={"rows": rows(2)})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == {"name": "churn_model", "version": "4", "run_id": "r4"}
+    # A version registered without a threshold of its own labels at 0.5.
+    assert body["model"] == {"name": "churn_model", "version": "4", "run_id": "r4", "decision_threshold": 0.5}
     assert body["output"] == "score"
     assert body["predictions"] == [
-        {"customer_id": 100, "score": pytest.approx(0.04)},
-        {"customer_id": 101, "score": pytest.approx(0.05)},
+        {"customer_id": 100, "score": pytest.approx(0.04), "predicted_label": 0},
+        {"customer_id": 101, "score": pytest.approx(0.05), "predicted_label": 0},
     ]
     assert response.headers["X-Request-ID"] == body["request_id"] and len(body["request_id"]) == 32
+
+
+def test_the_label_is_decided_at_the_versions_own_threshold(
+    lake: Lake, served: Served, tmp_path: Path
+) -> None:
+    from mlops.model import tags
+    from mlops.model.threshold import threshold_of
+
+    # The registry entry carries the threshold chosen at training; the score stays the probability.
+    entry = type("Entry", (), {"version": "4", "run_id": "r4", "tags": {tags.DECISION_THRESHOLD: "0.045"}})()
+    served.model = ServedModel(
+        "churn_model",
+        resolve=lambda: entry,
+        load=lambda entry: StubModel(0.04),
+        refresh_seconds=60,
+        threshold=threshold_of,
+    )
+    with TestClient(create_app({"churn": served}, max_rows=MAX_ROWS)) as client:
+        body = client.post("/v1/churn/predict", json={"rows": rows(2)}).json()
+        described = client.get("/v1/churn").json()
+    assert body["model"]["decision_threshold"] == 0.045
+    assert body["predictions"] == [
+        {"customer_id": 100, "score": pytest.approx(0.04), "predicted_label": 0},
+        {"customer_id": 101, "score": pytest.approx(0.05), "predicted_label": 1},
+    ]
+    assert described["model"]["decision_threshold"] == 0.045
 
 
 def test_every_served_request_is_logged_once_at_shutdown(lake: Lake, served: Served) -> None:

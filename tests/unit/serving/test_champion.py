@@ -177,3 +177,40 @@ def test_the_refresh_thread_survives_an_unexpected_error_and_readiness_turns_sta
         assert served.problems() == []
     finally:
         served.stop()
+
+
+def test_the_threshold_is_read_once_when_a_version_is_loaded(registry: Registry, clock: Clock) -> None:
+    read: list[str] = []
+    thresholds = {"1": 0.3, "2": 0.7}
+
+    def threshold(entry: Entry) -> float:
+        read.append(entry.version)
+        return thresholds[entry.version]
+
+    served = ServedModel(
+        "churn_model", resolve=registry.resolve, load=registry.load, refresh_seconds=1, threshold=threshold,
+        clock=clock,
+    )  # fmt: skip
+    assert served.refresh().threshold == 0.3
+    served.refresh()  # the same champion: nothing is read again
+    registry.champion = "2"
+    assert served.refresh().threshold == 0.7
+    assert read == ["1", "2"]
+    assert served.status()["decision_threshold"] == 0.7
+
+
+def test_a_version_whose_threshold_cannot_be_read_is_not_swapped_in(registry: Registry, clock: Clock) -> None:
+    def threshold(entry: Entry) -> float:
+        if entry.version == "2":
+            raise ValueError("model version v2 has decision_threshold='high', not a number in [0, 1]")
+        return 0.4
+
+    served = ServedModel(
+        "churn_model", resolve=registry.resolve, load=registry.load, refresh_seconds=1, threshold=threshold,
+        clock=clock,
+    )  # fmt: skip
+    served.refresh()
+    registry.champion = "2"
+    current = served.refresh()
+    assert (current.version, current.threshold) == ("1", 0.4)
+    assert "decision_threshold='high'" in served.status()["problem"]
