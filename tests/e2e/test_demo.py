@@ -23,7 +23,7 @@ from mlops.core.lake import Lake
 from mlops.dev.demo import TRAIN_DAY
 from mlops.dev.slack_standin import SlackStandin
 from tests.integration.stack import free_port
-from tests.support.service import RunningService, clean_env
+from tests.support.service import RunningService, clean_env, wait_out_midnight
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -34,21 +34,11 @@ WEBHOOK_SECRET = "WEBHOOKSECRET" + secrets.token_hex(8)
 CONN_SECRET = "CONNSECRET" + secrets.token_hex(8)
 
 
-def _wait_out_midnight(margin: dt.timedelta = dt.timedelta(minutes=16)) -> None:
-    """The demo's story happens within one UTC day (its feeds end yesterday; it stops with a clear
-    error when the day changes under it), and it takes about ten minutes: start it after midnight
-    rather than let it run into one."""
-    import time
-
-    now = dt.datetime.now(dt.UTC)
-    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    if midnight - now < margin:
-        time.sleep((midnight - now).total_seconds() + 5)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
-    _wait_out_midnight()
+    # The demo's story happens within one UTC day (its feeds end yesterday; it stops with a clear
+    # error when the day changes under it), and it takes about ten minutes.
+    wait_out_midnight(dt.timedelta(minutes=16))
     home = tmp_path_factory.mktemp("demo-home")
     port = free_port()
     with SlackStandin(token="xoxb-test", webhook_path=f"/services/T000/B000/{WEBHOOK_SECRET}") as slack:
@@ -97,6 +87,13 @@ def test_demo_tells_the_story(demo) -> None:
     assert [(h["version"], h["outcome"]) for h in history] == [("1", "promoted"), ("2", "promoted")]
     assert history[0]["airflow_run_id"].startswith("upstream__")
     assert history[1]["airflow_run_id"].startswith("drift__") and "beats champion" in history[1]["reason"]
+    # v1 catches churners at the threshold chosen for it on validation (f1), and its evidence
+    # pack (JSON and HTML) is in the lake, linked from its record.
+    first = history[0]["decision_threshold"]
+    assert first is not None and first["objective"] == "f1" and first["recall"] > 0, first
+    assert "decision threshold" in out
+    for key in ("evidence_uri", "evidence_html_uri"):
+        assert history[0].get(key), history[0]
 
     # Unlabeled days were scored; labels arrived later and were measured per day. The days after
     # the first model's window were scored by v1 when they were asked for, and the new champion

@@ -6,6 +6,7 @@ gives, so it never shares the test session's Airflow database.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -32,6 +33,18 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
         | {"GX_ANALYTICS_ENABLED": "False", "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"}
         | extra
     )
+
+
+def wait_out_midnight(margin: dt.timedelta) -> None:
+    """Sleep past the next midnight UTC if it is less than ``margin`` away.
+
+    A test whose feeds end yesterday must run within one UTC day: after midnight the scheduler
+    runs the new day, whose batch was never landed.
+    """
+    now = dt.datetime.now(dt.UTC)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    if midnight - now < margin:
+        time.sleep((midnight - now).total_seconds() + 5)
 
 
 def config_with(home: Path, use_cases: dict[str, dict[str, Any]]) -> Path:
