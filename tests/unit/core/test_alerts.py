@@ -168,6 +168,7 @@ def test_other_days_are_other_alerts(lake: Lake, slack_standin: SlackStandin) ->
 # Slack failing -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real retries with backoff: `make test` runs it, `make test-fast` does not
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_rate_limited_then_accepted(lake: Lake, slack_standin: SlackStandin, transport: Any) -> None:
     alert = make_drift_alert()
@@ -182,6 +183,7 @@ def test_rate_limited_then_accepted(lake: Lake, slack_standin: SlackStandin, tra
     assert outbox(lake) == []
 
 
+@pytest.mark.slow  # real retries with backoff: `make test` runs it, `make test-fast` does not
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_errors_then_accepted(lake: Lake, slack_standin: SlackStandin, transport: Any) -> None:
     alert = make_drift_alert()
@@ -196,6 +198,7 @@ def test_server_errors_then_accepted(lake: Lake, slack_standin: SlackStandin, tr
     assert outbox(lake) == []
 
 
+@pytest.mark.slow  # real retries with backoff: `make test` runs it, `make test-fast` does not
 def test_slack_down_for_a_whole_run(lake: Lake, slack_standin: SlackStandin) -> None:
     alert = make_drift_alert()
     enqueue(lake, SCOPE, alert)

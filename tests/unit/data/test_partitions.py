@@ -64,6 +64,7 @@ def test_a_day_is_cut_at_line_ends_and_every_part_reads_as_a_file(tmp_path: Path
     assert partitions.split(lake, "churn", manifest, 0) == [{"index": 0, "start": 0, "end": len(data)}]
 
 
+@pytest.mark.slow  # every bad batch kind through a whole partitioned day: `make test` runs it
 @pytest.mark.parametrize(
     "kind", [None, *(k for k in BAD_BATCH_KINDS if k not in {"empty_file", "unreadable_file"})]
 )

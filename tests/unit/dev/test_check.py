@@ -269,6 +269,7 @@ def _drop_support_contacts(raw: dict) -> None:
     raw["features"] = [f for f in raw["features"] if f["name"] != "support_contacts_30d"]
 
 
+@pytest.mark.slow  # trains and registers a champion in a real registry first
 def test_a_removed_column_the_champion_reads_fails_naming_it(config: Path, fresh_home: Path) -> None:
     version = _register_champion("churn", config)
     (check,) = _check(config, "churn")

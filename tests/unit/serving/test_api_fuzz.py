@@ -28,6 +28,10 @@ from mlops.serving.champion import ServedModel
 from mlops.serving.request_log import RequestLog
 from mlops.serving.schema import RequestSchema
 
+pytestmark = (
+    pytest.mark.slow
+)  # hundreds of generated requests: `make test` runs it, `make test-fast` does not
+
 MAX_ROWS = 5
 PATH = "/v1/churn/predict"
 FUZZ = settings(
