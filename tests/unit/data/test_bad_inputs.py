@@ -18,6 +18,9 @@ from mlops.data.parsing import BatchUnreadable, read_batch
 from mlops.dev.simulator import batch_bytes, simulate_batch
 from tests.unit.data.delivery import deliver, verdict
 
+# Every malformed batch through the real gate, seconds each: `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DAY = dt.date(2026, 1, 5)
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 

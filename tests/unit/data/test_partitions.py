@@ -22,6 +22,9 @@ from mlops.dev.simulator import BAD_BATCH_KINDS, batch_bytes, make_batch_bytes, 
 from tests.unit.data import delivery
 from tests.unit.data.delivery import CONFIG, churn, suites
 
+# Whole days cut, checked in partitions and combined, seconds each: `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DAY = dt.date(2026, 3, 2)
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 ROWS = 2000
@@ -64,7 +67,6 @@ def test_a_day_is_cut_at_line_ends_and_every_part_reads_as_a_file(tmp_path: Path
     assert partitions.split(lake, "churn", manifest, 0) == [{"index": 0, "start": 0, "end": len(data)}]
 
 
-@pytest.mark.slow  # every bad batch kind through a whole partitioned day: `make test` runs it
 @pytest.mark.parametrize(
     "kind", [None, *(k for k in BAD_BATCH_KINDS if k not in {"empty_file", "unreadable_file"})]
 )
