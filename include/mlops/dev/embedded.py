@@ -29,7 +29,9 @@ def apply_embedded_defaults() -> dict[str, str]:
             "AIRFLOW__CORE__EXECUTOR": EXECUTOR,
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow/airflow.db",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            # INFO: a task's log (what the UI shows) carries what the docs promise it says, e.g.
+            # why a task was skipped ("no champion yet") or which day a run with no day took.
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "GX_ANALYTICS_ENABLED": "False",
             "MLFLOW_ENABLE_TELEMETRY": "false",
             "DO_NOT_TRACK": "true",
