@@ -309,7 +309,10 @@ def test_first_model_on_request_trains_on_yesterday_and_scores_the_skipped_days(
     assert scoring["state"] == "success", _states(svc, "scoring", scoring["dag_run_id"])
     assert scoring["run_type"] == "asset_triggered"
     events = svc.api("GET", f"/dags/{UC}_scoring/dagRuns/{scoring['dag_run_id']}/upstreamAssetEvents")
-    assert [e["name"] for e in events.json()["asset_events"]] == [f"{UC}_champion"]
+    # The champion's event started it; a feature event still queued then may ride along (the
+    # scheduler hands a run every event its Assets queued), which changes nothing scored.
+    names = [e["name"] for e in events.json()["asset_events"]]
+    assert f"{UC}_champion" in names and set(names) <= {f"{UC}_champion", f"{UC}_features"}, names
     assert _xcom(svc, "scoring", scoring["dag_run_id"], "partitions_to_score") == [
         d.isoformat() for d in days
     ]
