@@ -29,6 +29,20 @@ def land(
     return data
 
 
+def ingest_days(use_case: str, days: list[dt.date], store: Any, *, rows: int = 400) -> None:
+    """Land each day and run the data pipeline's task functions on it in process: archive,
+    validate, materialize into ``store``."""
+    from mlops.core.lake import get_lake
+    from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
+
+    uc, lake, settings = get_use_case(use_case), get_lake(), load_settings()
+    for day in days:
+        land(use_case, day, rows=rows)
+        extract_and_archive(uc, day, lake, settings.landing_uri)
+        validate_batch(uc, day, lake, settings.config_dir)
+        materialize_features(uc, day, lake, store)
+
+
 def run_dag(dag: Any, day: dt.date | None, conf: dict[str, Any] | None = None) -> Any:
     logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
     return dag.test(

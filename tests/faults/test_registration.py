@@ -9,13 +9,11 @@ import pytest
 
 from mlops.core.config import get_use_case
 from mlops.core.lake import get_lake
-from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
-from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 from mlops.model import registry
 from mlops.model.registration import train_and_register
 from mlops.model.training_set import prepare_training_set
-from tests.e2e.helpers import land
+from tests.e2e.helpers import ingest_days
 
 pytestmark = pytest.mark.faults
 DAYS = [dt.date(2026, 8, 1) + dt.timedelta(days=i) for i in range(6)]
@@ -23,13 +21,9 @@ RUN = "scheduled__2026-08-06T00:00:00+00:00"
 
 
 def test_retry_after_dying_between_register_and_tag_reuses_the_version(fresh_home: Path) -> None:
-    uc, lake, settings = get_use_case("churn"), get_lake(), load_settings()
+    uc, lake = get_use_case("churn"), get_lake()
     store = ParquetFeatureStore(lake)
-    for day in DAYS:
-        land("churn", day, rows=500)
-        extract_and_archive(uc, day, lake, settings.landing_uri)
-        validate_batch(uc, day, lake, settings.config_dir)
-        materialize_features(uc, day, lake, store)
+    ingest_days("churn", DAYS, store, rows=500)
     manifest = prepare_training_set(uc, DAYS[-1], lake, store, RUN)
     first = train_and_register(
         uc,

@@ -10,15 +10,13 @@ import pytest
 from mlops.core import layout
 from mlops.core.config import get_use_case
 from mlops.core.lake import get_lake
-from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
-from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 from mlops.model import explain, registry
 from mlops.model.gate import evaluate_and_promote
 from mlops.model.registration import train_and_register
 from mlops.model.scoring import score_partition
 from mlops.model.training_set import prepare_training_set
-from tests.e2e.helpers import land
+from tests.e2e.helpers import ingest_days
 from tests.support.service import config_with
 
 DAYS = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(6)]
@@ -31,13 +29,9 @@ def test_contributions_are_logged_and_written_beside_scores(
     import pandas as pd
 
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(config_with(fresh_home, {"churn": {"scoring.explain": True}})))
-    uc, lake, settings = get_use_case("churn"), get_lake(), load_settings()
+    uc, lake = get_use_case("churn"), get_lake()
     store = ParquetFeatureStore(lake)
-    for day in DAYS:
-        land("churn", day, rows=300)
-        extract_and_archive(uc, day, lake, settings.landing_uri)
-        validate_batch(uc, day, lake, settings.config_dir)
-        materialize_features(uc, day, lake, store)
+    ingest_days("churn", DAYS, store, rows=300)
     manifest = prepare_training_set(uc, DAYS[-1], lake, store, "manual__explain")
     trained = train_and_register(
         uc,

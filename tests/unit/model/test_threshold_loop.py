@@ -12,16 +12,14 @@ import pytest
 from mlops.core import layout
 from mlops.core.config import get_use_case
 from mlops.core.lake import get_lake
-from mlops.core.settings import load_settings
 from mlops.data.feature_store import ParquetFeatureStore
-from mlops.data.tasks import extract_and_archive, materialize_features, validate_batch
 from mlops.model import registry, tags
 from mlops.model.gate import evaluate_and_promote
 from mlops.model.registration import train_and_register
 from mlops.model.scoring import score_partition
 from mlops.model.threshold import PREDICTED_LABEL
 from mlops.model.training_set import prepare_training_set
-from tests.e2e.helpers import land
+from tests.e2e.helpers import ingest_days
 from tests.support.service import config_with
 
 DAYS = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(5)]
@@ -39,13 +37,9 @@ def test_the_chosen_threshold_is_stored_shown_and_used_for_labels(
         "model.threshold": {"objective": "precision_at_recall", "min_recall": MIN_RECALL},
     }
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(config_with(fresh_home, {"churn": overrides})))
-    uc, lake, settings = get_use_case("churn"), get_lake(), load_settings()
+    uc, lake = get_use_case("churn"), get_lake()
     store = ParquetFeatureStore(lake)
-    for day in DAYS:
-        land("churn", day, rows=300)
-        extract_and_archive(uc, day, lake, settings.landing_uri)
-        validate_batch(uc, day, lake, settings.config_dir)
-        materialize_features(uc, day, lake, store)
+    ingest_days("churn", DAYS, store, rows=300)
     manifest = prepare_training_set(uc, DAYS[-1], lake, store, "manual__threshold")
     trained = train_and_register(
         uc, manifest, lake, hyperparameters={}, dag_id="churn_training",
